@@ -1,0 +1,5 @@
+import sys
+
+from origin.service.cli import main
+
+sys.exit(main())

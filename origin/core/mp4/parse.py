@@ -1,0 +1,508 @@
+"""MP4 file → :class:`Movie`: top-level walk (sans-IO), ``moov`` and the sample tables.
+
+The walk is a generator in the style of nginx-vod's VOD_AGAIN: it yields :class:`Need`
+(offset, size) and is sent the bytes. It asks for box headers and the whole ``moov`` only, never
+for ``mdat`` payload, so a file with ``moov`` at the end costs a few small reads.
+
+Sample tables are expanded into columns with C-level iteration (``array`` from bytes,
+``itertools.repeat``/``accumulate``/``map``), never a Python loop per sample.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from functools import partial
+from itertools import accumulate, chain, islice, repeat
+from operator import add, lt, sub
+from typing import NamedTuple, TypeVar
+
+from origin.core.errors import MediaError
+from origin.core.index import SampleIndex, make_index
+from origin.core.mp4.boxes import (
+    HEADER_MAX,
+    BoxHeader,
+    Reader,
+    child_map,
+    children,
+    plausible_type,
+    read_header,
+)
+from origin.core.mp4.codecs import parse_asc, parse_avcc, parse_esds
+from origin.core.track import AacConfig, AvcConfig, Kind, Movie, Track
+
+T = TypeVar("T")
+
+# What a real MP4/MOV may start with; anything else is "not an MP4" rather than "corrupt".
+FIRST_BOX_TYPES = frozenset(
+    {"ftyp", "styp", "moov", "mdat", "free", "skip", "wide", "pdin", "uuid", "sidx", "moof",
+     "meta", "junk", "pnot"}
+)  # fmt: skip
+
+_HANDLERS = {"vide": Kind.VIDEO, "soun": Kind.AUDIO}
+_VIDEO_ENTRIES = frozenset({"avc1", "avc3"})
+_AUDIO_ENTRIES = frozenset({"mp4a"})
+_ENCRYPTED_ENTRIES = frozenset({"encv", "enca"})
+_VISUAL_ENTRY_SIZE = 78  # SampleEntry(8) + VisualSampleEntry fields(70), then child boxes
+_AUDIO_ENTRY_SIZE = 28  # SampleEntry(8) + AudioSampleEntry fields(20), then child boxes
+# QuickTime sound description versions 1 and 2 append fields before the child boxes.
+_QT_AUDIO_EXTRA = {0: 0, 1: 16, 2: 36}
+
+
+class Need(NamedTuple):
+    """A request from the parser: send back ``size`` bytes of the file from ``offset``."""
+
+    offset: int
+    size: int
+
+
+# --------------------------------------------------------------------------- sans-IO driving
+
+
+class _Cache:
+    """The last block the reader returned; a reader that reads ahead saves later requests."""
+
+    __slots__ = ("data", "offset")
+
+    def __init__(self) -> None:
+        self.offset = 0
+        self.data = b""
+
+    def fetch(self, offset: int, size: int) -> Generator[Need, bytes, bytes]:
+        start = offset - self.offset
+        if start >= 0 and start + size <= len(self.data):
+            return self.data[start : start + size]
+        data = yield Need(offset, size)
+        if len(data) < size:
+            raise MediaError(
+                f"truncated file: wanted {size} bytes at offset {offset}, got {len(data)}"
+            )
+        if len(data) > size:
+            self.offset, self.data = offset, data
+            return data[:size]
+        return data
+
+
+def parse_movie(file_size: int) -> Generator[Need, bytes, Movie]:
+    """Parse an MP4 of ``file_size`` bytes; yields :class:`Need` and is sent the bytes.
+
+    The reader may return more than asked (read-ahead; the surplus is used for later needs)
+    but not less: a short read means a truncated file.
+    """
+    if file_size <= 0:
+        raise MediaError("empty file: not an MP4")
+    cache = _Cache()
+    pos = 0
+    moov: Movie | None = None
+    while pos < file_size:
+        avail = file_size - pos
+        if avail < 8:
+            raise MediaError(f"truncated file: {avail} stray bytes at offset {pos}")
+        head = yield from cache.fetch(pos, min(HEADER_MAX, avail))
+        raw_type = head[4:8]
+        if pos == 0 and raw_type.decode("latin-1") not in FIRST_BOX_TYPES:
+            raise MediaError(f"not an MP4 file: it starts with {head[:8]!r}")
+        if not plausible_type(raw_type):
+            raise MediaError(f"corrupt file: no box header at offset {pos}")
+        box = read_header(head, 0, avail)
+        if box.size > avail:
+            raise MediaError(
+                f"truncated file: box '{box.type}' at offset {pos} needs {box.size} bytes, "
+                f"{avail} remain"
+            )
+        if box.type == "moov":
+            if moov is not None:
+                raise MediaError("more than one moov box")
+            data = yield from cache.fetch(pos, box.size)
+            moov = _parse_moov(data, file_size)
+        # Issue 3 slots in here: collect top-level 'moof' (and 'sidx') positions for fragments.
+        pos += box.size
+    if moov is None:
+        raise MediaError("no moov box: not an MP4 file, or its index is missing")
+    return moov
+
+
+def drive(gen: Generator[Need, bytes, T], read: Callable[[int, int], bytes]) -> T:
+    """Run a sans-IO parser to completion, answering each :class:`Need` with ``read``."""
+    try:
+        need = next(gen)
+        while True:
+            need = gen.send(read(need.offset, need.size))
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+def parse_bytes(data: bytes) -> Movie:
+    """Parse an MP4 held in memory."""
+    view = memoryview(data)
+    return drive(parse_movie(len(data)), lambda offset, size: bytes(view[offset : offset + size]))
+
+
+# --------------------------------------------------------------------------- moov
+
+
+@dataclass(frozen=True, slots=True)
+class _TrackHeader:
+    """Everything about a track except its samples (shared with the fragmented path later)."""
+
+    track_id: int
+    kind: Kind
+    timescale: int
+    language: str
+    codec: AvcConfig | AacConfig
+    stsd: bytes
+    pts_shift: int
+    width: int = 0
+    height: int = 0
+    par: tuple[int, int] = (1, 1)
+    sample_rate: int = 0
+    channels: int = 0
+
+    def with_samples(self, samples: SampleIndex) -> Track:
+        return Track(
+            track_id=self.track_id,
+            kind=self.kind,
+            timescale=self.timescale,
+            language=self.language,
+            codec=self.codec,
+            stsd=self.stsd,
+            pts_shift=self.pts_shift,
+            samples=samples,
+            width=self.width,
+            height=self.height,
+            par=self.par,
+            sample_rate=self.sample_rate,
+            channels=self.channels,
+        )
+
+
+def _parse_moov(buf: bytes, file_size: int) -> Movie:
+    moov = read_header(buf, 0, len(buf))
+    boxes = list(children(buf, moov.payload, moov.end))
+    mvhd = next((b for b in boxes if b.type == "mvhd"), None)
+    if mvhd is None:
+        raise MediaError("moov has no mvhd")
+    r = Reader(buf, mvhd)
+    version, _ = r.full()
+    r.skip(16 if version == 1 else 8)  # creation and modification times
+    timescale = r.u32()
+    if timescale == 0:
+        raise MediaError("mvhd timescale is 0")
+    headers = [
+        parsed
+        for trak in boxes
+        if trak.type == "trak" and (parsed := _parse_trak(buf, trak, timescale)) is not None
+    ]
+    if any(b.type == "mvex" for b in boxes):
+        # Issue 3: keep the headers, build each index from moof/traf/trun (stbl is empty).
+        raise MediaError("fragmented MP4 not supported yet")
+    if not headers:
+        raise MediaError("no audio or video track")
+    tracks = tuple(
+        header.with_samples(_sample_index(buf, stbl, file_size, header.track_id))
+        for header, stbl in headers
+    )
+    return Movie(timescale=timescale, tracks=tracks, fragmented=False)
+
+
+def _require(boxes: dict[str, BoxHeader], kind: str, where: str) -> BoxHeader:
+    box = boxes.get(kind)
+    if box is None:
+        raise MediaError(f"{where} has no {kind}")
+    return box
+
+
+def _parse_trak(
+    buf: bytes, trak: BoxHeader, movie_timescale: int
+) -> tuple[_TrackHeader, BoxHeader] | None:
+    """The track's header and its ``stbl``; None for tracks that are neither video nor audio."""
+    tb = child_map(buf, *_span(trak))
+    r = Reader(buf, _require(tb, "tkhd", "trak"))
+    version, _ = r.full()
+    r.skip(16 if version == 1 else 8)
+    track_id = r.u32()
+    where = f"track {track_id}"
+    mdia = child_map(buf, *_span(_require(tb, "mdia", where)))
+    hdlr = Reader(buf, _require(mdia, "hdlr", where))
+    hdlr.skip(8)  # version/flags, pre_defined
+    kind = _HANDLERS.get(hdlr.raw(4).decode("latin-1"))
+    if kind is None:
+        return None  # text, hint, metadata, timecode...: not ours to serve
+    # tkhd's 16.16 size is the fallback when the sample entry says 0.
+    r.skip(8 if version == 1 else 4)  # reserved, duration
+    r.skip(8 + 2 + 2 + 2 + 2 + 36)  # reserved, layer, alternate_group, volume, reserved, matrix
+    tk_width, tk_height = r.u32() >> 16, r.u32() >> 16
+
+    r = Reader(buf, _require(mdia, "mdhd", where))
+    version, _ = r.full()
+    r.skip(16 if version == 1 else 8)
+    timescale = r.u32()
+    if timescale == 0:
+        raise MediaError(f"{where}: mdhd timescale is 0")
+    r.skip(8 if version == 1 else 4)  # duration
+    language = _language(r.u16())
+
+    minf = child_map(buf, *_span(_require(mdia, "minf", where)))
+    stbl = _require(minf, "stbl", where)
+    stsd = _require(child_map(buf, *_span(stbl)), "stsd", where)
+    pts_shift = 0
+    edts = tb.get("edts")
+    elst = child_map(buf, *_span(edts)).get("elst") if edts is not None else None
+    if elst is not None:
+        pts_shift = _pts_shift(buf, elst, movie_timescale, timescale)
+
+    entry = _sample_entry(buf, stsd, where)
+    if entry.type in _ENCRYPTED_ENTRIES:
+        raise MediaError(f"unsupported codec '{entry.type}' in {where} (encrypted)")
+    if entry.type not in (_VIDEO_ENTRIES if kind is Kind.VIDEO else _AUDIO_ENTRIES):
+        raise MediaError(f"unsupported codec '{entry.type}' in {where}")
+    make = partial(
+        _TrackHeader,
+        track_id=track_id,
+        kind=kind,
+        timescale=timescale,
+        language=language,
+        stsd=bytes(buf[stsd.offset : stsd.end]),
+        pts_shift=pts_shift,
+    )
+    if kind is Kind.VIDEO:
+        avc, width, height, par = _video(buf, entry, where)
+        return make(codec=avc, width=width or tk_width, height=height or tk_height, par=par), stbl
+    aac, sample_rate, channels = _audio(buf, entry, where)
+    return make(codec=aac, sample_rate=sample_rate, channels=channels), stbl
+
+
+def _span(box: BoxHeader) -> tuple[int, int]:
+    return box.payload, box.end
+
+
+def _language(code: int) -> str:
+    """mdhd's packed ISO 639-2/T code: three 5-bit letters, each offset by 0x60."""
+    letters = ((code >> 10) & 0x1F, (code >> 5) & 0x1F, code & 0x1F)
+    # 0 and values below 0x400 (QuickTime's Macintosh language codes) carry no ISO code.
+    if code < 0x400 or not all(1 <= c <= 26 for c in letters):
+        return "und"
+    return "".join(chr(0x60 + c) for c in letters)
+
+
+def _pts_shift(buf: bytes, elst: BoxHeader, movie_timescale: int, timescale: int) -> int:
+    """Presentation offset from an edit list, in the media timescale.
+
+    Leading empty edits (media_time -1) delay presentation by their duration; the first normal
+    edit's media_time is where presentation starts. Later edits, and edit rates, are ignored:
+    a packager streams the media timeline, it does not re-cut it.
+    """
+    r = Reader(buf, elst)
+    version, _ = r.full()
+    shift = 0
+    for _ in range(r.u32()):
+        if version == 1:
+            duration, media_time = r.u64(), r.i64()
+        else:
+            duration, media_time = r.u32(), r.i32()
+        r.skip(4)  # media_rate
+        if media_time == -1:
+            shift += (duration * timescale + movie_timescale // 2) // movie_timescale
+            continue
+        return shift - media_time
+    return shift
+
+
+def _sample_entry(buf: bytes, stsd: BoxHeader, where: str) -> BoxHeader:
+    r = Reader(buf, stsd)
+    r.full()
+    count = r.u32()
+    if count > 1:
+        raise MediaError(f"{where}: {count} sample descriptions (only one is supported)")
+    entry = next(children(buf, r.pos, stsd.end), None)
+    if count == 0 or entry is None:
+        raise MediaError(f"{where}: stsd has no sample entry")
+    return entry
+
+
+def _video(buf: bytes, entry: BoxHeader, where: str) -> tuple[AvcConfig, int, int, tuple[int, int]]:
+    r = Reader(buf, entry)
+    r.skip(8 + 16)  # SampleEntry, pre_defined/reserved
+    width, height = r.u16(), r.u16()
+    r.skip(_VISUAL_ENTRY_SIZE - 8 - 20)
+    boxes = child_map(buf, r.pos, entry.end)
+    avcc = boxes.get("avcC")
+    if avcc is None:
+        raise MediaError(f"{where}: '{entry.type}' sample entry has no avcC")
+    try:
+        codec = parse_avcc(buf[avcc.payload : avcc.end])
+    except MediaError as e:
+        raise MediaError(f"{where}: {e}") from None
+    par = (1, 1)
+    pasp = boxes.get("pasp")
+    if pasp is not None:
+        p = Reader(buf, pasp)
+        h, v = p.u32(), p.u32()
+        if h and v:
+            par = (h, v)
+    return codec, width, height, par
+
+
+def _audio(buf: bytes, entry: BoxHeader, where: str) -> tuple[AacConfig, int, int]:
+    """(config, output sample rate, channels) of an ``mp4a`` entry."""
+    r = Reader(buf, entry)
+    r.skip(8)  # SampleEntry
+    qt_version = r.u16()
+    r.skip(6)  # revision, vendor
+    entry_channels = r.u16()
+    extra = _QT_AUDIO_EXTRA.get(qt_version)
+    if extra is None:
+        raise MediaError(f"{where}: unknown sound description version {qt_version}")
+    r.skip(_AUDIO_ENTRY_SIZE - 8 - 10 + extra)
+    boxes = child_map(buf, r.pos, entry.end)
+    esds = boxes.get("esds")
+    if esds is None and "wave" in boxes:  # QuickTime wraps esds in a 'wave' atom
+        esds = child_map(buf, *_span(boxes["wave"])).get("esds")
+    if esds is None:
+        raise MediaError(f"{where}: 'mp4a' sample entry has no esds")
+    try:
+        codec = parse_esds(buf[esds.payload : esds.end])
+    except MediaError as e:
+        raise MediaError(f"{where}: {e}") from None
+    channels = codec.channels or entry_channels  # channel_config 0: the layout is in a PCE
+    return codec, parse_asc(codec.asc).output_rate, channels
+
+
+# --------------------------------------------------------------------------- sample tables
+
+
+def _sample_index(buf: bytes, stbl: BoxHeader, file_size: int, track_id: int) -> SampleIndex:
+    where = f"track {track_id}"
+    boxes = child_map(buf, *_span(stbl))
+
+    if "stsz" in boxes:
+        size = _stsz(buf, boxes["stsz"])
+    elif "stz2" in boxes:
+        size = _stz2(buf, boxes["stz2"], where)
+    else:
+        raise MediaError(f"{where} has no stsz or stz2")
+    n = len(size)
+
+    duration = _runs(buf, _require(boxes, "stts", where), False, n, where)
+    dts = array("q", accumulate(duration, initial=0))
+    dts.pop()
+    cto = _runs(buf, boxes["ctts"], True, n, where) if "ctts" in boxes else array("i", bytes(4 * n))
+    keyframes = _stss(buf, boxes["stss"], n, where) if "stss" in boxes else array("I", range(n))
+    if "stco" in boxes:
+        chunks = _chunk_offsets(buf, boxes["stco"], "I", 4)
+    elif "co64" in boxes:
+        chunks = _chunk_offsets(buf, boxes["co64"], "Q", 8)
+    else:
+        raise MediaError(f"{where} has no stco or co64")
+    offset = _offsets(buf, _require(boxes, "stsc", where), chunks, size, where)
+    if n and max(map(add, offset, size)) > file_size:
+        raise MediaError(f"{where}: sample data lies beyond the end of the file (truncated?)")
+    return make_index(
+        dts=dts, duration=duration, cto=cto, size=size, offset=offset, keyframes=keyframes
+    )
+
+
+def _stsz(buf: bytes, box: BoxHeader) -> array[int]:
+    r = Reader(buf, box)
+    r.full()
+    uniform, count = r.u32(), r.u32()
+    if uniform:
+        return array("I", [uniform]) * count
+    return r.table("I", count, 4)
+
+
+# stz2 4-bit fields: two per byte, high nibble first.
+_HI_NIBBLE = bytes(b >> 4 for b in range(256))
+_LO_NIBBLE = bytes(b & 0x0F for b in range(256))
+
+
+def _stz2(buf: bytes, box: BoxHeader, where: str) -> array[int]:
+    r = Reader(buf, box)
+    r.full()
+    r.skip(3)
+    field, count = r.u8(), r.u32()
+    if field == 16:
+        return array("I", r.table("H", count, 2))
+    if field == 8:
+        return array("I", array("B", r.raw(count)))  # bytes alone would be read as a buffer
+    if field == 4:
+        packed = r.raw((count + 1) // 2)
+        both = bytearray(2 * len(packed))
+        both[0::2] = packed.translate(_HI_NIBBLE)
+        both[1::2] = packed.translate(_LO_NIBBLE)
+        return array("I", array("B", both[:count]))
+    raise MediaError(f"{where}: stz2 field size {field} is invalid")
+
+
+def _runs(buf: bytes, box: BoxHeader, signed: bool, n: int, where: str) -> array[int]:
+    """Expand a (sample_count, value) run table (stts, ctts) to one value per sample."""
+    r = Reader(buf, box)
+    r.full()
+    table = r.table("I", 2 * r.u32(), 4)
+    counts, values = table[0::2], table[1::2]
+    if signed:
+        # ctts v0 is unsigned by the spec, but muxers write negative offsets into v0 as well
+        # and the column is signed 32-bit: read both versions as signed, as ffmpeg does.
+        values = array("i", values.tobytes())
+    total = sum(counts)
+    if total != n:
+        raise MediaError(f"{where}: {box.type} describes {total} samples, the sample sizes {n}")
+    if len(counts) == n and 0 not in counts:  # all runs of length 1, frequent in ctts
+        return values
+    return array(values.typecode, chain.from_iterable(map(repeat, values, counts)))
+
+
+def _stss(buf: bytes, box: BoxHeader, n: int, where: str) -> array[int]:
+    r = Reader(buf, box)
+    r.full()
+    numbers = r.table("I", r.u32(), 4)
+    if numbers and (
+        numbers[0] < 1 or numbers[-1] > n or not all(map(lt, numbers, islice(numbers, 1, None)))
+    ):
+        raise MediaError(f"{where}: stss sample numbers are out of range or not increasing")
+    return array("I", map(sub, numbers, repeat(1)))
+
+
+def _chunk_offsets(buf: bytes, box: BoxHeader, typecode: str, width: int) -> array[int]:
+    r = Reader(buf, box)
+    r.full()
+    return r.table(typecode, r.u32(), width)
+
+
+def _offsets(
+    buf: bytes, stsc: BoxHeader, chunks: array[int], size: array[int], where: str
+) -> array[int]:
+    """Absolute offset of every sample, from stsc (samples per chunk) and chunk offsets.
+
+    Within a chunk samples are contiguous: offset[i] = chunk_offset[c] + (start[i] -
+    start[first sample of c]) where start is the running sum of sizes. Per chunk that is a
+    constant delta, repeated over the chunk's samples and added to ``start`` elementwise.
+    """
+    r = Reader(buf, stsc)
+    r.full()
+    table = r.table("I", 3 * r.u32(), 4)
+    firsts, per_chunk, descriptions = table[0::3], table[1::3], table[2::3]
+    nchunks = len(chunks)
+    if firsts and (
+        firsts[0] != 1 or firsts[-1] > nchunks or not all(map(lt, firsts, islice(firsts, 1, None)))
+    ):
+        raise MediaError(f"{where}: stsc chunk numbers are out of range or not increasing")
+    if any(d != 1 for d in descriptions):
+        raise MediaError(f"{where}: stsc refers to a missing sample description")
+    # One entry per chunk: how many samples it holds (runs end where the next one starts).
+    run_ends = [*firsts[1:], nchunks + 1]
+    spc = array("I", chain.from_iterable(map(repeat, per_chunk, map(sub, run_ends, firsts))))
+    first_sample = array("Q", accumulate(spc, initial=0))
+    n = len(size)
+    if first_sample[-1] != n:
+        raise MediaError(
+            f"{where}: stsc/stco describe {first_sample[-1]} samples, the sample sizes {n}"
+        )
+    if nchunks == n and len(per_chunk) == 1:  # one sample per chunk: nothing to add up
+        return array("Q", chunks)
+    start = array("Q", accumulate(size, initial=0))
+    delta = map(sub, chunks, map(start.__getitem__, first_sample[:-1]))
+    per_sample = chain.from_iterable(map(repeat, delta, spc))
+    return array("Q", map(add, start[:-1], per_sample))

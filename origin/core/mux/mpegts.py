@@ -1,0 +1,603 @@
+"""MPEG-TS media segments for HLS (ISO/IEC 13818-1, RFC 8216 §3.2).
+
+One call builds one segment from the samples of at most one video (H.264) and one audio (AAC)
+track, with no state carried between calls: every segment of a rendition must be buildable alone,
+in any order, on any worker process.
+
+Layout: PAT (PID 0) and PMT (PID 0x1000, program 1) open every segment, then the PES packets of
+both tracks interleaved in decode order. Video is PID 0x100 (stream_type 0x1B, one PES per access
+unit, Annex B with our own AUD and, on keyframes, SPS/PPS); audio is PID 0x101 (stream_type 0x0F,
+ADTS, a few frames per PES). The PCR rides on the video PID when there is video, else on audio.
+
+Continuity counters, the stateless way. Players (ffmpeg's HLS demuxer among them) feed consecutive
+segments into one TS demuxer, so the 4-bit continuity_counter of every PID must run on across
+segment boundaries or the packets are flagged corrupt. A segment cannot know how many packets its
+predecessors wrote, so the count is made not to matter:
+
+- PAT and PMT are written once per segment with CC = ``sequence % 16``, so they advance by one from
+  segment to segment.
+- Each elementary PID starts every segment at CC 0 and ends it at CC 15: the segment's packet count
+  on that PID is rounded up to a multiple of 16 by spreading the last PES packets of the PID over
+  extra TS packets (adaptation-field stuffing lets a packet carry as little as one payload byte).
+  That costs at most 15 packets (2820 bytes) per PID per segment.
+- In the degenerate case where a PID has too few payload bytes to fill 16 packets, its counter
+  starts where it must to still end at 15 and the first packet sets discontinuity_indicator, so the
+  jump into the segment is declared rather than corrupt and the next segment continues cleanly.
+
+Packets that carry no payload (PCR-only) repeat the PID's previous counter, as the standard wants.
+
+Packetization is the hot loop: full packets are a precomputed 4-byte header (indexed by counter)
+plus a memoryview slice of the PES; the bytes are copied once, by the final ``b"".join``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from itertools import chain, cycle, islice
+from operator import itemgetter
+from struct import Struct
+from typing import NamedTuple, Protocol
+
+from origin.core.errors import MediaError
+from origin.core.mux import adts
+from origin.core.mux.run import Run
+from origin.core.track import AacConfig, AvcConfig, Track
+
+# Edit lists make the first timestamps negative (the B-frame reorder delay puts the first DTS
+# before 0, AAC priming the first audio PTS), but TS timestamps are unsigned 33-bit numbers and
+# players mishandle values just below the wrap. A constant offset keeps every timestamp positive
+# and is the same for every segment built alone. 10 s covers any sane edit list shift.
+PTS_OFFSET = 900_000
+
+VIDEO_PID = 0x100
+AUDIO_PID = 0x101
+PMT_PID = 0x1000
+PROGRAM_NUMBER = 1
+STREAM_TYPE_H264 = 0x1B
+STREAM_TYPE_ADTS_AAC = 0x0F
+
+# AAC frames per PES: fewer PES headers, as Apple's segmenter does, while keeping a PES short
+# enough that audio starts promptly after a seek.
+AUDIO_FRAMES_PER_PES = 5
+# ISO/IEC 13818-1 §2.7.2: a PCR at least every 100 ms (90 kHz ticks).
+PCR_INTERVAL = 9000
+
+TS_PACKET_SIZE = 188
+_PAYLOAD = 184
+_MASK33 = (1 << 33) - 1
+_START_CODE = b"\x00\x00\x00\x01"
+_AUD = b"\x00\x00\x00\x01\x09\xf0"  # access unit delimiter, primary_pic_type 7 (any slice type)
+_NAL_TYPE_AUD = 9
+_MAX_PES_PACKET_LENGTH = 0xFFFF
+_PES_HEADER_PTS = 14  # start code + id + length + flags(2) + header_data_length + PTS(5)
+_PES_HEADER_PTS_DTS = 19
+_AF_PCR = 8  # adaptation_field_length + flags + 6-byte PCR
+_AF_FLAGS = 2  # adaptation_field_length + flags
+
+
+def to_90k(t: int, timescale: int) -> int:
+    """``t`` ticks of ``timescale`` in 90 kHz ticks, rounded half up with exact integers.
+
+    The same rounding for every timescale keeps the conversion monotonic across tracks, so the
+    order of two timestamps never flips when they are converted.
+    """
+    return (2 * t * 90000 + timescale) // (2 * timescale)
+
+
+class Span(Protocol):
+    """Samples ``start:stop`` of ``track``, without payloads (a :class:`Run` is one)."""
+
+    @property
+    def track(self) -> Track: ...
+
+    @property
+    def start(self) -> int: ...
+
+    @property
+    def stop(self) -> int: ...
+
+
+class SampleSpan(NamedTuple):
+    track: Track
+    start: int
+    stop: int
+
+
+class _Unit:
+    """One PES packet (or, with ``size == 0``, one PCR-only TS packet) in the segment plan."""
+
+    __slots__ = ("data", "di", "dts", "header_size", "packets", "pcr", "pid", "rai", "size", "t90")
+
+    def __init__(
+        self,
+        pid: int,
+        *,
+        dts: int,
+        t90: int,
+        data: bytes,
+        size: int,
+        header_size: int,
+        pcr: int | None,
+        rai: bool,
+    ) -> None:
+        self.pid = pid
+        self.dts = dts  # decode time in the track timescale, for interleaving
+        self.t90 = t90  # decode time in 90 kHz with PTS_OFFSET, for PCR-only packets
+        self.data = data  # the PES bytes; empty when only planning sizes
+        self.size = size
+        self.header_size = header_size
+        self.pcr = pcr
+        self.rai = rai
+        self.di = False
+        self.packets = 0
+
+    def first_capacity(self) -> int:
+        if self.pcr is not None:
+            return _PAYLOAD - _AF_PCR
+        if self.rai or self.di:
+            return _PAYLOAD - _AF_FLAGS
+        return _PAYLOAD
+
+    def min_packets(self) -> int:
+        rest = self.size - self.first_capacity()
+        return 1 if rest <= 0 else 1 + -(-rest // _PAYLOAD)
+
+    def max_packets(self) -> int:
+        # The PES header stays whole in the first packet; every other packet carries >= 1 byte.
+        return 1 + self.size - self.header_size
+
+
+def mux_segment(video: Run | None, audio: Run | None, *, sequence: int) -> bytes:
+    """One MPEG-TS media segment holding the samples of ``video`` and/or ``audio``.
+
+    ``sequence`` is the segment's media sequence number; it only sets the PAT/PMT counters so
+    that consecutive segments form one continuous transport stream.
+    """
+    units = _plan(video, audio, video.data if video else None, audio.data if audio else None)
+    out = _Packets()
+    out.add(_psi(video is not None, audio is not None, sequence % 16))
+    _packetize(units, out)
+    return out.join()
+
+
+def segment_size_bound(
+    video: Span | tuple[Track, int, int] | None, audio: Span | tuple[Track, int, int] | None
+) -> int:
+    """An upper bound of ``len(mux_segment(...))`` from the sample index alone, no payloads.
+
+    Everything but the H.264 Annex B conversion is computed exactly (PES headers, SPS/PPS on
+    keyframes, ADTS headers, audio grouping, PCR-only packets, continuity padding). The number of
+    NAL units per sample is unknown, so each sample is bounded by the worst case: with 4-byte
+    length prefixes (what x264/ffmpeg write) the size is exact unless samples carry AUD NAL units
+    (dropped, 6 bytes each); with 1- or 2-byte prefixes every NAL is assumed as small as possible,
+    each growing by 3 or 2 bytes, which overestimates a lot.
+    """
+    if isinstance(video, tuple):
+        video = SampleSpan(*video)
+    if isinstance(audio, tuple):
+        audio = SampleSpan(*audio)
+    units = _plan(video, audio, None, None)
+    return TS_PACKET_SIZE * (2 + sum(u.packets if u.size else 1 for u in units))
+
+
+# --- planning -------------------------------------------------------------------------------
+
+
+def _plan(
+    video: Span | None,
+    audio: Span | None,
+    vdata: Sequence[bytes | memoryview] | None,
+    adata: Sequence[bytes | memoryview] | None,
+) -> list[_Unit]:
+    if video is None and audio is None:
+        raise ValueError("a segment needs a video or an audio run")
+    vunits = _video_units(video, vdata) if video is not None else []
+    aunits = _audio_units(audio, adata, pcr=video is None) if audio is not None else []
+    units = _interleave(vunits, video, aunits, audio)
+    units = _add_pcr_packets(units, VIDEO_PID if video is not None else AUDIO_PID)
+    for pid in (VIDEO_PID, AUDIO_PID):
+        _pad_to_16(units, pid)
+    return units
+
+
+def _video_units(span: Span, data: Sequence[bytes | memoryview] | None) -> list[_Unit]:
+    track = span.track
+    cfg = track.codec
+    if not isinstance(cfg, AvcConfig):
+        raise MediaError(f"track {track.track_id}: MPEG-TS video must be H.264")
+    nls = cfg.nal_length_size
+    if nls not in (1, 2, 4):
+        raise MediaError(f"track {track.track_id}: invalid NAL length size {nls}")
+    params = b"".join(_START_CODE + p for p in (*cfg.sps, *cfg.pps))
+    s = track.samples
+    ts = track.timescale
+    shift = track.pts_shift
+    sync = s.sync_flags
+    units: list[_Unit] = []
+    for k, i in enumerate(range(span.start, span.stop)):
+        dts = s.dts[i] + shift
+        pts90 = to_90k(dts + s.cto[i], ts) + PTS_OFFSET
+        dts90 = min(to_90k(dts, ts) + PTS_OFFSET, pts90)
+        key = sync[i] == 1
+        header = _pes_header(0xE0, pts90, dts90, 0)
+        if data is None:
+            size = s.size[i]
+            if nls != 4:
+                size += (4 - nls) * (size // (nls + 1))
+            pes = b""
+            size += len(header) + len(_AUD) + (len(params) if key else 0)
+        else:
+            parts: list[bytes | bytearray | memoryview] = [header, _AUD]
+            if key:
+                parts.append(params)
+            _annexb(data[k], nls, parts)
+            pes = b"".join(parts)
+            size = len(pes)
+        units.append(
+            _Unit(
+                VIDEO_PID,
+                dts=dts,
+                t90=dts90,
+                data=pes,
+                size=size,
+                header_size=len(header),
+                pcr=dts90,
+                rai=key,
+            )
+        )
+    return units
+
+
+def _annexb(
+    sample: bytes | memoryview, nls: int, parts: list[bytes | bytearray | memoryview]
+) -> None:
+    """Append the NAL units of a length-prefixed sample to ``parts`` with start codes."""
+    mv = memoryview(sample)
+    end = len(mv)
+    p = 0
+    while p < end:
+        q = p + nls
+        if q > end:
+            raise MediaError("truncated NAL length prefix in H.264 sample")
+        n = int.from_bytes(mv[p:q], "big")
+        p = q + n
+        if p > end:
+            raise MediaError("NAL unit overruns its H.264 sample")
+        # Empty NAL units are dropped (nothing to decode); AUDs too, ours is already first.
+        if n and mv[q] & 0x1F != _NAL_TYPE_AUD:
+            parts.append(_START_CODE)
+            parts.append(mv[q:p])
+
+
+def _audio_units(
+    span: Span, data: Sequence[bytes | memoryview] | None, *, pcr: bool
+) -> list[_Unit]:
+    track = span.track
+    cfg = track.codec
+    if not isinstance(cfg, AacConfig):
+        raise MediaError(f"track {track.track_id}: MPEG-TS audio must be AAC")
+    prefix = adts.header_prefix(cfg)
+    s = track.samples
+    ts = track.timescale
+    shift = track.pts_shift
+    units: list[_Unit] = []
+    i, stop = span.start, span.stop
+    while i < stop:
+        first = i
+        dts = s.dts[i] + shift
+        payload = 0
+        while i < stop and i - first < AUDIO_FRAMES_PER_PES:
+            frame = (s.size[i] if data is None else len(data[i - span.start])) + 7
+            if i > first:
+                if _PES_HEADER_PTS - 6 + payload + frame > _MAX_PES_PACKET_LENGTH:
+                    break
+                # As the PCR carrier, the next PES (and its PCR) must start within 100 ms.
+                if pcr and (s.dts[i] + shift - dts) * 10 > ts:
+                    break
+            payload += frame
+            i += 1
+        pts90 = to_90k(dts + s.cto[first], ts) + PTS_OFFSET
+        dts90 = to_90k(dts, ts) + PTS_OFFSET
+        header = _pes_header(0xC0, pts90, pts90, _PES_HEADER_PTS - 6 + payload)
+        if data is None:
+            pes = b""
+        else:
+            parts: list[bytes | bytearray | memoryview] = [header]
+            for k in range(first - span.start, i - span.start):
+                frame_data = data[k]
+                parts.append(adts.header(prefix, len(frame_data)))
+                parts.append(frame_data)
+            pes = b"".join(parts)
+        size = len(header) + payload
+        units.append(
+            _Unit(
+                AUDIO_PID,
+                dts=dts,
+                t90=dts90,
+                data=pes,
+                size=size,
+                header_size=len(header),
+                pcr=dts90 if pcr else None,
+                rai=pcr,
+            )
+        )
+    return units
+
+
+def _interleave(
+    vunits: list[_Unit], video: Span | None, aunits: list[_Unit], audio: Span | None
+) -> list[_Unit]:
+    """Merge both tracks' PES by decode time, compared exactly across timescales."""
+    if video is None or not vunits:
+        return aunits
+    if audio is None or not aunits:
+        return vunits
+    vts = video.track.timescale
+    ats = audio.track.timescale
+    out: list[_Unit] = []
+    vi = ai = 0
+    while vi < len(vunits) and ai < len(aunits):
+        if aunits[ai].dts * vts < vunits[vi].dts * ats:
+            out.append(aunits[ai])
+            ai += 1
+        else:
+            out.append(vunits[vi])
+            vi += 1
+    out += vunits[vi:]
+    out += aunits[ai:]
+    return out
+
+
+def _add_pcr_packets(units: list[_Unit], pcr_pid: int) -> list[_Unit]:
+    """Insert PCR-only packets where the PCR PID falls silent for longer than PCR_INTERVAL."""
+    out: list[_Unit] = []
+    last: int | None = None
+    for u in units:
+        if u.pid == pcr_pid:
+            if u.pcr is not None:
+                # Never let the PCR step back (possible only when a DTS had to be clamped).
+                if last is not None and u.pcr < last:
+                    u.pcr = last
+                last = u.pcr
+        elif last is None or u.t90 - last > PCR_INTERVAL:
+            last = u.t90 if last is None else max(u.t90, last)
+            out.append(
+                _Unit(
+                    pcr_pid,
+                    dts=u.dts,
+                    t90=last,
+                    data=b"",
+                    size=0,
+                    header_size=0,
+                    pcr=last,
+                    rai=False,
+                )
+            )
+        out.append(u)
+    return out
+
+
+def _pad_to_16(units: list[_Unit], pid: int) -> None:
+    """Choose each PES's packet count so the PID's count in the segment is a multiple of 16."""
+    pes = [u for u in units if u.pid == pid and u.size]
+    for u in pes:
+        u.packets = u.min_packets()
+    need = -sum(u.packets for u in pes) % 16
+    for u in reversed(pes):
+        if not need:
+            return
+        add = min(need, u.max_packets() - u.packets)
+        u.packets += add
+        need -= add
+    if need:
+        # Too few bytes: declare the counter jump at the start instead (see module docstring).
+        first = next(u for u in units if u.pid == pid)
+        first.di = True
+        if first.size:
+            first.packets = max(first.packets, first.min_packets())
+
+
+# --- bytes ----------------------------------------------------------------------------------
+
+
+def _pes_header(stream_id: int, pts: int, dts: int, packet_length: int) -> bytes:
+    if pts == dts:
+        return bytes(
+            (0, 0, 1, stream_id, packet_length >> 8, packet_length & 0xFF, 0x84, 0x80, 5)
+        ) + _timestamp(0x2, pts)
+    return (
+        bytes((0, 0, 1, stream_id, packet_length >> 8, packet_length & 0xFF, 0x84, 0xC0, 10))
+        + _timestamp(0x3, pts)
+        + _timestamp(0x1, dts)
+    )
+
+
+def _timestamp(prefix: int, t: int) -> bytes:
+    t &= _MASK33
+    return bytes(
+        (
+            prefix << 4 | (t >> 29) & 0x0E | 1,
+            (t >> 22) & 0xFF,
+            (t >> 14) & 0xFE | 1,
+            (t >> 7) & 0xFF,
+            (t << 1) & 0xFE | 1,
+        )
+    )
+
+
+def _pcr(base: int) -> bytes:
+    b = base & _MASK33
+    # 33-bit base, 6 reserved bits, 9-bit extension (0: the PCR sits on a 90 kHz tick).
+    return bytes(
+        (b >> 25 & 0xFF, b >> 17 & 0xFF, b >> 9 & 0xFF, b >> 1 & 0xFF, (b & 1) << 7 | 0x7E, 0)
+    )
+
+
+_BODY16 = Struct(f"{_PAYLOAD}s" * 16)  # 16 packet bodies per call: fewer tuples to build
+_BODY = Struct(f"{_PAYLOAD}s")
+_FIRST = itemgetter(0)
+
+
+@lru_cache(maxsize=8)
+def _headers(pid: int) -> tuple[bytes, ...]:
+    """The 4-byte header of a payload-only packet of ``pid``, indexed by counter."""
+    return tuple(bytes((0x47, pid >> 8, pid & 0xFF, 0x10 | cc)) for cc in range(16))
+
+
+class _Packets:
+    """A segment's packets as two parallel lists: 4-byte headers and 184-byte bodies.
+
+    Full packets need no Python code each: ``iter_unpack`` cuts their bodies from the PES,
+    ``islice(cycle(...))`` picks their headers, and one ``join`` writes the segment at the end.
+    """
+
+    __slots__ = ("bodies", "heads")
+
+    def __init__(self) -> None:
+        self.heads: list[bytes] = []
+        self.bodies: list[bytes] = []
+
+    def full(self, pid: int, cc: int, payload: memoryview) -> None:
+        """Payload-only packets for ``payload`` (a multiple of 184 bytes), counters from ``cc``."""
+        n = len(payload) // _PAYLOAD
+        self.heads.extend(islice(cycle(_headers(pid)), cc, cc + n))
+        split = n // 16 * 16 * _PAYLOAD
+        self.bodies.extend(chain.from_iterable(_BODY16.iter_unpack(payload[:split])))
+        self.bodies.extend(map(_FIRST, _BODY.iter_unpack(payload[split:])))
+
+    def one(
+        self,
+        pid: int,
+        cc: int,
+        pusi: bool,
+        payload: memoryview | bytes,
+        *,
+        pcr: int | None = None,
+        rai: bool = False,
+        di: bool = False,
+    ) -> None:
+        """One packet; an adaptation field carries the flags and stuffs a short payload."""
+        n = len(payload)
+        flags = (0x80 if di else 0) | (0x40 if rai else 0) | (0x10 if pcr is not None else 0)
+        b1 = (0x40 if pusi else 0) | pid >> 8
+        if n == _PAYLOAD and not flags:
+            self.heads.append(bytes((0x47, b1, pid & 0xFF, 0x10 | cc)))
+            self.bodies.append(bytes(payload))
+            return
+        self.heads.append(bytes((0x47, b1, pid & 0xFF, (0x30 if n else 0x20) | cc)))
+        af_len = _PAYLOAD - 1 - n
+        if af_len == 0:
+            self.bodies.append(b"\x00" + payload)
+            return
+        af = bytes((af_len, flags))
+        if pcr is not None:
+            af += _pcr(pcr)
+        if len(af) > af_len + 1:
+            raise AssertionError("adaptation field overflows the packet")
+        self.bodies.append(af.ljust(af_len + 1, b"\xff") + payload)
+
+    def add(self, packets: bytes) -> None:
+        """Ready-made packets (PSI)."""
+        for p in range(0, len(packets), TS_PACKET_SIZE):
+            self.heads.append(packets[p : p + 4])
+            self.bodies.append(packets[p + 4 : p + TS_PACKET_SIZE])
+
+    def join(self) -> bytes:
+        parts = [b""] * (2 * len(self.heads))
+        parts[::2] = self.heads
+        parts[1::2] = self.bodies
+        return b"".join(parts)
+
+
+def _packetize(units: list[_Unit], out: _Packets) -> None:
+    cc = {pid: _start_cc(units, pid) for pid in (VIDEO_PID, AUDIO_PID)}
+    for u in units:
+        pid = u.pid
+        if not u.size:
+            out.one(pid, (cc[pid] - 1) & 15, False, b"", pcr=u.pcr, di=u.di)
+        else:
+            cc[pid] = _pes_packets(out, u, cc[pid])
+
+
+def _start_cc(units: list[_Unit], pid: int) -> int:
+    total = sum(u.packets for u in units if u.pid == pid and u.size)
+    return -total % 16
+
+
+def _pes_packets(out: _Packets, u: _Unit, cc: int) -> int:
+    """Add the ``u.packets`` TS packets of one PES; return the next continuity counter."""
+    pid = u.pid
+    mv = memoryview(u.data)
+    size = u.size
+    n = u.packets
+    # Greedy split: full packets first, then the short ones the counter padding asks for.
+    pos = min(u.first_capacity(), size - (n - 1))
+    out.one(pid, cc, True, mv[:pos], pcr=u.pcr, rai=u.rai, di=u.di)
+    cc = (cc + 1) & 15
+    left = n - 1
+    spare = size - pos - left + 1  # bytes free to fill packets beyond one byte each
+    full = 0 if spare < _PAYLOAD else min(left, (spare - _PAYLOAD) // (_PAYLOAD - 1) + 1)
+    if full:
+        end = pos + full * _PAYLOAD
+        out.full(pid, cc, mv[pos:end])
+        cc = (cc + full) & 15
+        pos = end
+        left -= full
+    while left:
+        take = min(_PAYLOAD, size - pos - (left - 1))
+        out.one(pid, cc, False, mv[pos : pos + take])
+        pos += take
+        cc = (cc + 1) & 15
+        left -= 1
+    return cc
+
+
+# --- PSI ------------------------------------------------------------------------------------
+
+
+def _crc_table() -> tuple[int, ...]:
+    table = []
+    for i in range(256):
+        c = i << 24
+        for _ in range(8):
+            c = ((c << 1) ^ 0x04C11DB7) if c & 0x80000000 else c << 1
+        table.append(c & 0xFFFFFFFF)
+    return tuple(table)
+
+
+_CRC_TABLE = _crc_table()
+
+
+def crc32_mpeg2(data: bytes) -> int:
+    """CRC-32/MPEG-2 (poly 0x04C11DB7, init all ones, not reflected, no final xor)."""
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ _CRC_TABLE[(crc >> 24) ^ b]
+    return crc
+
+
+def _section_packet(pid: int, cc: int, section: bytes) -> bytes:
+    section += crc32_mpeg2(section).to_bytes(4, "big")
+    head = bytes((0x47, 0x40 | pid >> 8, pid & 0xFF, 0x10 | cc, 0))  # PUSI, pointer_field 0
+    return (head + section).ljust(TS_PACKET_SIZE, b"\xff")
+
+
+@lru_cache(maxsize=64)
+def _psi(has_video: bool, has_audio: bool, cc: int) -> bytes:
+    """PAT + PMT packets for the given stream set, counters ``cc``."""
+    pat = bytes((0x00, 0xB0, 13, 0, 1, 0xC1, 0, 0, 0, PROGRAM_NUMBER))
+    pat += bytes((0xE0 | PMT_PID >> 8, PMT_PID & 0xFF))
+    streams = b""
+    if has_video:
+        streams += bytes((STREAM_TYPE_H264, 0xE0 | VIDEO_PID >> 8, VIDEO_PID & 0xFF, 0xF0, 0))
+    if has_audio:
+        streams += bytes((STREAM_TYPE_ADTS_AAC, 0xE0 | AUDIO_PID >> 8, AUDIO_PID & 0xFF, 0xF0, 0))
+    pcr_pid = VIDEO_PID if has_video else AUDIO_PID
+    length = 9 + len(streams) + 4
+    pmt = bytes((0x02, 0xB0 | length >> 8, length & 0xFF, 0, PROGRAM_NUMBER, 0xC1, 0, 0))
+    pmt += bytes((0xE0 | pcr_pid >> 8, pcr_pid & 0xFF, 0xF0, 0)) + streams
+    return _section_packet(0, cc, pat) + _section_packet(PMT_PID, cc, pmt)
+
+
+segment_size = segment_size_bound

@@ -1,0 +1,375 @@
+"""The one facade the service calls: prepare an asset once, then build manifests and segments.
+
+Only this module knows the whole chain (index → segmenter → muxer → manifest). Everything per
+asset that can be known before a request is computed in :func:`prepare`: segment boundaries,
+codec strings, per-segment sizes and so bandwidths. A segment request is then: :func:`plan_reads`
+(which byte ranges of which files), the service reads them, :func:`build_segment` muxes them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from origin.core import urls
+from origin.core.crypto import padded_size
+from origin.core.errors import MediaError, NotFoundError
+from origin.core.manifest import hls
+from origin.core.mux import Run, fmp4, mpegts
+from origin.core.segmenter import Segmentation, cut_at, cut_audio, cut_video
+from origin.core.track import Kind, Movie, Track
+from origin.core.urls import Format, Options
+
+# Ranges of one file closer than this are read as one: a segment's video and audio samples are
+# interleaved in chunks, and one larger read beats several small ones.
+READ_GAP = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Rendition:
+    """One served track: its id in URLs (a bitrate), source file and segmentation."""
+
+    id: int
+    file: int  # index into the asset's file list
+    track: Track
+    seg: Segmentation
+    times: tuple[int, ...] = ()  # segment start per URL time (URL_TIMESCALE)
+    by_time: Mapping[int, int] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> Kind:
+        return self.track.kind
+
+
+def _with_times(r: Rendition) -> Rendition:
+    ts = r.seg.timescale
+    times = tuple(
+        max(0, (t * urls.URL_TIMESCALE + ts // 2) // ts) for t in r.seg.times[: len(r.seg)]
+    )
+    return Rendition(r.id, r.file, r.track, r.seg, times, {t: k for k, t in enumerate(times)})
+
+
+@dataclass(frozen=True, slots=True)
+class Bandwidth:
+    peak: int  # bit/s of the largest segment over its duration
+    average: int
+
+
+@dataclass(frozen=True, slots=True)
+class Presentation:
+    name: str
+    target: Fraction
+    video: tuple[Rendition, ...]  # by ascending bitrate
+    audio: Rendition | None  # cut at video[0]'s boundaries (or alone for audio-only assets)
+    muxed_audio: Mapping[int, Segmentation]  # audio cut at each video rendition's boundaries
+    ts_bandwidth: Mapping[tuple[str, int], Bandwidth]
+    cmaf_bandwidth: Mapping[tuple[str, int], Bandwidth]
+
+    @property
+    def duration(self) -> Fraction:
+        tracks = [r.track for r in self.video] + ([self.audio.track] if self.audio else [])
+        return max(Fraction(t.duration, t.timescale) for t in tracks)
+
+    def rendition(self, track: str, rid: int) -> Rendition:
+        if track == "video":
+            for r in self.video:
+                if r.id == rid:
+                    return r
+        elif self.audio is not None and self.audio.id == rid:
+            return self.audio
+        raise NotFoundError(f"no {track} rendition {rid}")
+
+
+def frame_rate(track: Track) -> Fraction:
+    """Frames per second from the most common sample duration (robust to a short last frame)."""
+    if len(track.samples) == 0:
+        return Fraction(0)
+    common, _ = Counter(track.samples.duration).most_common(1)[0]
+    return Fraction(track.timescale, common) if common else Fraction(0)
+
+
+def _unique_ids(bitrates: Sequence[int]) -> list[int]:
+    """Bitrates as URL ids, nudged up by 1 bit/s where two renditions would collide."""
+    seen: set[int] = set()
+    out = []
+    for bitrate in bitrates:
+        b = max(bitrate, 1)
+        while b in seen:
+            b += 1
+        seen.add(b)
+        out.append(b)
+    return out
+
+
+def prepare(name: str, movies: Sequence[Movie], target: Fraction) -> Presentation:
+    """Index an asset: every video track is a rendition; the first audio track is the audio."""
+    videos = [(i, t) for i, m in enumerate(movies) for t in m.video()]
+    audios = [(i, t) for i, m in enumerate(movies) for t in m.audio()]
+    if not videos and not audios:
+        raise MediaError("no H.264 video or AAC audio track in any file")
+    videos.sort(key=lambda it: it[1].bitrate())
+    ids = _unique_ids([t.bitrate() for _, t in videos])
+    video = tuple(
+        _with_times(Rendition(rid, i, t, cut_video(t, target)))
+        for rid, (i, t) in zip(ids, videos, strict=True)
+    )
+    audio: Rendition | None = None
+    muxed: dict[int, Segmentation] = {}
+    if audios:
+        ai, at = audios[0]
+        aseg = cut_at(at, video[0].seg) if video else cut_audio(at, target)
+        audio = _with_times(Rendition(max(at.bitrate(), 1), ai, at, aseg))
+        for r in video:
+            muxed[r.id] = aseg if r.seg.times == video[0].seg.times else cut_at(at, r.seg)
+    pres = Presentation(name, target, video, audio, muxed, {}, {})
+    return Presentation(
+        name, target, video, audio, muxed, _ts_bandwidths(pres), _cmaf_bandwidths(pres)
+    )
+
+
+def _bandwidth(sizes: Sequence[int], seg: Segmentation) -> Bandwidth:
+    # +16: AES-128 padding adds up to one block; the figures must hold for encrypted segments.
+    peak = 0
+    for k, size in enumerate(sizes):
+        d = seg.duration(k)
+        if d > 0:
+            peak = max(peak, math.ceil(padded_size(size) * 8 / d))
+    total = Fraction(seg.times[-1] - seg.times[0], seg.timescale)
+    avg = math.ceil(sum(padded_size(s) for s in sizes) * 8 / total) if total > 0 else 0
+    return Bandwidth(peak, avg)
+
+
+def _ts_bandwidths(p: Presentation) -> dict[tuple[str, int], Bandwidth]:
+    out: dict[tuple[str, int], Bandwidth] = {}
+    for r in p.video:
+        aseg = p.muxed_audio.get(r.id)
+        sizes = []
+        for k in range(len(r.seg)):
+            v = (r.track, *r.seg.bounds(k))
+            a = (p.audio.track, *aseg.bounds(k)) if p.audio and aseg else None
+            sizes.append(mpegts.segment_size_bound(v, a))
+        out["video", r.id] = _bandwidth(sizes, r.seg)
+    if p.audio:
+        a = p.audio
+        sizes = [
+            mpegts.segment_size_bound(None, (a.track, *a.seg.bounds(k))) for k in range(len(a.seg))
+        ]
+        out["audio", a.id] = _bandwidth(sizes, a.seg)
+    return out
+
+
+def _cmaf_bandwidths(p: Presentation) -> dict[tuple[str, int], Bandwidth]:
+    out: dict[tuple[str, int], Bandwidth] = {}
+    for r in [*p.video, *([p.audio] if p.audio else [])]:
+        sizes = [fmp4.media_segment_size(r.track, *r.seg.bounds(k)) for k in range(len(r.seg))]
+        out[r.kind.value, r.id] = _bandwidth(sizes, r.seg)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Playlists
+
+
+def master_playlist(p: Presentation, options: Options, *, base: str = "") -> str:
+    """The HLS multivariant playlist for ``options.format``."""
+    fmt = options.format or Format.HLS_TS
+    cmaf = fmt is Format.HLS_CMAF
+    bandwidths = p.cmaf_bandwidth if cmaf else p.ts_bandwidth
+    variants: list[hls.Variant] = []
+    media: list[hls.AudioRendition] = []
+    group = "audio" if cmaf and p.audio else None
+    if p.audio and cmaf:
+        media.append(
+            hls.AudioRendition(
+                group_id="audio",
+                name=hls.language_tag(p.audio.track.language) or "audio",
+                uri=base + urls.media_uri(p.audio.id, "audio", options),
+                language=hls.language_tag(p.audio.track.language),
+                channels=p.audio.track.channels or p.audio.track.codec.channels,  # type: ignore[union-attr]
+            )
+        )
+    audio_bw = bandwidths["audio", p.audio.id] if p.audio else Bandwidth(0, 0)
+    for r in p.video:
+        bw = bandwidths["video", r.id]
+        codecs = [r.track.codec_string]
+        if p.audio:
+            codecs.append(p.audio.track.codec_string)
+        extra = audio_bw if cmaf else Bandwidth(0, 0)
+        variants.append(
+            hls.Variant(
+                uri=base + urls.media_uri(r.id, "video", options),
+                bandwidth=bw.peak + extra.peak,
+                average_bandwidth=bw.average + extra.average,
+                codecs=codecs,
+                resolution=_display_size(r.track),
+                frame_rate=float(frame_rate(r.track)),
+                audio_group=group,
+            )
+        )
+    if p.audio and (options.audio_only or not p.video):
+        variants.append(
+            hls.Variant(
+                uri=base + urls.media_uri(p.audio.id, "audio", options),
+                bandwidth=audio_bw.peak,
+                average_bandwidth=audio_bw.average,
+                codecs=[p.audio.track.codec_string],
+                audio_group=group,
+            )
+        )
+    return hls.master_playlist(variants, media)
+
+
+def _display_size(t: Track) -> tuple[int, int]:
+    w, h = t.width, t.height
+    num, den = t.par
+    if num and den and num != den:
+        w = round(w * num / den)
+    return w, h
+
+
+def media_playlist(
+    p: Presentation,
+    track: str,
+    rid: int,
+    options: Options,
+    *,
+    key: hls.Key | None,
+    base: str = "",
+) -> str:
+    """A VOD media playlist of one rendition (TS: video with muxed audio, or audio alone)."""
+    r = p.rendition(track, rid)
+    cmaf = options.format is Format.HLS_CMAF
+    segments = [
+        hls.Segment(r.seg.duration(k), base + urls.fragment_uri(track, r.times[k], options))
+        for k in range(len(r.seg))
+    ]
+    map_uri = base + urls.fragment_uri(track, urls.INIT, options) if cmaf else None
+    return hls.media_playlist(segments, key=key, map_uri=map_uri)
+
+
+# ---------------------------------------------------------------------------------------------
+# Segments
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRef:
+    """One addressable segment: ``index`` is -1 (urls.INIT) for an initialization segment."""
+
+    format: Format
+    track: str
+    rendition: int
+    index: int
+
+    @property
+    def sequence(self) -> int:
+        """The media sequence number (EXT-X-MEDIA-SEQUENCE starts at 0)."""
+        return self.index
+
+
+def resolve(p: Presentation, path: urls.FragmentPath) -> SegmentRef:
+    """Map a fragment URL to a segment, or raise NotFoundError."""
+    fmt = path.options.format
+    assert fmt is not None
+    r = p.rendition(path.track, path.rendition)
+    if path.time == urls.INIT:
+        if fmt is not Format.HLS_CMAF:
+            raise NotFoundError("MPEG-TS has no initialization segment")
+        return SegmentRef(fmt, path.track, r.id, urls.INIT)
+    k = r.by_time.get(path.time)
+    if k is None:
+        raise NotFoundError(f"no {path.track} fragment at time {path.time}")
+    return SegmentRef(fmt, path.track, r.id, k)
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    file: int
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadPlan:
+    """Byte ranges to read, and where each run's samples sit in them."""
+
+    spans: tuple[Span, ...]
+    runs: tuple[tuple[Track, int, int, tuple[tuple[int, int, int], ...]], ...]
+    # per run: track, start, stop, per sample (span index, offset in span, size)
+
+
+def _runs(p: Presentation, ref: SegmentRef) -> list[tuple[int, Track, int, int]]:
+    """(file, track, start, stop) of what segment ``ref`` contains."""
+    r = p.rendition(ref.track, ref.rendition)
+    if ref.index == urls.INIT:
+        return []
+    out = [(r.file, r.track, *r.seg.bounds(ref.index))]
+    if ref.format is Format.HLS_TS and ref.track == "video" and p.audio is not None:
+        aseg = p.muxed_audio[r.id]
+        out.append((p.audio.file, p.audio.track, *aseg.bounds(ref.index)))
+    return out
+
+
+def plan_reads(p: Presentation, ref: SegmentRef) -> ReadPlan:
+    items: list[tuple[int, int, int, int, int]] = []  # file, offset, size, run, sample
+    runs = _runs(p, ref)
+    for n, (file, track, start, stop) in enumerate(runs):
+        s = track.samples
+        for i in range(start, stop):
+            items.append((file, s.offset[i], s.size[i], n, i - start))
+    items.sort()
+    spans: list[Span] = []
+    where: list[list[tuple[int, int, int]]] = [
+        [(0, 0, 0)] * (stop - start) for _, _, start, stop in runs
+    ]
+    cur_file, cur_start, cur_end = -1, 0, 0
+    for file, off, size, n, j in items:
+        if file != cur_file or off > cur_end + READ_GAP:
+            if cur_file >= 0:
+                spans.append(Span(cur_file, cur_start, cur_end - cur_start))
+            cur_file, cur_start, cur_end = file, off, off + size
+        else:
+            cur_end = max(cur_end, off + size)
+        where[n][j] = (len(spans), off - cur_start, size)
+    if cur_file >= 0:
+        spans.append(Span(cur_file, cur_start, cur_end - cur_start))
+    return ReadPlan(
+        tuple(spans),
+        tuple((t, a, b, tuple(w)) for (_, t, a, b), w in zip(runs, where, strict=True)),
+    )
+
+
+def build_segment(
+    p: Presentation, ref: SegmentRef, plan: ReadPlan, chunks: Sequence[bytes]
+) -> bytes:
+    """Mux a clear segment from the bytes of ``plan.spans`` (same order)."""
+    r = p.rendition(ref.track, ref.rendition)
+    if ref.index == urls.INIT:
+        return fmp4.init_segment(r.track)
+    if len(chunks) != len(plan.spans):
+        raise ValueError("one chunk per planned span is required")
+    views = [memoryview(c) for c in chunks]
+    for span, view in zip(plan.spans, views, strict=True):
+        if len(view) < span.size:
+            raise MediaError("source file is shorter than its index says")
+    runs = [
+        Run(track, start, stop, [views[si][o : o + n] for si, o, n in where])
+        for track, start, stop, where in plan.runs
+    ]
+    if ref.format is Format.HLS_CMAF:
+        return fmp4.media_segment(runs[0], sequence=ref.index + 1)
+    if ref.track == "video":
+        audio = runs[1] if len(runs) > 1 and len(runs[1]) else None
+        return mpegts.mux_segment(runs[0], audio, sequence=ref.index)
+    return mpegts.mux_segment(None, runs[0], sequence=ref.index)
+
+
+Reader = Callable[[Span], bytes]
+
+
+def segment_bytes(p: Presentation, ref: SegmentRef, read: Reader) -> bytes:
+    """Plan, read through ``read`` and build: for tools and tests that hold files in memory."""
+    plan = plan_reads(p, ref)
+    return build_segment(p, ref, plan, [read(s) for s in plan.spans])

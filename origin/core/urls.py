@@ -1,0 +1,205 @@
+"""The AMS-compatible URL grammar, parsed and formatted in one place.
+
+    [/{locator}]/{asset}.ism/manifest(format=m3u8-aapl[,encryption=cbc][,audio-only=false])
+    [/{locator}]/{asset}.ism/QualityLevels({id})/Manifest({video|audio},format=…[,encryption=cbc])
+    [/{locator}]/{asset}.ism/QualityLevels({id})/Fragments({video|audio}={time|i},format=…[,…]).ext
+
+Fragment times are presentation times in 100 ns units (the Smooth Streaming timescale); ``i`` names
+a CMAF initialization segment. Every URL a playlist carries is relative to that playlist, so the
+origin works behind any host, path prefix or CDN; only the key URL, served from the root, needs to
+climb out of the asset folder.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from urllib.parse import quote
+
+URL_TIMESCALE = 10_000_000
+
+
+class UrlError(ValueError):
+    """A malformed URL or option (HTTP 400). The message names what is wrong."""
+
+
+class Format(StrEnum):
+    HLS_TS = "m3u8-aapl"
+    HLS_CMAF = "m3u8-cmaf"
+
+
+class Encryption(StrEnum):
+    CBC = "cbc"
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """The options inside ``manifest(...)``, ``Manifest(...)`` and ``Fragments(...)``."""
+
+    format: Format | None = None
+    encryption: Encryption | None = None
+    audio_only: bool = True
+
+    def suffix(self) -> str:
+        """What child URLs carry forward: the format and an explicit encryption request."""
+        parts = [f"format={self.format}"] if self.format else []
+        if self.encryption:
+            parts.append(f"encryption={self.encryption}")
+        return ",".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class MasterPath:
+    locator: str | None
+    asset: str
+    options: Options
+
+
+@dataclass(frozen=True, slots=True)
+class MediaPath:
+    locator: str | None
+    asset: str
+    rendition: int
+    track: str  # "video" | "audio"
+    options: Options
+
+
+INIT = -1  # the fragment "time" of an initialization segment
+
+
+@dataclass(frozen=True, slots=True)
+class FragmentPath:
+    locator: str | None
+    asset: str
+    rendition: int
+    track: str
+    time: int  # URL_TIMESCALE units, or INIT
+    options: Options
+
+
+Path = MasterPath | MediaPath | FragmentPath
+
+_ASSET = r"(?P<asset>[A-Za-z0-9][A-Za-z0-9._~-]*)\.ism"
+_PREFIX = r"^/(?:(?P<locator>[^/]+)/)?" + _ASSET
+_MASTER = re.compile(_PREFIX + r"/manifest(?:\((?P<opts>[^()]*)\))?$", re.IGNORECASE)
+_MEDIA = re.compile(
+    _PREFIX + r"/QualityLevels\((?P<rid>\d{1,12})\)/Manifest\((?P<track>video|audio)"
+    r"(?:,(?P<opts>[^()]*))?\)$",
+    re.IGNORECASE,
+)
+_FRAGMENT = re.compile(
+    _PREFIX + r"/QualityLevels\((?P<rid>\d{1,12})\)/Fragments\((?P<track>video|audio)="
+    r"(?P<time>\d{1,20}|i)(?:,(?P<opts>[^()]*))?\)(?:\.(?P<ext>ts|m4s|mp4))?$",
+    re.IGNORECASE,
+)
+_VALUES = {
+    "format": {f.value for f in Format},
+    "encryption": {e.value for e in Encryption},
+    "audio-only": {"true", "false"},
+}
+
+
+def parse_options(text: str | None, *, allowed: frozenset[str]) -> Options:
+    """Parse ``key=value`` pairs in any order; an unknown key or value is a :class:`UrlError`."""
+    found: dict[str, str] = {}
+    for raw in (text or "").split(","):
+        part = raw.strip()
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        key, value = key.strip().lower(), value.strip().lower()
+        if not sep or key not in _VALUES:
+            raise UrlError(f"unknown option {key!r}")
+        if key not in allowed:
+            raise UrlError(f"option {key!r} is not allowed here")
+        if value not in _VALUES[key]:
+            raise UrlError(f"unknown value {value!r} for option {key!r}")
+        if key in found:
+            raise UrlError(f"option {key!r} given twice")
+        found[key] = value
+    return Options(
+        format=Format(found["format"]) if "format" in found else None,
+        encryption=Encryption(found["encryption"]) if "encryption" in found else None,
+        audio_only=found.get("audio-only", "true") == "true",
+    )
+
+
+def _locator(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise UrlError(f"locator {value!r} is not a UUID") from None
+    return value
+
+
+_MASTER_OPTS = frozenset({"format", "encryption", "audio-only"})
+_CHILD_OPTS = frozenset({"format", "encryption"})
+
+
+def parse_path(path: str) -> Path | None:
+    """Parse a request path; None when it is not an asset URL at all (404)."""
+    if m := _MASTER.match(path):
+        return MasterPath(
+            _locator(m["locator"]), m["asset"], parse_options(m["opts"], allowed=_MASTER_OPTS)
+        )
+    if m := _MEDIA.match(path):
+        opts = parse_options(m["opts"], allowed=_CHILD_OPTS)
+        if opts.format is None:
+            raise UrlError("a media playlist URL needs format=")
+        return MediaPath(
+            _locator(m["locator"]), m["asset"], int(m["rid"]), m["track"].lower(), opts
+        )
+    if m := _FRAGMENT.match(path):
+        opts = parse_options(m["opts"], allowed=_CHILD_OPTS)
+        if opts.format is None:
+            raise UrlError("a fragment URL needs format=")
+        time = INIT if m["time"].lower() == "i" else int(m["time"])
+        ext = (m["ext"] or "").lower()
+        if ext and ext != _extension(opts.format, time):
+            raise UrlError(f"extension .{ext} does not match format={opts.format}")
+        return FragmentPath(
+            _locator(m["locator"]), m["asset"], int(m["rid"]), m["track"].lower(), time, opts
+        )
+    if ".ism" in path.lower():
+        raise UrlError("malformed streaming URL")
+    return None
+
+
+def media_uri(rendition: int, track: str, options: Options) -> str:
+    """A media playlist URI relative to the master playlist."""
+    return f"QualityLevels({rendition})/Manifest({track},{options.suffix()})"
+
+
+def _extension(fmt: Format | None, time: int) -> str:
+    if fmt is Format.HLS_TS:
+        return "ts"
+    return "mp4" if time == INIT else "m4s"
+
+
+def fragment_uri(track: str, time: int, options: Options) -> str:
+    """A segment URI relative to its media playlist (``time`` INIT for the init segment).
+
+    It ends in a media extension (.ts, .m4s, .mp4): ffmpeg's HLS demuxer refuses segment URLs
+    whose path has none (``allowed_segment_extensions``, on by default since the 2024 security
+    fixes, Debian's 5.1 included), which the bare AMS ``Fragments(...)`` form would trip.
+    Requests without the extension are still accepted.
+    """
+    t = "i" if time == INIT else str(time)
+    return f"Fragments({track}={t},{options.suffix()}).{_extension(options.format, time)}"
+
+
+def key_uri(kid: uuid.UUID, *, depth: int, base_url: str | None = None) -> str:
+    """The key service URI for ``kid`` as seen from a playlist ``depth`` folders deep."""
+    rel = f"key?kid={quote(str(kid))}"
+    if base_url:
+        return base_url.rstrip("/") + "/" + rel
+    return "../" * depth + rel
+
+
+def playlist_depth(path: MediaPath) -> int:
+    """Folders between the server root and a media playlist."""
+    return 3 if path.locator else 2

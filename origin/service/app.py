@@ -1,0 +1,250 @@
+"""The aiohttp application: routes, authorizes, caches and writes. No media logic here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import posixpath
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from origin.core import pipeline, urls
+from origin.core.crypto import sequence_iv
+from origin.core.errors import MediaError, NotFoundError
+from origin.core.manifest import hls
+from origin.core.urls import Format, UrlError
+from origin.service import http
+from origin.service.cors import Cors
+from origin.service.state import Asset, ContentKey, State
+from origin.service.storage import read_spans
+
+log = logging.getLogger("origin")
+
+STATE: web.AppKey[State] = web.AppKey("state", State)
+INFLIGHT: web.AppKey[dict[Any, asyncio.Future[bytes]]] = web.AppKey("inflight", dict)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MANIFEST_CACHE_ENTRIES = 4096
+
+
+class AccessLogger(AbstractAccessLogger):
+    """Method, path, status, size, time. Never the query string: it may carry tokens."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s" %d %d %.1fms',
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            response.body_length,
+            time * 1000,
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes a short, exact status; nothing internal reaches the client."""
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status >= 400 and not e.text:
+            return http.error_response(e.status, e.reason)
+        raise
+    except UrlError as e:
+        return http.error_response(400, f"bad request: {e}")
+    except NotFoundError as e:
+        return http.error_response(404, f"not found: {e}")
+    except MediaError as e:
+        log.error("media error on %s: %s", request.path, e)
+        return http.error_response(503, "source media unavailable")
+    except Exception:
+        log.exception("internal error on %s", request.path)
+        return http.error_response(500, "internal error")
+
+
+def _asset(state: State, name: str) -> Asset:
+    asset = state.assets.get(name)
+    if asset is None:
+        if name in state.refused:
+            raise NotFoundError(f"asset {name!r} could not be loaded")
+        raise NotFoundError(f"no asset {name!r}")
+    return asset
+
+
+def _content_key(state: State, asset: Asset, options: urls.Options) -> ContentKey | None:
+    """The key a request is encrypted with, or None for clear delivery."""
+    if options.encryption is None and not asset.protected:
+        return None
+    kid = asset.config.key_id
+    key = state.keys.get(kid) if kid else None
+    if key is None:
+        raise UrlError(f"asset {asset.config.name!r} has no content key for encryption=cbc")
+    return key
+
+
+def _base(state: State, request: web.Request) -> str:
+    """Prefix for child URIs: empty (relative) unless base_url forces absolute URLs."""
+    base_url = state.config.server.base_url
+    if not base_url:
+        return ""
+    return base_url.rstrip("/") + posixpath.dirname(request.path) + "/"
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    route = urls.parse_path(request.path)
+    if route is None:
+        raise NotFoundError("no such resource")
+    asset = _asset(state, route.asset)
+    srv = state.config.server
+    if isinstance(route, urls.FragmentPath):
+        return await _fragment(request, state, asset, route)
+    key = _content_key(state, asset, route.options)
+    manifest_cc = f"public, max-age={srv.manifest_max_age}"
+    etag = http.make_etag(asset.version, request.path, srv.base_url or "")
+    text = state.manifests.get(request.path)
+    if text is None:
+        text = _manifest(state, request, asset, route, key)
+        if len(state.manifests) >= MANIFEST_CACHE_ENTRIES:
+            state.manifests.clear()
+        state.manifests[request.path] = text
+    return http.entity_response(
+        request,
+        text.encode(),
+        content_type=http.CT_M3U8,
+        etag=etag,
+        cache_control=manifest_cc,
+        last_modified=asset.last_modified,
+    )
+
+
+def _manifest(
+    state: State,
+    request: web.Request,
+    asset: Asset,
+    route: urls.MasterPath | urls.MediaPath,
+    key: ContentKey | None,
+) -> str:
+    pres = asset.presentation
+    base = _base(state, request)
+    if isinstance(route, urls.MasterPath):
+        if route.options.format is None:
+            raise NotFoundError("Smooth Streaming manifests are not built yet; use format=m3u8-*")
+        return pipeline.master_playlist(pres, route.options, base=base)
+    hls_key = None
+    if key is not None:
+        uri = urls.key_uri(
+            key.kid, depth=urls.playlist_depth(route), base_url=state.config.server.base_url
+        )
+        hls_key = hls.Key(uri, asset.config.iv)
+    return pipeline.media_playlist(
+        pres, route.track, route.rendition, route.options, key=hls_key, base=base
+    )
+
+
+async def _clear_segment(
+    request: web.Request, state: State, asset: Asset, ref: pipeline.SegmentRef
+) -> bytes:
+    """The clear segment from the LRU, or built once even under concurrent misses."""
+    cache_key = (asset.version, ref)
+    data = state.segments.get(cache_key)
+    if data is not None:
+        return data
+    inflight = request.app[INFLIGHT]
+    pending = inflight.get(cache_key)
+    if pending is not None:
+        return await asyncio.shield(pending)
+    fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    inflight[cache_key] = fut
+    try:
+        pres = asset.presentation
+        plan = pipeline.plan_reads(pres, ref)
+        chunks = await read_spans(asset.files, plan.spans)
+        data = pipeline.build_segment(pres, ref, plan, chunks)
+        state.segments.put(cache_key, data)
+        fut.set_result(data)
+        return data
+    except BaseException as e:
+        fut.set_exception(e)
+        fut.exception()  # retrieved: waiters re-raise it, nobody logs "never retrieved"
+        raise
+    finally:
+        del inflight[cache_key]
+
+
+async def _fragment(
+    request: web.Request, state: State, asset: Asset, route: urls.FragmentPath
+) -> web.StreamResponse:
+    pres = asset.presentation
+    ref = pipeline.resolve(pres, route)
+    key = _content_key(state, asset, route.options)
+    body: bytes | bytearray = await _clear_segment(request, state, asset, ref)
+    iv = b""
+    # The init segment stays clear: the playlist puts EXT-X-MAP before EXT-X-KEY.
+    if key is not None and ref.index != urls.INIT:
+        iv = asset.config.iv or sequence_iv(ref.sequence)
+        body = key.cipher.encrypt(body, iv)
+    if route.options.format is Format.HLS_TS:
+        ctype = http.CT_TS
+    else:
+        ctype = http.CT_AUDIO_MP4 if route.track == "audio" else http.CT_VIDEO_MP4
+    srv = state.config.server
+    return http.entity_response(
+        request,
+        body,
+        content_type=ctype,
+        etag=http.make_etag(asset.version, request.path, iv.hex()),
+        cache_control=f"public, max-age={srv.segment_max_age}",
+        last_modified=asset.last_modified,
+    )
+
+
+async def key_service(request: web.Request) -> web.StreamResponse:
+    """Key delivery: the 16 raw key bytes for ``?kid=``; every policy is open for now."""
+    state = request.app[STATE]
+    kid_text = request.query.get("kid")
+    if kid_text is None:
+        raise UrlError("missing kid")
+    try:
+        kid = uuid.UUID(kid_text.strip("{}"))
+    except ValueError:
+        raise UrlError("kid is not a UUID") from None
+    key = state.keys.get(kid)
+    if key is None:
+        raise NotFoundError(f"no key {kid}")
+    if request.method == "POST":
+        await request.read()  # AMS clients POST an empty body; drain whatever came
+    return web.Response(
+        body=key.key,
+        content_type=http.CT_KEY,
+        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+    )
+
+
+async def health(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    return web.json_response(
+        {"assets": sorted(state.assets), "refused": sorted(state.refused)},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def build_app(state: State) -> web.Application:
+    cors = Cors(state.config.server.cors_origins, state.config.server.cors_max_age)
+    app = web.Application(middlewares=[cors.middleware, errors], client_max_size=64 * 1024)
+    app[STATE] = state
+    app[INFLIGHT] = {}
+    app.router.add_get("/healthz", health)
+    app.router.add_get("/key", key_service)
+    app.router.add_post("/key", key_service)
+    app.router.add_get("/{tail:.*}", stream)
+    return app

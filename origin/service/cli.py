@@ -1,0 +1,273 @@
+"""The ``origin`` command: serve, check-config, inspect."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from fractions import Fraction
+from importlib import resources
+from pathlib import Path
+
+from aiohttp import web
+
+from origin.core import pipeline
+from origin.core.errors import MediaError
+from origin.service.app import AccessLogger, build_app
+from origin.service.config import Config, ConfigError, load_config
+from origin.service.state import State, build_state
+from origin.service.storage import load_movie, open_source
+
+log = logging.getLogger("origin")
+
+
+def sample_config_path() -> Path:
+    """The built-in sample asset's config, shipped inside the package."""
+    return Path(str(resources.files("origin") / "sample" / "sample.toml"))
+
+
+def _load(path: str | None) -> Config:
+    return load_config(Path(path) if path else sample_config_path())
+
+
+def _print_config_errors(e: ConfigError) -> None:
+    print(f"config has {len(e.problems)} error(s):", file=sys.stderr)
+    for p in e.problems:
+        print(f"  {p}", file=sys.stderr)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(Path(args.path))
+    except ConfigError as e:
+        _print_config_errors(e)
+        return 1
+    print(f"{args.path}: OK ({len(cfg.assets)} asset(s))")
+    return 0
+
+
+def _fmt_time(seconds: Fraction | float) -> str:
+    return f"{float(seconds):.3f}s"
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    try:
+        src = open_source(path)
+    except OSError as e:
+        print(f"{path}: cannot open: {e.strerror or e}", file=sys.stderr)
+        return 1
+    try:
+        movie = load_movie(src)
+        target = Fraction(args.segment_duration).limit_denominator(1000)
+        pres = pipeline.prepare(path.stem, [movie], target)
+    except MediaError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    print(f"{path}  ({src.size} bytes{', fragmented' if movie.fragmented else ''})")
+    for t in movie.tracks:
+        line = (
+            f"  track {t.track_id} {t.kind.value}: {t.codec_string}, timescale {t.timescale}, "
+            f"duration {_fmt_time(t.seconds)}, {len(t.samples)} samples, "
+            f"{t.bitrate() / 1000:.0f} kbit/s, language {t.language}"
+        )
+        if t.kind.value == "video":
+            fps = pipeline.frame_rate(t)
+            line += f", {t.width}x{t.height}, {float(fps):.3f} fps, {len(t.samples.keyframes)} keyframes"
+        else:
+            line += f", {t.sample_rate} Hz, {t.channels} ch"
+        if t.pts_shift:
+            line += f", edit list shift {t.pts_shift}"
+        print(line)
+    print(f"segment plan (target {float(target)}s):")
+    renditions = [*pres.video, *([pres.audio] if pres.audio else [])]
+    for r in renditions:
+        durs = ", ".join(f"{float(d):.3f}" for d in r.seg.durations())
+        print(f"  {r.kind.value} {r.id}: {len(r.seg)} segments [{durs}]")
+    for r in pres.video:
+        bw = pres.ts_bandwidth["video", r.id]
+        print(f"  HLS TS variant {r.id}: peak {bw.peak} bit/s, average {bw.average} bit/s")
+    return 0
+
+
+def _listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+async def _serve(state: State, sock: socket.socket, ready_message: str | None) -> None:
+    app = build_app(state)
+    access = state.config.server.access_log
+    runner = web.AppRunner(
+        app,
+        access_log_class=AccessLogger,
+        access_log=logging.getLogger("origin.access") if access else None,
+        handle_signals=False,
+    )
+    await runner.setup()
+    site = web.SockSite(runner, sock)
+    await site.start()
+    if ready_message:
+        print(ready_message, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        state.close()
+
+
+def _run_loop(coro_factory: object) -> None:
+    try:
+        import uvloop  # noqa: PLC0415 - optional on platforms without it
+
+        uvloop.run(coro_factory)  # type: ignore[arg-type]
+    except ImportError:
+        asyncio.run(coro_factory)  # type: ignore[arg-type]
+
+
+def _worker(config: Config, host: str, port: int) -> None:
+    _setup_logging()
+    state = build_state(config)
+    sock = _listen_socket(host, port, reuse_port=True)
+    _run_loop(_serve(state, sock, None))
+
+
+def _summary(state: State, host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    root = f"http://{shown}:{port}"
+    lines = [f"origin serving on {root}/"]
+    for name, a in state.assets.items():
+        p = a.presentation
+        kinds = f"{len(p.video)} video rendition(s)" + (" + audio" if p.audio else "")
+        segs = len(p.video[0].seg) if p.video else (len(p.audio.seg) if p.audio else 0)
+        prot = a.config.protection
+        lines.append(f"  {name}: {kinds}, {_fmt_time(p.duration)}, {segs} segments, {prot}")
+        lines.append(f"    HLS (TS):   {root}/{name}.ism/manifest(format=m3u8-aapl)")
+        lines.append(f"    HLS (fMP4): {root}/{name}.ism/manifest(format=m3u8-cmaf)")
+    for name, reason in state.refused.items():
+        lines.append(f"  {name}: REFUSED: {reason}")
+    return "\n".join(lines)
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("ORIGIN_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _setup_logging()
+    try:
+        config = _load(args.config)
+    except ConfigError as e:
+        _print_config_errors(e)
+        return 1
+    server = config.server
+    if args.host or args.port is not None or args.workers:
+        server = replace(
+            server,
+            host=args.host or server.host,
+            port=server.port if args.port is None else args.port,
+            workers=args.workers or server.workers,
+        )
+        config = replace(config, server=server)
+    if args.no_access_log:
+        config = replace(config, server=replace(server, access_log=False))
+        server = config.server
+    if server.workers == 1:
+        state = build_state(config)
+        try:
+            sock = _listen_socket(server.host, server.port, reuse_port=False)
+        except OSError as e:
+            print(f"cannot listen on {server.host}:{server.port}: {e.strerror}", file=sys.stderr)
+            return 1
+        port = sock.getsockname()[1]
+        _run_loop(_serve(state, sock, _summary(state, server.host, port)))
+        return 0
+    return _serve_workers(config)
+
+
+def _serve_workers(config: Config) -> int:
+    """N processes, each with its own SO_REUSEPORT socket on one port; nothing shared but files."""
+    server = config.server
+    if server.port == 0:
+        print("--workers needs a fixed --port", file=sys.stderr)
+        return 1
+    try:  # fail early and clearly if the port is taken
+        _listen_socket(server.host, server.port, reuse_port=True).close()
+    except OSError as e:
+        print(f"cannot listen on {server.host}:{server.port}: {e.strerror}", file=sys.stderr)
+        return 1
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_worker, args=(config, server.host, server.port), daemon=True)
+        for _ in range(server.workers)
+    ]
+    for p in procs:
+        p.start()
+    state = build_state(config)  # only for the summary; the workers load their own
+    print(_summary(state, server.host, server.port), flush=True)
+    print(f"  {server.workers} worker processes", flush=True)
+    state.close()
+
+    def forward(signum: int, _frame: object) -> None:
+        for p in procs:
+            if p.is_alive() and p.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    for p in procs:
+        p.join()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="origin", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the configured assets (default: built-in sample)")
+    serve.add_argument("--config", help="TOML config (default: the built-in sample asset)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, help="processes sharing the port (SO_REUSEPORT)")
+    serve.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    serve.set_defaults(func=cmd_serve)
+    check = sub.add_parser("check-config", help="validate a config file")
+    check.add_argument("path")
+    check.set_defaults(func=cmd_check_config)
+    inspect = sub.add_parser("inspect", help="print an MP4's tracks and segment plan")
+    inspect.add_argument("file")
+    inspect.add_argument("--segment-duration", type=float, default=6.0)
+    inspect.set_defaults(func=cmd_inspect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

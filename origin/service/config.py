@@ -1,0 +1,288 @@
+"""TOML configuration: parsed into frozen dataclasses, every error reported at once.
+
+Each error names the file, the field (``assets[1].key``) and what is wrong. Key material is never
+echoed back, not even when it is malformed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import tomllib
+import uuid
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+PROTECTIONS = ("clear", "aes-128")
+
+
+class ConfigError(Exception):
+    """One or more problems in a config file."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    base_url: str | None = None
+    cache_mb: int = 256
+    cors_origins: tuple[str, ...] = ()  # empty: "*"
+    cors_max_age: int = 86400
+    access_log: bool = True
+    manifest_max_age: int = 86400
+    segment_max_age: int = 31536000
+
+
+@dataclass(frozen=True, slots=True)
+class AssetConfig:
+    name: str
+    files: tuple[Path, ...]
+    segment_duration: Fraction
+    protection: str = "clear"
+    key_id: uuid.UUID | None = None
+    key: bytes | None = field(default=None, repr=False)
+    iv: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path | None
+    server: ServerConfig
+    assets: tuple[AssetConfig, ...]
+
+
+_SERVER_FIELDS = {f for f in ServerConfig.__dataclass_fields__}
+_ASSET_FIELDS = {
+    "name", "files", "segment_duration", "protection", "key_id", "key", "key_file", "iv",
+}  # fmt: skip
+
+
+def parse_key(text: str) -> bytes | None:
+    """16 bytes from 32 hex digits (optionally 0x-prefixed) or base64; None if neither."""
+    t = text.strip()
+    hex_text = t[2:] if t.lower().startswith("0x") else t
+    if len(hex_text) == 32:
+        try:
+            return bytes.fromhex(hex_text)
+        except ValueError:
+            pass
+    try:
+        raw = base64.b64decode(t, validate=True)
+    except (binascii.Error, ValueError):
+        try:
+            raw = base64.urlsafe_b64decode(t + "=" * (-len(t) % 4))
+        except (binascii.Error, ValueError):
+            return None
+    return raw if len(raw) == 16 else None
+
+
+def parse_iv(text: str) -> bytes | None:
+    t = text.strip()
+    if t[:2].lower() != "0x" or len(t) != 34:
+        return None
+    try:
+        return bytes.fromhex(t[2:])
+    except ValueError:
+        return None
+
+
+class _Checker:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[str] = []
+
+    def bad(self, where: str, what: str) -> None:
+        self.problems.append(f"{self.source}: {where}: {what}")
+
+    def typed(self, table: dict[str, Any], name: str, where: str, kind: type, default: Any) -> Any:
+        if name not in table:
+            return default
+        value = table[name]
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            self.bad(f"{where}.{name}", f"must be {kind.__name__}, got {type(value).__name__}")
+            return default
+        return value
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a config file; raise ConfigError listing every problem."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError([f"{path}: cannot read: {e.strerror or e}"]) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([f"{path}: not valid TOML: {e}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not UTF-8 text"]) from None
+    return parse_config(raw, base=path.parent, source=str(path), path=path)
+
+
+def parse_config(
+    raw: dict[str, Any], *, base: Path, source: str, path: Path | None = None
+) -> Config:
+    c = _Checker(source)
+    for key in raw:
+        if key not in ("server", "assets"):
+            c.bad(key, "unknown section (expected [server] or [[assets]])")
+    server = _server(c, raw.get("server", {}))
+    assets_raw = raw.get("assets", [])
+    assets: list[AssetConfig] = []
+    if not isinstance(assets_raw, list):
+        c.bad("assets", "must be an array of tables ([[assets]])")
+        assets_raw = []
+    names: set[str] = set()
+    keys: dict[uuid.UUID, bytes] = {}
+    for i, table in enumerate(assets_raw):
+        asset = _asset(c, table, f"assets[{i}]", base)
+        if asset is None:
+            continue
+        if asset.name in names:
+            c.bad(f"assets[{i}].name", f"duplicate asset name {asset.name!r}")
+        names.add(asset.name)
+        if asset.key_id is not None and asset.key is not None:
+            if keys.setdefault(asset.key_id, asset.key) != asset.key:
+                c.bad(f"assets[{i}].key", f"key_id {asset.key_id} is used with a different key")
+        assets.append(asset)
+    if c.problems:
+        raise ConfigError(c.problems)
+    return Config(path, server, tuple(assets))
+
+
+def _server(c: _Checker, t: Any) -> ServerConfig:
+    if not isinstance(t, dict):
+        c.bad("server", "must be a table")
+        return ServerConfig()
+    for key in t:
+        if key not in _SERVER_FIELDS:
+            c.bad(f"server.{key}", "unknown field")
+    d = ServerConfig()
+    host = c.typed(t, "host", "server", str, d.host)
+    port = c.typed(t, "port", "server", int, d.port)
+    if not 0 <= port <= 65535:
+        c.bad("server.port", f"must be 0..65535, got {port}")
+    workers = c.typed(t, "workers", "server", int, d.workers)
+    if not 1 <= workers <= 256:
+        c.bad("server.workers", f"must be 1..256, got {workers}")
+    base_url = c.typed(t, "base_url", "server", str, "") or None
+    if base_url and not base_url.startswith(("http://", "https://")):
+        c.bad("server.base_url", "must be an absolute http(s) URL")
+    cache_mb = c.typed(t, "cache_mb", "server", int, d.cache_mb)
+    if cache_mb < 0:
+        c.bad("server.cache_mb", "must be >= 0")
+    origins = c.typed(t, "cors_origins", "server", list, [])
+    for j, o in enumerate(origins):
+        if not isinstance(o, str) or not o.startswith(("http://", "https://")) or o.endswith("/"):
+            c.bad(f"server.cors_origins[{j}]", "must be an origin like https://player.example")
+    ints = {}
+    for name in ("cors_max_age", "manifest_max_age", "segment_max_age"):
+        ints[name] = c.typed(t, name, "server", int, getattr(d, name))
+        if ints[name] < 0:
+            c.bad(f"server.{name}", "must be >= 0")
+    return ServerConfig(
+        host=host,
+        port=port,
+        workers=workers,
+        base_url=base_url,
+        cache_mb=cache_mb,
+        cors_origins=tuple(o for o in origins if isinstance(o, str)),
+        access_log=c.typed(t, "access_log", "server", bool, d.access_log),
+        **ints,
+    )
+
+
+def _asset(c: _Checker, t: Any, where: str, base: Path) -> AssetConfig | None:
+    if not isinstance(t, dict):
+        c.bad(where, "must be a table")
+        return None
+    before = len(c.problems)
+    for key in t:
+        if key not in _ASSET_FIELDS:
+            c.bad(f"{where}.{key}", "unknown field")
+    name = c.typed(t, "name", where, str, "")
+    if not name:
+        c.bad(f"{where}.name", "is required")
+    elif not all(ch.isalnum() or ch in "._~-" for ch in name) or not name[0].isalnum():
+        c.bad(f"{where}.name", f"{name!r} must be letters, digits and . _ ~ - (a URL name)")
+    files_raw = c.typed(t, "files", where, list, [])
+    files: list[Path] = []
+    if not files_raw and "files" not in t:
+        c.bad(f"{where}.files", "is required")
+    for j, f in enumerate(files_raw):
+        if not isinstance(f, str) or not f:
+            c.bad(f"{where}.files[{j}]", "must be a path string")
+            continue
+        p = Path(f) if Path(f).is_absolute() else base / f
+        if not p.is_file():
+            c.bad(f"{where}.files[{j}]", f"no such file: {p}")
+        files.append(p)
+    seg = c.typed(t, "segment_duration", where, float, 6.0)
+    if not 0.5 <= seg <= 60:
+        c.bad(f"{where}.segment_duration", f"must be between 0.5 and 60 seconds, got {seg}")
+    protection = c.typed(t, "protection", where, str, "clear")
+    if protection not in PROTECTIONS:
+        c.bad(f"{where}.protection", f"must be one of {', '.join(PROTECTIONS)}, got {protection!r}")
+    key_id = None
+    if "key_id" in t:
+        try:
+            key_id = uuid.UUID(str(t["key_id"]))
+        except ValueError:
+            c.bad(f"{where}.key_id", "must be a UUID")
+    key = _key(c, t, where, base)
+    iv = None
+    if "iv" in t:
+        iv = parse_iv(str(t["iv"]))
+        if iv is None:
+            c.bad(f"{where}.iv", "must be 0x followed by 32 hex digits")
+    if protection == "aes-128":
+        if key is None and "key" not in t and "key_file" not in t:
+            c.bad(f"{where}.key", "protection aes-128 needs key or key_file")
+        if key_id is None and "key_id" not in t:
+            c.bad(f"{where}.key_id", "protection aes-128 needs key_id")
+    if key is not None and key_id is None and "key_id" not in t:
+        c.bad(f"{where}.key_id", "a key needs a key_id")
+    if len(c.problems) > before:
+        return None
+    return AssetConfig(
+        name=name,
+        files=tuple(files),
+        segment_duration=Fraction(seg).limit_denominator(1000),
+        protection=protection,
+        key_id=key_id,
+        key=key,
+        iv=iv,
+    )
+
+
+def _key(c: _Checker, t: dict[str, Any], where: str, base: Path) -> bytes | None:
+    if "key" in t and "key_file" in t:
+        c.bad(where, "give key or key_file, not both")
+        return None
+    if "key" in t:
+        key = parse_key(t["key"]) if isinstance(t["key"], str) else None
+        if key is None:
+            c.bad(f"{where}.key", "must be 16 bytes as 32 hex digits or base64 (value not shown)")
+        return key
+    if "key_file" in t:
+        f = t["key_file"]
+        p = Path(f) if isinstance(f, str) and Path(f).is_absolute() else base / str(f)
+        try:
+            data = p.read_bytes()
+        except OSError as e:
+            c.bad(f"{where}.key_file", f"cannot read {p}: {e.strerror or e}")
+            return None
+        key = data if len(data) == 16 else parse_key(data.decode("ascii", "replace"))
+        if key is None:
+            c.bad(f"{where}.key_file", f"{p} must hold 16 raw bytes, 32 hex digits or base64")
+        return key
+    return None
+

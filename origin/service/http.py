@@ -1,0 +1,130 @@
+"""HTTP response rules for players and CDNs: validators, byte ranges, cache headers.
+
+Modelled on aiohttp's ``web_fileresponse``: strong ETag, ``If-None-Match`` → 304, a single
+``Range`` → 206, an unsatisfiable one → 416 with ``Content-Range: bytes */len``; ``If-Range`` with
+a different validator serves the whole entity. A multi-range request is answered with the whole
+entity (RFC 9110 lets a server ignore Range), which every player handles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from email.utils import formatdate
+
+from aiohttp import web
+
+CT_M3U8 = "application/vnd.apple.mpegurl"
+CT_TS = "video/mp2t"
+CT_VIDEO_MP4 = "video/mp4"
+CT_AUDIO_MP4 = "audio/mp4"
+CT_KEY = "application/octet-stream"
+
+
+class RangeNotSatisfiable(Exception):
+    pass
+
+
+def parse_range(header: str, length: int) -> tuple[int, int] | None:
+    """One ``bytes=`` range as (start, stop), None to serve everything; raises when unsatisfiable.
+
+    Malformed headers are ignored (served whole), as RFC 9110 §14.2 allows.
+    """
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash:
+        return None
+    try:
+        if first == "":
+            n = int(last)
+            if n <= 0 or n > 2**63:
+                raise RangeNotSatisfiable
+            return max(length - n, 0), length
+        start = int(first)
+        stop = int(last) + 1 if last else length
+    except ValueError:
+        return None
+    if start < 0 or (last and stop <= start):
+        return None  # e.g. bytes=5-3: malformed, serve the whole entity
+    if start >= length:
+        raise RangeNotSatisfiable
+    return start, min(stop, length)
+
+
+def make_etag(*parts: str) -> str:
+    """A strong validator from what determines the bytes (source version, URL, key id, IV)."""
+    h = hashlib.blake2b("\x00".join(parts).encode(), digest_size=12)
+    return f'"{h.hexdigest()}"'
+
+
+def _etag_match(header: str, etag: str) -> bool:
+    if header.strip() == "*":
+        return True
+    for candidate in header.split(","):
+        c = candidate.strip()
+        if c.startswith("W/"):
+            c = c[2:]  # weak comparison for If-None-Match (RFC 9110 §13.1.2)
+        if c == etag:
+            return True
+    return False
+
+
+def http_date(ts: float) -> str:
+    return formatdate(ts, usegmt=True)
+
+
+def entity_response(
+    request: web.Request,
+    body: bytes | bytearray | memoryview,
+    *,
+    content_type: str,
+    etag: str | None,
+    cache_control: str,
+    last_modified: float | None = None,
+    ranges: bool = True,
+    extra: Mapping[str, str] | None = None,
+) -> web.Response:
+    """A 200/206/304/416 response for a complete entity, honouring validators and Range."""
+    headers = {"Cache-Control": cache_control}
+    if etag:
+        headers["ETag"] = etag
+    if last_modified is not None:
+        headers["Last-Modified"] = http_date(last_modified)
+    if ranges:
+        headers["Accept-Ranges"] = "bytes"
+    if extra:
+        headers.update(extra)
+    inm = request.headers.get("If-None-Match")
+    if etag and inm is not None and _etag_match(inm, etag):
+        return web.Response(status=304, headers=headers)
+    length = len(body)
+    rng = request.headers.get("Range")
+    if_range = request.headers.get("If-Range")
+    if ranges and rng and (if_range is None or (etag is not None and if_range.strip() == etag)):
+        try:
+            span = parse_range(rng, length)
+        except RangeNotSatisfiable:
+            headers["Content-Range"] = f"bytes */{length}"
+            return web.Response(
+                status=416, headers=headers, text="range not satisfiable\n", content_type="text/plain"
+            )
+        if span is not None:
+            start, stop = span
+            headers["Content-Range"] = f"bytes {start}-{stop - 1}/{length}"
+            return web.Response(
+                status=206,
+                body=memoryview(body)[start:stop],
+                headers=headers,
+                content_type=content_type,
+            )
+    return web.Response(body=body, headers=headers, content_type=content_type)
+
+
+def error_response(status: int, reason: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    """A short plain-text error that no cache keeps."""
+    h = {"Cache-Control": "no-store"}
+    if headers:
+        h.update(headers)
+    return web.Response(status=status, text=reason + "\n", content_type="text/plain", headers=h)

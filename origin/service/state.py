@@ -1,0 +1,95 @@
+"""What a running server holds: loaded assets, content keys, caches. Built once per config."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from origin.core.crypto import Aes128Cbc
+from origin.core.errors import MediaError
+from origin.core.pipeline import Presentation, prepare
+from origin.service.cache import ByteLRU
+from origin.service.config import AssetConfig, Config
+from origin.service.storage import SourceFile, close_all, load_movie, open_source
+
+log = logging.getLogger("origin")
+
+
+@dataclass(slots=True)
+class Asset:
+    config: AssetConfig
+    files: list[SourceFile]
+    presentation: Presentation
+    version: str  # changes whenever the bytes we would serve change; feeds ETags
+    last_modified: float
+
+    @property
+    def protected(self) -> bool:
+        return self.config.protection == "aes-128"
+
+
+@dataclass(slots=True)
+class ContentKey:
+    kid: uuid.UUID
+    key: bytes = field(repr=False)
+    cipher: Aes128Cbc = field(repr=False)
+
+
+@dataclass(slots=True)
+class State:
+    config: Config
+    assets: dict[str, Asset]
+    refused: dict[str, str]  # asset name → reason it did not load
+    keys: dict[uuid.UUID, ContentKey]
+    segments: ByteLRU
+    manifests: dict[str, str] = field(default_factory=dict)
+
+    def close(self) -> None:
+        for a in self.assets.values():
+            close_all(a.files)
+
+
+def _version(cfg: AssetConfig, files: list[SourceFile]) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for f in files:
+        h.update(f"{f.path}\0{f.size}\0{f.mtime}\0".encode())
+    h.update(f"{cfg.segment_duration}\0{cfg.protection}\0{cfg.key_id}\0".encode())
+    h.update(cfg.key or b"")  # a new key under the same id changes every encrypted byte
+    h.update(cfg.iv or b"")
+    return h.hexdigest()
+
+
+def load_asset(cfg: AssetConfig) -> Asset:
+    files: list[SourceFile] = []
+    try:
+        for path in cfg.files:
+            try:
+                files.append(open_source(path))
+            except OSError as e:
+                raise MediaError(f"{path}: cannot open: {e.strerror or e}") from None
+        movies = [load_movie(f) for f in files]
+        pres = prepare(cfg.name, movies, cfg.segment_duration)
+    except BaseException:
+        close_all(files)
+        raise
+    return Asset(cfg, files, pres, _version(cfg, files), max(f.mtime for f in files))
+
+
+def build_state(config: Config) -> State:
+    """Load every asset; a broken one is refused (logged with its reason), the rest still load."""
+    assets: dict[str, Asset] = {}
+    refused: dict[str, str] = {}
+    keys: dict[uuid.UUID, ContentKey] = {}
+    for cfg in config.assets:
+        try:
+            assets[cfg.name] = load_asset(cfg)
+        except MediaError as e:
+            refused[cfg.name] = str(e)
+            log.error("asset %r refused: %s", cfg.name, e)
+            continue
+        if cfg.key_id is not None and cfg.key is not None and cfg.key_id not in keys:
+            keys[cfg.key_id] = ContentKey(cfg.key_id, cfg.key, Aes128Cbc(cfg.key))
+    cache = ByteLRU(config.server.cache_mb * 1024 * 1024)
+    return State(config, assets, refused, keys, cache)

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.media import make_mp4
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def bframes_mp4(media_dir: Path) -> Path:
+    """H.264 with 2 B-frames (ctts), AAC with priming (edit list), moov first."""
+    return make_mp4(media_dir / "bframes.mp4")
+
+
+@pytest.fixture(scope="session")
+def moov_at_end_mp4(media_dir: Path) -> Path:
+    return make_mp4(media_dir / "moov_end.mp4", faststart=False)

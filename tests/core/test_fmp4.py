@@ -1,0 +1,698 @@
+"""The fMP4 / CMAF writer: box trees, sizes, trun timing and flags, and real players' view of it."""
+
+from __future__ import annotations
+
+import itertools
+import struct
+import subprocess
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from origin.core.index import make_index
+from origin.core.mp4 import parse_bytes
+from origin.core.mux.fmp4 import (
+    NON_SYNC_SAMPLE_FLAGS,
+    SYNC_SAMPLE_FLAGS,
+    Fragment,
+    fragment_of,
+    init_segment,
+    media_segment,
+    media_segment_size,
+    moof,
+    moof_size,
+    segment_header,
+)
+from origin.core.mux.run import Run
+from origin.core.track import AacConfig, AvcConfig, Kind, Track
+from tests.media import FFMPEG, FFPROBE, decode_errors, make_mp4, probe_frames
+
+# --- a test-side box walker (independent of origin.core.mp4) -----------------------------------
+
+CONTAINERS = {"moov", "trak", "mdia", "minf", "stbl", "dinf", "edts", "mvex", "moof", "traf"}
+
+
+@dataclass
+class Box:
+    kind: str
+    start: int  # first byte of the header
+    end: int
+    body: int  # first byte after the header (after version/flags for full boxes it is +4)
+    children: list[Box] = field(default_factory=list)
+
+    def find(self, path: str) -> Box:
+        box = self
+        for kind in path.split("/"):
+            matches = [c for c in box.children if c.kind == kind]
+            assert len(matches) == 1, f"{kind} in {box.kind}: {[c.kind for c in box.children]}"
+            box = matches[0]
+        return box
+
+    def has(self, kind: str) -> bool:
+        return any(c.kind == kind for c in self.children)
+
+    def tree(self) -> list[object]:
+        return [(c.kind, c.tree()) if c.children else c.kind for c in self.children]
+
+
+def walk(data: bytes, start: int = 0, end: int | None = None) -> Box:
+    """Parse every box; asserts sizes are consistent (children fill their parent exactly)."""
+    root = Box("<root>", start, len(data) if end is None else end, start)
+    _walk_into(data, root)
+    return root
+
+
+def _walk_into(data: bytes, parent: Box) -> None:
+    pos = parent.body
+    while pos < parent.end:
+        size, raw = struct.unpack_from(">I4s", data, pos)
+        header = 8
+        if size == 1:
+            size = struct.unpack_from(">Q", data, pos + 8)[0]
+            header = 16
+        assert size >= header, f"box {raw!r} at {pos} has size {size}"
+        box = Box(raw.decode("latin-1"), pos, pos + size, pos + header)
+        assert box.end <= parent.end, f"{box.kind} overruns {parent.kind}"
+        if box.kind in CONTAINERS:
+            _walk_into(data, box)
+        elif box.kind == "dref":
+            box.body += 8  # version/flags + entry_count, then boxes
+            _walk_into(data, box)
+        parent.children.append(box)
+        pos = box.end
+    assert pos == parent.end, f"children of {parent.kind} do not fill it"
+
+
+def full(data: bytes, box: Box) -> tuple[int, int, int]:
+    """(version, flags, offset of the fields after them)."""
+    word = struct.unpack_from(">I", data, box.body)[0]
+    return word >> 24, word & 0xFFFFFF, box.body + 4
+
+
+def brands(data: bytes, box: Box) -> tuple[str, list[str]]:
+    raw = data[box.body : box.end]
+    return raw[:4].decode(), [raw[i : i + 4].decode() for i in range(8, len(raw), 4)]
+
+
+@dataclass
+class Trun:
+    version: int
+    flags: int
+    data_offset: int
+    entries: list[dict[str, int]]
+
+
+def read_trun(data: bytes, box: Box) -> Trun:
+    version, flags, pos = full(data, box)
+    count = struct.unpack_from(">I", data, pos)[0]
+    pos += 4
+    data_offset = 0
+    if flags & 0x1:
+        data_offset = struct.unpack_from(">i", data, pos)[0]
+        pos += 4
+    assert not flags & 0x4, "first_sample_flags is not expected"
+    fields = [(0x100, "duration", "I"), (0x200, "size", "I"), (0x400, "flags", "I")]
+    fields.append((0x800, "cto", "i" if version == 1 else "I"))
+    entries = []
+    for _ in range(count):
+        entry = {}
+        for bit, name, code in fields:
+            if flags & bit:
+                entry[name] = struct.unpack_from(">" + code, data, pos)[0]
+                pos += 4
+        entries.append(entry)
+    assert pos == box.end, "trun entries do not fill the box"
+    return Trun(version, flags, data_offset, entries)
+
+
+# --- hand-built tracks --------------------------------------------------------------------------
+
+
+def lift_stsd(path: Path, handler: bytes) -> bytes:
+    data = path.read_bytes()
+    moov = walk(data).find("moov")
+    for trak in (c for c in moov.children if c.kind == "trak"):
+        hdlr = trak.find("mdia/hdlr")
+        if data[hdlr.body + 8 : hdlr.body + 12] == handler:
+            stsd = trak.find("mdia/minf/stbl/stsd")
+            return data[stsd.start : stsd.end]
+    raise AssertionError(f"no {handler!r} track in {path}")
+
+
+@pytest.fixture(scope="module")
+def real_stsd(bframes_mp4: Path) -> dict[Kind, bytes]:
+    return {
+        Kind.VIDEO: lift_stsd(bframes_mp4, b"vide"),
+        Kind.AUDIO: lift_stsd(bframes_mp4, b"soun"),
+    }
+
+
+# Minimal stsd with zero entries: enough for box-level tests that never decode.
+STUB_STSD = struct.pack(">I4sII", 16, b"stsd", 0, 0)
+AVC = AvcConfig(100, 0, 13, 4, (b"\x67",), (b"\x68",), b"")
+AAC = AacConfig(2, 48000, 3, 2, b"\x11\x90", 0, 0)
+# Decode-order composition offsets of an I P B B pattern, as ffmpeg writes them with 2 B-frames.
+GOP_CTO = [1024, 2560, 512, 1024]
+
+
+def video_track(
+    n: int = 12,
+    *,
+    pts_shift: int = -1024,
+    keyframes: tuple[int, ...] = (0, 8),
+    first_dts: int = 0,
+    stsd: bytes = STUB_STSD,
+    par: tuple[int, int] = (1, 1),
+    sizes: list[int] | None = None,
+) -> Track:
+    sizes = sizes or [100 + 7 * i for i in range(n)]
+    cto = [GOP_CTO[i % 4] if i % 8 else 1024 for i in range(n)]
+    samples = make_index(
+        dts=array("q", [first_dts + 512 * i for i in range(n)]),
+        duration=array("I", [512] * n),
+        cto=array("i", cto),
+        size=array("I", sizes),
+        offset=array("Q", [sum(sizes[:i]) for i in range(n)]),
+        keyframes=array("I", keyframes),
+    )
+    return Track(
+        track_id=1,
+        kind=Kind.VIDEO,
+        timescale=12800,
+        language="und",
+        codec=AVC,
+        stsd=stsd,
+        pts_shift=pts_shift,
+        samples=samples,
+        width=320,
+        height=180,
+        par=par,
+    )
+
+
+def audio_track(
+    n: int = 10,
+    *,
+    pts_shift: int = -1024,
+    stsd: bytes = STUB_STSD,
+    language: str = "eng",
+    track_id: int = 2,
+) -> Track:
+    samples = make_index(
+        dts=array("q", [1024 * i for i in range(n)]),
+        duration=array("I", [1024] * (n - 1) + [512]),
+        cto=array("i", [0] * n),
+        size=array("I", [200 + i for i in range(n)]),
+        offset=array("Q", range(n)),
+        keyframes=array("I", range(n)),
+    )
+    return Track(
+        track_id=track_id,
+        kind=Kind.AUDIO,
+        timescale=48000,
+        language=language,
+        codec=AAC,
+        stsd=stsd,
+        pts_shift=pts_shift,
+        samples=samples,
+        sample_rate=48000,
+        channels=2,
+    )
+
+
+def payloads(track: Track, start: int, stop: int) -> list[bytes]:
+    """Distinct, recognisable bytes per sample."""
+    return [bytes([i % 251]) * track.samples.size[i] for i in range(start, stop)]
+
+
+def run_of(track: Track, start: int, stop: int) -> Run:
+    return Run(track, start, stop, payloads(track, start, stop))
+
+
+# --- init segment -------------------------------------------------------------------------------
+
+VIDEO_INIT_TREE = [
+    "ftyp",
+    (
+        "moov",
+        [
+            "mvhd",
+            (
+                "trak",
+                [
+                    "tkhd",
+                    (
+                        "mdia",
+                        [
+                            "mdhd",
+                            "hdlr",
+                            (
+                                "minf",
+                                [
+                                    "vmhd",
+                                    ("dinf", [("dref", ["url "])]),
+                                    ("stbl", ["stsd", "stts", "stsc", "stsz", "stco"]),
+                                ],
+                            ),
+                        ],
+                    ),
+                ],
+            ),
+            ("mvex", ["trex"]),
+        ],
+    ),
+]
+
+
+def test_video_init_segment_has_the_full_box_tree_with_consistent_sizes() -> None:
+    data = init_segment(video_track())
+    assert walk(data).tree() == VIDEO_INIT_TREE
+
+
+def test_audio_init_segment_uses_smhd_and_carries_the_priming_edit() -> None:
+    data = init_segment(audio_track())
+    trak = walk(data).find("moov/trak")
+    assert [c.kind for c in trak.children] == ["tkhd", "edts", "mdia"]
+    assert trak.find("mdia/minf").children[0].kind == "smhd"
+
+
+def test_init_brands_declare_iso6_and_cmaf() -> None:
+    data = init_segment(video_track())
+    assert brands(data, walk(data).find("ftyp")) == ("iso6", ["iso6", "cmfc"])
+
+
+def test_init_copies_the_source_stsd_verbatim(real_stsd: dict[Kind, bytes]) -> None:
+    for kind, track in ((Kind.VIDEO, video_track), (Kind.AUDIO, audio_track)):
+        data = init_segment(track(stsd=real_stsd[kind]))
+        stsd = walk(data).find("moov/trak/mdia/minf/stbl/stsd")
+        assert data[stsd.start : stsd.end] == real_stsd[kind]
+
+
+def test_init_sample_tables_are_empty() -> None:
+    data = init_segment(video_track())
+    stbl = walk(data).find("moov/trak/mdia/minf/stbl")
+    for kind in ("stts", "stsc", "stco"):
+        box = stbl.find(kind)
+        assert data[box.body : box.end] == bytes(8)  # version/flags + entry_count 0
+    stsz = stbl.find("stsz")
+    assert data[stsz.body : stsz.end] == bytes(12)
+
+
+def test_mvhd_uses_the_track_timescale_zero_duration_and_next_track_id() -> None:
+    data = init_segment(audio_track(track_id=7))
+    version, _, pos = full(data, walk(data).find("moov/mvhd"))
+    assert version == 0
+    _, _, timescale, duration = struct.unpack_from(">IIII", data, pos)
+    assert (timescale, duration) == (48000, 0)
+    assert struct.unpack_from(">I", data, pos + 92)[0] == 8
+
+
+def test_tkhd_is_enabled_in_movie_with_display_size_from_pixel_aspect_ratio() -> None:
+    data = init_segment(video_track(par=(4, 3)))
+    version, flags, pos = full(data, walk(data).find("moov/trak/tkhd"))
+    assert (version, flags) == (0, 3)
+    assert struct.unpack_from(">I", data, pos + 8)[0] == 1  # track_ID
+    assert struct.unpack_from(">I", data, pos + 16)[0] == 0  # duration
+    assert struct.unpack_from(">H", data, pos + 32)[0] == 0  # video: volume 0
+    width, height = struct.unpack_from(">II", data, pos + 72)
+    assert width == round(320 * 4 / 3 * 65536)
+    assert height == 180 << 16
+
+
+def test_audio_tkhd_has_full_volume_and_no_size() -> None:
+    data = init_segment(audio_track())
+    _, _, pos = full(data, walk(data).find("moov/trak/tkhd"))
+    assert struct.unpack_from(">H", data, pos + 32)[0] == 0x0100
+    assert struct.unpack_from(">II", data, pos + 72) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("language", "packed"), [("eng", 0x15C7), ("und", 0x55C4), ("", 0x55C4), ("EN", 0x55C4)]
+)
+def test_mdhd_has_timescale_and_packed_language(language: str, packed: int) -> None:
+    data = init_segment(audio_track(language=language))
+    version, _, pos = full(data, walk(data).find("moov/trak/mdia/mdhd"))
+    assert version == 0
+    assert struct.unpack_from(">IIIIH", data, pos) == (0, 0, 48000, 0, packed)
+
+
+def test_hdlr_names_the_handler() -> None:
+    for track, handler, name in (
+        (video_track(), b"vide", b"VideoHandler\0"),
+        (audio_track(), b"soun", b"SoundHandler\0"),
+    ):
+        data = init_segment(track)
+        box = walk(data).find("moov/trak/mdia/hdlr")
+        assert data[box.body + 8 : box.body + 12] == handler
+        assert data[box.body + 24 : box.end] == name
+
+
+def test_vmhd_flag_and_self_contained_data_reference() -> None:
+    data = init_segment(video_track())
+    minf = walk(data).find("moov/trak/mdia/minf")
+    assert full(data, minf.find("vmhd"))[:2] == (0, 1)
+    url = minf.find("dinf/dref/url ")
+    assert full(data, url)[:2] == (0, 1)
+    assert url.end - url.start == 12
+
+
+def test_trex_defaults_to_the_first_sample_description() -> None:
+    data = init_segment(video_track())
+    _, _, pos = full(data, walk(data).find("moov/mvex/trex"))
+    assert struct.unpack_from(">IIIII", data, pos) == (1, 1, 0, 0, 0)
+
+
+def elst_entries(data: bytes) -> list[tuple[int, int, int]] | None:
+    trak = walk(data).find("moov/trak")
+    if not trak.has("edts"):
+        return None
+    version, _, pos = full(data, trak.find("edts/elst"))
+    count = struct.unpack_from(">I", data, pos)[0]
+    row = struct.Struct(">Iihh" if version == 0 else ">Qqhh")
+    return [row.unpack_from(data, pos + 4 + i * row.size)[:3] for i in range(count)]
+
+
+def test_audio_priming_becomes_one_edit_to_the_end_skipping_it() -> None:
+    assert elst_entries(init_segment(audio_track(pts_shift=-1024))) == [(0, 1024, 1)]
+
+
+def test_audio_starting_late_gets_an_empty_edit_first() -> None:
+    assert elst_entries(init_segment(audio_track(pts_shift=960))) == [(960, -1, 1), (0, 0, 1)]
+
+
+def test_audio_without_shift_and_all_video_have_no_edit_list() -> None:
+    assert elst_entries(init_segment(audio_track(pts_shift=0))) is None
+    assert elst_entries(init_segment(video_track(pts_shift=-1024))) is None
+    assert elst_entries(init_segment(video_track(pts_shift=512))) is None
+
+
+def test_init_rejects_a_stsd_that_is_not_one_box() -> None:
+    with pytest.raises(ValueError, match="stsd"):
+        init_segment(video_track(stsd=b"junk"))
+    with pytest.raises(ValueError, match="stsd"):
+        init_segment(video_track(stsd=STUB_STSD + b"x"))
+
+
+# --- media segments -----------------------------------------------------------------------------
+
+
+def segment_parts(data: bytes) -> tuple[Box, Box, Trun]:
+    root = walk(data)
+    assert [c.kind for c in root.children] == ["styp", "moof", "mdat"]
+    moof_box = root.find("moof")
+    assert moof_box.tree() == ["mfhd", ("traf", ["tfhd", "tfdt", "trun"])]
+    return root, moof_box, read_trun(data, moof_box.find("traf/trun"))
+
+
+def test_media_segment_is_styp_moof_mdat_with_consistent_sizes() -> None:
+    segment_parts(media_segment(run_of(video_track(), 0, 8), sequence=1))
+    segment_parts(media_segment(run_of(audio_track(), 3, 9), sequence=1))
+
+
+@pytest.mark.parametrize("kind", [Kind.VIDEO, Kind.AUDIO])
+def test_trun_data_offset_points_at_the_mdat_payload(kind: Kind) -> None:
+    track = video_track() if kind is Kind.VIDEO else audio_track()
+    run = run_of(track, 2, 9)
+    data = media_segment(run, sequence=3)
+    root, moof_box, trun = segment_parts(data)
+    mdat = root.find("mdat")
+    assert moof_box.start + trun.data_offset == mdat.body
+    pos = moof_box.start + trun.data_offset
+    for payload, entry in zip(run.data, trun.entries, strict=True):
+        assert entry["size"] == len(payload)
+        assert data[pos : pos + entry["size"]] == payload
+        pos += entry["size"]
+    assert pos == mdat.end == len(data)
+
+
+def test_mfhd_carries_the_sequence_number_given() -> None:
+    for sequence in (1, 2, 0xFFFFFFFF):
+        data = media_segment(run_of(audio_track(), 0, 2), sequence=sequence)
+        _, moof_box, _ = segment_parts(data)
+        _, _, pos = full(data, moof_box.find("mfhd"))
+        assert struct.unpack_from(">I", data, pos)[0] == sequence
+
+
+def test_tfhd_is_relative_to_moof_with_the_track_id() -> None:
+    data = media_segment(run_of(video_track(), 0, 4), sequence=1)
+    _, moof_box, _ = segment_parts(data)
+    _, flags, pos = full(data, moof_box.find("traf/tfhd"))
+    assert flags == 0x020000  # default-base-is-moof, no base_data_offset
+    assert struct.unpack_from(">I", data, pos)[0] == 1
+
+
+def test_video_trun_has_durations_sync_flags_and_signed_offsets_with_the_shift_baked_in() -> None:
+    track = video_track(pts_shift=-1024)
+    data = media_segment(run_of(track, 0, 12), sequence=1)
+    _, _, trun = segment_parts(data)
+    assert trun.version == 1
+    assert trun.flags == 0xF01
+    s = track.samples
+    for i, entry in enumerate(trun.entries):
+        assert entry["duration"] == s.duration[i]
+        sync = i in (0, 8)
+        assert entry["flags"] == (SYNC_SAMPLE_FLAGS if sync else NON_SYNC_SAMPLE_FLAGS)
+        assert entry["cto"] == s.cto[i] + track.pts_shift
+        assert s.dts[i] + entry["cto"] == track.pts(i)
+    assert min(e["cto"] for e in trun.entries) == -512  # B-frames present before their anchor
+
+
+def test_video_flags_are_exact_bit_patterns() -> None:
+    assert SYNC_SAMPLE_FLAGS == 2 << 24  # sample_depends_on = 2 (I-frame)
+    assert NON_SYNC_SAMPLE_FLAGS == (1 << 24) | (1 << 16)  # depends_on = 1, is_non_sync_sample
+
+
+def test_positive_video_shift_is_added_to_offsets_too() -> None:
+    track = video_track(pts_shift=3000)
+    _, _, trun = segment_parts(media_segment(run_of(track, 0, 4), sequence=1))
+    assert [e["cto"] for e in trun.entries] == [track.samples.cto[i] + 3000 for i in range(4)]
+
+
+def test_audio_trun_has_no_flags_or_offsets_and_tfhd_marks_every_sample_sync() -> None:
+    track = audio_track()
+    data = media_segment(run_of(track, 0, 10), sequence=1)
+    _, moof_box, trun = segment_parts(data)
+    assert (trun.version, trun.flags) == (0, 0x301)
+    assert [e["duration"] for e in trun.entries] == [1024] * 9 + [512]
+    _, flags, pos = full(data, moof_box.find("traf/tfhd"))
+    assert flags == 0x020020
+    assert struct.unpack_from(">II", data, pos) == (2, SYNC_SAMPLE_FLAGS)
+
+
+@pytest.mark.parametrize(("first_dts", "start"), [(0, 0), (0, 8), (2**33, 4)])
+def test_tfdt_is_the_64_bit_decode_time_of_the_first_sample(first_dts: int, start: int) -> None:
+    track = video_track(first_dts=first_dts)
+    data = media_segment(run_of(track, start, 12), sequence=1)
+    _, moof_box, _ = segment_parts(data)
+    version, _, pos = full(data, moof_box.find("traf/tfdt"))
+    assert version == 1
+    assert struct.unpack_from(">Q", data, pos)[0] == track.samples.dts[start]
+
+
+def test_styp_says_segment_at_a_keyframe_and_chunk_elsewhere() -> None:
+    track = video_track()
+    data = media_segment(run_of(track, 8, 12), sequence=1)
+    assert brands(data, walk(data).find("styp")) == ("msdh", ["msdh", "cmfs", "cmff"])
+    data = media_segment(run_of(track, 2, 8), sequence=1)
+    assert brands(data, walk(data).find("styp")) == ("msdh", ["msdh", "cmfl"])
+
+
+@pytest.mark.parametrize(
+    ("kind", "start", "stop"),
+    [
+        (Kind.VIDEO, 0, 12),
+        (Kind.VIDEO, 0, 1),
+        (Kind.VIDEO, 3, 7),
+        (Kind.AUDIO, 0, 10),
+        (Kind.AUDIO, 9, 10),
+        (Kind.AUDIO, 2, 5),
+    ],
+)
+def test_media_segment_size_is_exact(kind: Kind, start: int, stop: int) -> None:
+    track = video_track() if kind is Kind.VIDEO else audio_track()
+    data = media_segment(run_of(track, start, stop), sequence=5)
+    assert media_segment_size(track, start, stop) == len(data)
+
+
+def test_segment_header_is_the_segment_without_its_payload() -> None:
+    track = video_track()
+    run = run_of(track, 8, 12)
+    header = segment_header(track, 8, 12, sequence=2)
+    assert header + b"".join(run.data) == media_segment(run, sequence=2)
+
+
+def test_mdat_over_4_gib_gets_a_64_bit_header() -> None:
+    big = 2**31  # two samples make 4 GiB: sizes only, no payload is built
+    track = video_track(n=3, keyframes=(0,), sizes=[big, big, 10])
+    header = segment_header(track, 0, 3, sequence=1)
+    mdat_header = header[-16:]
+    assert mdat_header[:8] == struct.pack(">I4s", 1, b"mdat")
+    assert struct.unpack(">Q", mdat_header[8:])[0] == 16 + 2 * big + 10
+    assert media_segment_size(track, 0, 3) == len(header) + 2 * big + 10
+    moof_box = walk(header, 0, len(header) - 16).find("moof")
+    trun = read_trun(header, moof_box.find("traf/trun"))
+    assert moof_box.start + trun.data_offset == len(header)
+
+
+def test_moof_hook_appends_extra_traf_boxes_and_keeps_data_offset_right() -> None:
+    # What a Smooth writer does: its own columns (here re-timed by 10 MHz / 12800) and a tfxd.
+    base = fragment_of(video_track(), 0, 4)
+    scaled = Fragment(
+        track_id=base.track_id,
+        base_time=base.base_time * 10_000_000 // 12800,
+        durations=array("I", [d * 10_000_000 // 12800 for d in base.durations]),
+        sizes=base.sizes,
+        sync=base.sync,
+        offsets=array("i", [c * 10_000_000 // 12800 for c in base.offsets or ()]),
+    )
+    extra = struct.pack(">I4s", 8 + 16, b"uuid") + bytes(16)
+    data = moof(scaled, sequence=1, traf_extra=extra)
+    assert len(data) == moof_size(scaled, traf_extra=len(extra))
+    moof_box = walk(data).find("moof")
+    traf = moof_box.find("traf")
+    assert [c.kind for c in traf.children] == ["tfhd", "tfdt", "trun", "uuid"]
+    assert read_trun(data, traf.find("trun")).data_offset == len(data) + 8
+
+
+def test_invalid_inputs_are_rejected() -> None:
+    track = video_track()
+    with pytest.raises(ValueError, match="empty"):
+        media_segment(Run(track, 3, 3, []), sequence=1)
+    with pytest.raises(ValueError, match="range"):
+        media_segment(Run(track, 10, 13, [b"x"] * 3), sequence=1)
+    with pytest.raises(ValueError, match="range"):
+        media_segment_size(track, 5, 5)
+    with pytest.raises(ValueError, match="sizes"):
+        media_segment(Run(track, 0, 2, [b"x", b"y"]), sequence=1)
+    with pytest.raises(ValueError, match="sequence"):
+        media_segment(run_of(track, 0, 2), sequence=-1)
+    with pytest.raises(ValueError, match="decode time"):
+        media_segment(run_of(video_track(first_dts=-512), 0, 2), sequence=1)
+    with pytest.raises(ValueError, match="at least one"):
+        Fragment(1, 0, array("I"), array("I"))
+
+
+def test_audio_with_composition_offsets_is_refused() -> None:
+    track = audio_track()
+    track.samples.cto[1] = 5  # arrays are mutable; the muxer must not silently drop this
+    with pytest.raises(ValueError, match="composition"):
+        fragment_of(track, 0, 3)
+
+
+# --- with ffmpeg / ffprobe ----------------------------------------------------------------------
+
+
+def ffprobe_stream(path: Path) -> dict[str, str]:
+    out = subprocess.run(
+        [FFPROBE, "-v", "error", "-show_entries", "stream", "-of", "default=nw=1", str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def test_init_segment_alone_is_accepted_by_ffprobe(
+    real_stsd: dict[Kind, bytes], tmp_path: Path
+) -> None:
+    video = tmp_path / "video_init.mp4"
+    video.write_bytes(init_segment(video_track(stsd=real_stsd[Kind.VIDEO])))
+    info = ffprobe_stream(video)
+    assert (info["codec_name"], info["width"], info["height"]) == ("h264", "320", "180")
+    audio = tmp_path / "audio_init.mp4"
+    audio.write_bytes(init_segment(audio_track(stsd=real_stsd[Kind.AUDIO])))
+    info = ffprobe_stream(audio)
+    assert (info["codec_name"], info["sample_rate"], info["channels"]) == ("aac", "48000", "2")
+
+
+def keyframe_cuts(track: Track, pieces: int) -> list[int]:
+    """``pieces`` runs over the whole track, each starting on a keyframe."""
+    keys = list(track.samples.keyframes)
+    n = len(track.samples)
+    if track.kind is Kind.AUDIO:
+        return [n * k // pieces for k in range(pieces)] + [n]
+    assert len(keys) >= pieces
+    return [keys[len(keys) * k // pieces] for k in range(pieces)] + [n]
+
+
+def remux(source: Path, track: Track, out: Path) -> list[int]:
+    data = source.read_bytes()
+    s = track.samples
+    cuts = keyframe_cuts(track, 3)
+    parts = [init_segment(track)]
+    for sequence, (start, stop) in enumerate(itertools.pairwise(cuts), 1):
+        chunks = [data[s.offset[i] : s.offset[i] + s.size[i]] for i in range(start, stop)]
+        segment = media_segment(Run(track, start, stop, chunks), sequence=sequence)
+        assert len(segment) == media_segment_size(track, start, stop)
+        parts.append(segment)
+    out.write_bytes(b"".join(parts))
+    return cuts
+
+
+FRAMEMD5 = ("-f", "framemd5", "-")
+
+
+def frame_hashes(path: Path, stream: str) -> list[str]:
+    """Decoded frames' md5s in presentation order (timestamps left out)."""
+    out = subprocess.run(
+        [FFMPEG, "-nostdin", "-v", "error", "-i", str(path), "-map", f"0:{stream}", *FRAMEMD5],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return [line.rsplit(",", 1)[1].strip() for line in out.splitlines() if not line.startswith("#")]
+
+
+@pytest.fixture(scope="module")
+def source(media_dir: Path) -> Path:
+    # Several GOPs so that three keyframe-aligned fragments exist: 4 s at 25 fps, GOP 25.
+    return make_mp4(media_dir / "fmp4_source.mp4", gop=25)
+
+
+def iter_tracks(source: Path) -> Iterator[Track]:
+    movie = parse_bytes(source.read_bytes())
+    yield from movie.video()
+    yield from movie.audio()
+
+
+@pytest.mark.parametrize("kind", [Kind.VIDEO, Kind.AUDIO])
+def test_remuxed_fragments_play_back_like_the_source(
+    kind: Kind, source: Path, tmp_path: Path
+) -> None:
+    track = next(t for t in iter_tracks(source) if t.kind is kind)
+    out = tmp_path / f"{kind}.mp4"
+    cuts = remux(source, track, out)
+    assert len(cuts) == 4
+
+    info = ffprobe_stream(out)
+    stream = "v" if kind is Kind.VIDEO else "a"
+    if kind is Kind.VIDEO:
+        assert (info["codec_name"], info["width"], info["height"]) == ("h264", "320", "180")
+    else:
+        assert (info["codec_name"], info["sample_rate"]) == ("aac", "48000")
+
+    want = probe_frames(str(source), stream)
+    got = probe_frames(str(out), stream)
+    assert len(got) == len(want) == len(track.samples)
+    # libavformat reads fragmented negative offsets as pts = dts + dts_shift + offset with
+    # dts_shift = max(-offset) and, unlike for non-fragmented files, never lowers the dts by it
+    # (mov.c, mov_read_packet); its own `-movflags negative_cts_offsets` output reads back the
+    # same way. So ffprobe shows our video shifted by exactly that constant.
+    s = track.samples
+    shift = max(0, *(-(s.cto[i] + track.pts_shift) for i in range(len(s))))
+    if kind is Kind.AUDIO:
+        shift = 0
+    assert [int(p["pts"]) - shift for p in got] == [int(p["pts"]) for p in want]
+    assert [p["size"] for p in got] == [p["size"] for p in want]
+    assert [p["flags"][0] for p in got] == [p["flags"][0] for p in want]  # keyframes
+
+    assert decode_errors(str(out)) == ""
+    # Same pictures / audio frames in the same presentation order. libavformat applies a
+    # fragmented file's elst only as a time offset (the priming packet still reads at pts -1024,
+    # as in the source) but marks it for discard only in non-fragmented files, so it decodes the
+    # priming frames here too: compare after them.
+    priming = sum("D" in p["flags"] for p in want)
+    assert frame_hashes(out, stream)[priming:] == frame_hashes(source, stream)

@@ -1,0 +1,73 @@
+from fractions import Fraction
+
+import pytest
+
+from origin.core.errors import MediaError
+from origin.core.segmenter import cut_at, cut_audio, cut_video
+from tests.core.tracks import audio_track, video_track
+
+# 25 fps at timescale 12800 (512 ticks a frame); keyframe every 2 s = 50 frames.
+FPS25 = {"timescale": 12800, "frame": 512, "gop": 50}
+
+
+def test_cuts_land_on_keyframes_at_multiples_of_the_target() -> None:
+    t = video_track(250, **FPS25)  # 10 s
+    seg = cut_video(t, Fraction(4))
+    assert list(seg.starts) == [0, 100, 200, 250]
+    assert seg.durations() == [4, 4, 2]
+    assert all(t.samples.is_sync(i) for i in seg.starts[:-1])
+
+
+def test_a_tail_shorter_than_half_the_target_joins_the_previous_segment() -> None:
+    t = video_track(270, **FPS25)  # 10.8 s: keyframes every 2 s → tail 10..10.8 s
+    seg = cut_video(t, Fraction(2))
+    assert seg.durations() == [2, 2, 2, 2, Fraction(14, 5)]
+
+
+def test_long_gops_skip_to_the_next_multiple_after_the_cut() -> None:
+    t = video_track(500, keyframes=[0, 175, 350], **{k: v for k, v in FPS25.items() if k != "gop"})
+    seg = cut_video(t, Fraction(2))
+    assert list(seg.starts) == [0, 175, 350, 500]
+
+
+def test_renditions_with_aligned_keyframes_get_identical_boundaries() -> None:
+    a = video_track(500, timescale=12800, frame=512, gop=50)
+    b = video_track(500, timescale=90000, frame=3600, gop=50)  # same 25 fps, other timescale
+    sa, sb = cut_video(a, Fraction(6)), cut_video(b, Fraction(6))
+    assert len(sa) == 3  # 6, 6, 8 s: the 2 s tail joined the last segment
+    assert sa.boundary_seconds() == sb.boundary_seconds()
+    assert list(sa.starts) == list(sb.starts)
+
+
+def test_edit_list_shift_moves_presentation_times() -> None:
+    t = video_track(100, cto=[1024] * 100, pts_shift=-1024, **FPS25)
+    seg = cut_video(t, Fraction(2))
+    assert seg.times[0] == 0
+    assert seg.times[1] == 50 * 512
+
+
+def test_a_track_not_starting_with_a_keyframe_is_refused() -> None:
+    with pytest.raises(MediaError, match="keyframe"):
+        cut_video(video_track(100, keyframes=[10, 60]), Fraction(2))
+
+
+def test_audio_is_cut_at_the_video_presentation_times() -> None:
+    v = video_track(250, **FPS25)
+    a = audio_track(469, pts_shift=-1024)  # 10 s of 48 kHz AAC with priming
+    vs = cut_video(v, Fraction(4))
+    seg = cut_at(a, vs)
+    assert len(seg) == len(vs)
+    for k in range(1, len(seg)):
+        start = seg.starts[k]
+        boundary = Fraction(vs.times[k], vs.timescale)
+        assert Fraction(a.pts(start), 48000) >= boundary
+        assert Fraction(a.pts(start - 1), 48000) < boundary
+    assert seg.starts[0] == 0 and seg.starts[-1] == 469
+
+
+def test_audio_only_assets_are_cut_by_time() -> None:
+    a = audio_track(469)
+    seg = cut_audio(a, Fraction(4))
+    assert len(seg) == 3
+    assert abs(seg.duration(0) - 4) < Fraction(1024, 48000)
+    assert seg.starts[-1] == 469

@@ -1,0 +1,116 @@
+from pathlib import Path
+
+import pytest
+
+from origin.service.config import ConfigError, load_config
+
+SECRET = "00112233445566778899aabbccddeeff"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "a.mp4").write_bytes(b"")
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    return p
+
+
+def test_the_issue_example_schema_loads_with_relative_paths(tmp_path: Path) -> None:
+    p = _write(
+        tmp_path,
+        f"""
+[server]
+host = "127.0.0.1"
+port = 8080
+[[assets]]
+name = "bbb"
+files = ["a.mp4"]
+segment_duration = 6.0
+protection = "aes-128"
+key_id = "da3813af-55e6-48e7-aa9f-a4d6031f7b4d"
+key = "{SECRET}"
+iv = "0xD7D7D7D7D7D7D7D7D7D7D7D7D7D7D7D7"
+""",
+    )
+    cfg = load_config(p)
+    a = cfg.assets[0]
+    assert a.files == (tmp_path / "a.mp4",)
+    assert a.key == bytes.fromhex(SECRET)
+    assert a.iv == b"\xd7" * 16
+    assert SECRET not in repr(cfg)
+
+
+def test_base64_key_and_key_file_are_accepted(tmp_path: Path) -> None:
+    (tmp_path / "k.bin").write_bytes(bytes(range(16)))
+    p = _write(
+        tmp_path,
+        """
+[[assets]]
+name = "a"
+files = ["a.mp4"]
+protection = "aes-128"
+key_id = "da3813af-55e6-48e7-aa9f-a4d6031f7b4d"
+key_file = "k.bin"
+[[assets]]
+name = "b"
+files = ["a.mp4"]
+protection = "aes-128"
+key_id = "11111111-55e6-48e7-aa9f-a4d6031f7b4d"
+key = "AAECAwQFBgcICQoLDA0ODw=="
+""",
+    )
+    cfg = load_config(p)
+    assert cfg.assets[0].key == cfg.assets[1].key == bytes(range(16))
+
+
+def test_every_error_is_reported_with_file_and_field_and_no_key(tmp_path: Path) -> None:
+    p = _write(
+        tmp_path,
+        f"""
+[server]
+port = "eighty"
+colour = 1
+[[assets]]
+name = "bad name"
+files = ["missing.mp4"]
+segment_duration = 0.1
+protection = "aes-256"
+key_id = "nope"
+key = "{SECRET[:-2]}"
+iv = "D7"
+""",
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    text = str(e.value)
+    for field in (
+        "server.port", "server.colour", "assets[0].name", "assets[0].files[0]",
+        "assets[0].segment_duration", "assets[0].protection", "assets[0].key_id",
+        "assets[0].key", "assets[0].iv",
+    ):  # fmt: skip
+        assert f"{p}: {field}:" in text, field
+    assert SECRET[:-2] not in text
+
+
+def test_protected_asset_needs_key_and_key_id(tmp_path: Path) -> None:
+    p = _write(tmp_path, '[[assets]]\nname = "a"\nfiles = ["a.mp4"]\nprotection = "aes-128"\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert "assets[0].key:" in str(e.value) and "assets[0].key_id:" in str(e.value)
+
+
+def test_one_key_id_with_two_keys_is_refused(tmp_path: Path) -> None:
+    kid = "da3813af-55e6-48e7-aa9f-a4d6031f7b4d"
+    p = _write(
+        tmp_path,
+        f'[[assets]]\nname = "a"\nfiles = ["a.mp4"]\nkey_id = "{kid}"\nkey = "{SECRET}"\n'
+        f'[[assets]]\nname = "b"\nfiles = ["a.mp4"]\nkey_id = "{kid}"\nkey = "{"11" * 16}"\n',
+    )
+    with pytest.raises(ConfigError, match="different key"):
+        load_config(p)
+
+
+def test_invalid_toml_is_one_clear_error(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text("[server\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(p)
