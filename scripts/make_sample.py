@@ -24,7 +24,8 @@ def main() -> None:
             [
                 "ffmpeg", "-nostdin", "-v", "error", "-y",
                 "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={FPS}:duration={SECONDS}",
-                "-f", "lavfi", "-i", f"sine=frequency=440:beep_factor=4:sample_rate=48000:duration={SECONDS}",
+                "-f", "lavfi",
+                "-i", f"sine=frequency=440:beep_factor=4:sample_rate=48000:duration={SECONDS}",
                 "-c:v", "libx264", "-preset", "slow", "-profile:v", "main", "-pix_fmt", "yuv420p",
                 "-b:v", bitrate, "-maxrate", bitrate, "-bufsize", bitrate,
                 "-g", str(2 * FPS), "-keyint_min", str(2 * FPS), "-sc_threshold", "0", "-bf", "2",

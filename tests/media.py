@@ -30,12 +30,32 @@ def make_mp4(
     if video:
         cmd += ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}:duration={seconds}"]
     if audio:
-        cmd += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate={sample_rate}:duration={seconds}"]
+        cmd += [
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency=440:sample_rate={sample_rate}:duration={seconds}",
+        ]
     if video:
         cmd += [
-            "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-pix_fmt", "yuv420p",
-            "-b:v", bitrate, "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
-            "-bf", str(bframes),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-profile:v",
+            "high",
+            "-pix_fmt",
+            "yuv420p",
+            "-b:v",
+            bitrate,
+            "-g",
+            str(gop),
+            "-keyint_min",
+            str(gop),
+            "-sc_threshold",
+            "0",
+            "-bf",
+            str(bframes),
         ]
     if audio:
         cmd += ["-c:a", "aac", "-b:a", "64k", "-ac", "2"]
@@ -49,9 +69,21 @@ def make_mp4(
 def probe_frames(path: str, stream: str = "v") -> list[dict[str, str]]:
     """ffprobe's packet list for one stream type, as dicts of strings."""
     out = subprocess.run(
-        [FFPROBE, "-v", "error", "-select_streams", stream, "-show_entries",
-         "packet=pts,dts,duration,size,flags", "-of", "csv=p=0:nk=0", path],
-        check=True, capture_output=True, text=True,
+        [
+            FFPROBE,
+            "-v",
+            "error",
+            "-select_streams",
+            stream,
+            "-show_entries",
+            "packet=pts,dts,duration,size,flags",
+            "-of",
+            "csv=p=0:nk=0",
+            path,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     rows = []
     for line in out.splitlines():
@@ -65,7 +97,9 @@ def decode_errors(path_or_url: str, *extra_in: str) -> str:
     """Decode fully with ffmpeg; return what it printed at level error (empty when clean)."""
     proc = subprocess.run(
         [FFMPEG, "-nostdin", "-v", "error", *extra_in, "-i", path_or_url, "-f", "null", "-"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     if proc.returncode != 0 and not proc.stderr:
         return f"ffmpeg exited {proc.returncode}"

@@ -106,3 +106,4 @@ def run_server(*args: str, timeout: float = 60.0) -> Iterator[Server]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        proc.stdout.close()

@@ -153,11 +153,12 @@ def _ts_bandwidths(p: Presentation) -> dict[tuple[str, int], Bandwidth]:
             sizes.append(mpegts.segment_size_bound(v, a))
         out["video", r.id] = _bandwidth(sizes, r.seg)
     if p.audio:
-        a = p.audio
+        au = p.audio
         sizes = [
-            mpegts.segment_size_bound(None, (a.track, *a.seg.bounds(k))) for k in range(len(a.seg))
+            mpegts.segment_size_bound(None, (au.track, *au.seg.bounds(k)))
+            for k in range(len(au.seg))
         ]
-        out["audio", a.id] = _bandwidth(sizes, a.seg)
+        out["audio", au.id] = _bandwidth(sizes, au.seg)
     return out
 
 

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import queue
 import signal
 import socket
 import sys
@@ -16,6 +17,7 @@ from dataclasses import replace
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -81,7 +83,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         )
         if t.kind.value == "video":
             fps = pipeline.frame_rate(t)
-            line += f", {t.width}x{t.height}, {float(fps):.3f} fps, {len(t.samples.keyframes)} keyframes"
+            keys = len(t.samples.keyframes)
+            line += f", {t.width}x{t.height}, {float(fps):.3f} fps, {keys} keyframes"
         else:
             line += f", {t.sample_rate} Hz, {t.channels} ch"
         if t.pts_shift:
@@ -110,7 +113,9 @@ def _listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
-async def _serve(state: State, sock: socket.socket, ready_message: str | None) -> None:
+async def _serve(
+    state: State, sock: socket.socket, ready_message: str | None, ready: Any = None
+) -> None:
     app = build_app(state)
     access = state.config.server.access_log
     runner = web.AppRunner(
@@ -124,6 +129,8 @@ async def _serve(state: State, sock: socket.socket, ready_message: str | None) -
     await site.start()
     if ready_message:
         print(ready_message, flush=True)
+    if ready is not None:
+        ready.put(os.getpid())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -144,11 +151,11 @@ def _run_loop(coro_factory: object) -> None:
         asyncio.run(coro_factory)  # type: ignore[arg-type]
 
 
-def _worker(config: Config, host: str, port: int) -> None:
+def _worker(config: Config, host: str, port: int, ready: Any) -> None:
     _setup_logging()
     state = build_state(config)
     sock = _listen_socket(host, port, reuse_port=True)
-    _run_loop(_serve(state, sock, None))
+    _run_loop(_serve(state, sock, None, ready))
 
 
 def _summary(state: State, host: str, port: int) -> str:
@@ -219,28 +226,40 @@ def _serve_workers(config: Config) -> int:
         print(f"cannot listen on {server.host}:{server.port}: {e.strerror}", file=sys.stderr)
         return 1
     ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Queue()
     procs = [
-        ctx.Process(target=_worker, args=(config, server.host, server.port), daemon=True)
+        ctx.Process(target=_worker, args=(config, server.host, server.port, ready), daemon=True)
         for _ in range(server.workers)
     ]
     for p in procs:
         p.start()
     state = build_state(config)  # only for the summary; the workers load their own
+    for _ in procs:  # announce the address only once every worker listens
+        try:
+            ready.get(timeout=120)
+        except queue.Empty:
+            print("a worker did not start", file=sys.stderr)
+            forward_all(procs)
+            return 1
     print(_summary(state, server.host, server.port), flush=True)
     print(f"  {server.workers} worker processes", flush=True)
     state.close()
 
     def forward(signum: int, _frame: object) -> None:
-        for p in procs:
-            if p.is_alive() and p.pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(p.pid, signal.SIGTERM)
+        forward_all(procs)
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
     for p in procs:
         p.join()
     return 0
+
+
+def forward_all(procs: Sequence[multiprocessing.process.BaseProcess]) -> None:
+    for p in procs:
+        if p.is_alive() and p.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGTERM)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -149,9 +149,12 @@ def parse_config(
         if asset.name in names:
             c.bad(f"assets[{i}].name", f"duplicate asset name {asset.name!r}")
         names.add(asset.name)
-        if asset.key_id is not None and asset.key is not None:
-            if keys.setdefault(asset.key_id, asset.key) != asset.key:
-                c.bad(f"assets[{i}].key", f"key_id {asset.key_id} is used with a different key")
+        if (
+            asset.key_id is not None
+            and asset.key is not None
+            and keys.setdefault(asset.key_id, asset.key) != asset.key
+        ):
+            c.bad(f"assets[{i}].key", f"key_id {asset.key_id} is used with a different key")
         assets.append(asset)
     if c.problems:
         raise ConfigError(c.problems)
@@ -285,4 +288,3 @@ def _key(c: _Checker, t: dict[str, Any], where: str, base: Path) -> bytes | None
             c.bad(f"{where}.key_file", f"{p} must hold 16 raw bytes, 32 hex digits or base64")
         return key
     return None
-

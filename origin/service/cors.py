@@ -25,7 +25,10 @@ class Cors:
 
     def headers(self, origin: str | None) -> dict[str, str]:
         if not self.origins:
-            return {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": EXPOSE_HEADERS}
+            return {
+                "Access-Control-Allow-Origin": "*",
+                "Access-Control-Expose-Headers": EXPOSE_HEADERS,
+            }
         h = {"Vary": "Origin"}
         if origin is not None and origin in self.origins:
             h["Access-Control-Allow-Origin"] = origin

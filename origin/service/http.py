@@ -108,7 +108,10 @@ def entity_response(
         except RangeNotSatisfiable:
             headers["Content-Range"] = f"bytes */{length}"
             return web.Response(
-                status=416, headers=headers, text="range not satisfiable\n", content_type="text/plain"
+                status=416,
+                headers=headers,
+                text="range not satisfiable\n",
+                content_type="text/plain",
             )
         if span is not None:
             start, stop = span
@@ -122,7 +125,9 @@ def entity_response(
     return web.Response(body=body, headers=headers, content_type=content_type)
 
 
-def error_response(status: int, reason: str, headers: Mapping[str, str] | None = None) -> web.Response:
+def error_response(
+    status: int, reason: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
     """A short plain-text error that no cache keeps."""
     h = {"Cache-Control": "no-store"}
     if headers:

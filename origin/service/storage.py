@@ -8,6 +8,7 @@ aiofiles would do, costs more than the reads of warm pages themselves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Sequence
@@ -56,7 +57,9 @@ def _read_spans(files: Sequence[SourceFile], spans: Sequence[Span]) -> list[byte
     for s in spans:
         data = files[s.file].read(s.offset, s.size)
         if len(data) != s.size:
-            raise MediaError(f"{files[s.file].path.name}: shorter than its index (changed on disk?)")
+            raise MediaError(
+                f"{files[s.file].path.name}: shorter than its index (changed on disk?)"
+            )
         out.append(data)
     return out
 
@@ -68,7 +71,5 @@ async def read_spans(files: Sequence[SourceFile], spans: Sequence[Span]) -> list
 
 def close_all(files: Sequence[SourceFile]) -> None:
     for f in files:
-        try:
+        with contextlib.suppress(OSError):
             os.close(f.fd)
-        except OSError:
-            pass

@@ -51,7 +51,9 @@ def test_extinf_keeps_microseconds() -> None:
 def test_master_lists_variants_with_codecs_resolution_and_audio_group() -> None:
     text = hls.master_playlist(
         [
-            hls.Variant("v1.m3u8", 500000, 400000, ["avc1.4d401e", "mp4a.40.2"], (640, 360), 24.0, "aud"),
+            hls.Variant(
+                "v1.m3u8", 500000, 400000, ["avc1.4d401e", "mp4a.40.2"], (640, 360), 24.0, "aud"
+            ),
             hls.Variant("a.m3u8", 70000, 66000, ["mp4a.40.2"], audio_group="aud"),
         ],
         [hls.AudioRendition("aud", "en", "a.m3u8", "en", 2)],

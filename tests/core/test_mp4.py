@@ -536,6 +536,22 @@ def test_subtitle_tracks_are_skipped(subtitled_mp4: Path) -> None:
     assert [(t.track_id, t.kind) for t in movie.tracks] == [(1, Kind.VIDEO), (2, Kind.AUDIO)]
 
 
+def test_quicktime_mov_sound_description_v1_with_wave_box(
+    bframes_mp4: Path, media_dir: Path
+) -> None:
+    mov = media_dir / "remux.mov"
+    subprocess.run(
+        [FFMPEG, "-nostdin", "-v", "error", "-y", "-i", str(bframes_mp4), "-c", "copy", str(mov)],
+        check=True,
+    )
+    data = mov.read_bytes()
+    assert b"wave" in data
+    got, want = parse_bytes(data).tracks[1], parse_bytes(bframes_mp4.read_bytes()).tracks[1]
+    assert isinstance(got.codec, AacConfig) and isinstance(want.codec, AacConfig)
+    assert (got.codec.asc, got.sample_rate, got.channels) == (want.codec.asc, 48000, 2)
+    assert (got.samples.size, got.samples.dts) == (want.samples.size, want.samples.dts)
+
+
 def test_co64_offsets_beyond_4_gib(moov_at_end_mp4: Path) -> None:
     """A virtual 4 GiB+ file: a largesize 'free' box pushes mdat past 2**32; moov uses co64."""
     data = moov_at_end_mp4.read_bytes()
@@ -661,6 +677,18 @@ def test_pasp_sets_pixel_aspect_ratio() -> None:
     entry = avc1(64, 48, box("pasp", u32(4), u32(3)), box("btrt", u32(0), u32(1), u32(1)))
     track = parse_bytes(simple_video(entry=entry)).tracks[0]
     assert (track.par, track.width, track.height) == ((4, 3), 64, 48)
+
+
+def test_zero_sample_entry_size_falls_back_to_tkhd() -> None:
+    for version in (0, 1):
+        track = parse_bytes(simple_video(entry=avc1(0, 0), version=version)).tracks[0]
+        assert (track.width, track.height) == (64, 48)  # the builder's tkhd size
+
+
+def test_uniform_stsz_with_a_bogus_count_is_rejected_before_allocating() -> None:
+    tables = (stts((4, 10)), stsz([], uniform=5)[:-4] + u32(1 << 31), stsc((1, 4, 1)))
+    with pytest.raises(MediaError, match="beyond the end of the file"):
+        parse_bytes(movie_file(trak(avc1(), *tables, stco([DATA_START])), mdat=bytes(20)))
 
 
 def test_he_aac_core_rate_in_config_and_output_rate_on_track() -> None:

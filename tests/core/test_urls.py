@@ -29,7 +29,10 @@ def test_locator_prefix_must_be_a_uuid() -> None:
         ("/bbb.ism/manifest(format=m3u8-aapl,format=m3u8-aapl)", "given twice"),
         ("/bbb.ism/manifest(encryption=cenc)", "unknown value 'cenc'"),
         ("/bbb.ism/QualityLevels(1)/Manifest(video)", "needs format="),
-        ("/bbb.ism/QualityLevels(1)/Manifest(video,format=m3u8-aapl,audio-only=false)", "not allowed"),
+        (
+            "/bbb.ism/QualityLevels(1)/Manifest(video,format=m3u8-aapl,audio-only=false)",
+            "not allowed",
+        ),
         ("/bbb.ism/QualityLevels(x)/Manifest(video,format=m3u8-aapl)", "malformed"),
     ],
 )
@@ -42,9 +45,13 @@ def test_fragment_and_media_urls_round_trip() -> None:
     opts = urls.Options(Format.HLS_CMAF, Encryption.CBC)
     media = urls.parse_path("/a.ism/" + urls.media_uri(123, "video", opts))
     assert media == urls.MediaPath(None, "a", 123, "video", opts)
-    frag = urls.parse_path("/a.ism/QualityLevels(123)/" + urls.fragment_uri("audio", 40000000, opts))
+    frag = urls.parse_path(
+        "/a.ism/QualityLevels(123)/" + urls.fragment_uri("audio", 40000000, opts)
+    )
     assert frag == urls.FragmentPath(None, "a", 123, "audio", 40000000, opts)
-    init = urls.parse_path("/a.ism/QualityLevels(123)/" + urls.fragment_uri("video", urls.INIT, opts))
+    init = urls.parse_path(
+        "/a.ism/QualityLevels(123)/" + urls.fragment_uri("video", urls.INIT, opts)
+    )
     assert isinstance(init, urls.FragmentPath) and init.time == urls.INIT
 
 
@@ -55,4 +62,7 @@ def test_non_stream_paths_are_not_ours() -> None:
 def test_key_uri_climbs_to_the_root_from_the_playlist_folder() -> None:
     kid = uuid.UUID("da3813af-55e6-48e7-aa9f-a4d6031f7b4d")
     assert urls.key_uri(kid, depth=2) == f"../../key?kid={kid}"
-    assert urls.key_uri(kid, depth=3, base_url="https://o.example/") == f"https://o.example/key?kid={kid}"
+    assert (
+        urls.key_uri(kid, depth=3, base_url="https://o.example/")
+        == f"https://o.example/key?kid={kid}"
+    )

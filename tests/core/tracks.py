@@ -43,4 +43,6 @@ def audio_track(n: int, *, timescale: int = 48000, frame: int = 1024, pts_shift:
         offset=array("Q", [i * 300 for i in range(n)]),
         keyframes=array("I", range(n)),
     )
-    return Track(2, Kind.AUDIO, timescale, "eng", AAC, b"", pts_shift, idx, sample_rate=48000, channels=2)
+    return Track(
+        2, Kind.AUDIO, timescale, "eng", AAC, b"", pts_shift, idx, sample_rate=48000, channels=2
+    )

@@ -231,7 +231,7 @@ def _parse_trak(
     if kind is None:
         return None  # text, hint, metadata, timecode...: not ours to serve
     # tkhd's 16.16 size is the fallback when the sample entry says 0.
-    r.skip(8 if version == 1 else 4)  # reserved, duration
+    r.skip(12 if version == 1 else 8)  # reserved, duration
     r.skip(8 + 2 + 2 + 2 + 2 + 36)  # reserved, layer, alternate_group, volume, reserved, matrix
     tk_width, tk_height = r.u32() >> 16, r.u32() >> 16
 
@@ -378,7 +378,7 @@ def _sample_index(buf: bytes, stbl: BoxHeader, file_size: int, track_id: int) ->
     boxes = child_map(buf, *_span(stbl))
 
     if "stsz" in boxes:
-        size = _stsz(buf, boxes["stsz"])
+        size = _stsz(buf, boxes["stsz"], file_size, where)
     elif "stz2" in boxes:
         size = _stz2(buf, boxes["stz2"], where)
     else:
@@ -404,11 +404,13 @@ def _sample_index(buf: bytes, stbl: BoxHeader, file_size: int, track_id: int) ->
     )
 
 
-def _stsz(buf: bytes, box: BoxHeader) -> array[int]:
+def _stsz(buf: bytes, box: BoxHeader, file_size: int, where: str) -> array[int]:
     r = Reader(buf, box)
     r.full()
     uniform, count = r.u32(), r.u32()
     if uniform:
+        if uniform * count > file_size:  # check before allocating a bogus count
+            raise MediaError(f"{where}: sample data lies beyond the end of the file (truncated?)")
         return array("I", [uniform]) * count
     return r.table("I", count, 4)
 
@@ -489,7 +491,7 @@ def _offsets(
         firsts[0] != 1 or firsts[-1] > nchunks or not all(map(lt, firsts, islice(firsts, 1, None)))
     ):
         raise MediaError(f"{where}: stsc chunk numbers are out of range or not increasing")
-    if any(d != 1 for d in descriptions):
+    if descriptions.count(1) != len(descriptions):
         raise MediaError(f"{where}: stsc refers to a missing sample description")
     # One entry per chunk: how many samples it holds (runs end where the next one starts).
     run_ends = [*firsts[1:], nchunks + 1]
@@ -500,7 +502,7 @@ def _offsets(
         raise MediaError(
             f"{where}: stsc/stco describe {first_sample[-1]} samples, the sample sizes {n}"
         )
-    if nchunks == n and len(per_chunk) == 1:  # one sample per chunk: nothing to add up
+    if nchunks == n and 0 not in spc:  # one sample per chunk: nothing to add up
         return array("Q", chunks)
     start = array("Q", accumulate(size, initial=0))
     delta = map(sub, chunks, map(start.__getitem__, first_sample[:-1]))

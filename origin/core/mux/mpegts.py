@@ -26,8 +26,10 @@ predecessors wrote, so the count is made not to matter:
 
 Packets that carry no payload (PCR-only) repeat the PID's previous counter, as the standard wants.
 
-Packetization is the hot loop: full packets are a precomputed 4-byte header (indexed by counter)
-plus a memoryview slice of the PES; the bytes are copied once, by the final ``b"".join``.
+Packetization is the hot loop and runs no Python code per full packet: ``Struct.iter_unpack``
+cuts 184-byte bodies from each PES, headers come from a precomputed per-counter table, and one
+``b"".join`` writes the segment. Only the first and the short packets of a PES are built one by
+one (adaptation field, PCR, stuffing).
 """
 
 from __future__ import annotations
@@ -220,14 +222,15 @@ def _video_units(span: Span, data: Sequence[bytes | memoryview] | None) -> list[
         pts90 = to_90k(dts + s.cto[i], ts) + PTS_OFFSET
         dts90 = min(to_90k(dts, ts) + PTS_OFFSET, pts90)
         key = sync[i] == 1
-        header = _pes_header(0xE0, pts90, dts90, 0)
+        header_size = _PES_HEADER_PTS if pts90 == dts90 else _PES_HEADER_PTS_DTS
         if data is None:
             size = s.size[i]
             if nls != 4:
                 size += (4 - nls) * (size // (nls + 1))
             pes = b""
-            size += len(header) + len(_AUD) + (len(params) if key else 0)
+            size += header_size + len(_AUD) + (len(params) if key else 0)
         else:
+            header = _pes_header(0xE0, pts90, dts90, 0)
             parts: list[bytes | bytearray | memoryview] = [header, _AUD]
             if key:
                 parts.append(params)
@@ -241,7 +244,7 @@ def _video_units(span: Span, data: Sequence[bytes | memoryview] | None) -> list[
                 t90=dts90,
                 data=pes,
                 size=size,
-                header_size=len(header),
+                header_size=header_size,
                 pcr=dts90,
                 rai=key,
             )
@@ -293,23 +296,23 @@ def _audio_units(
                 if _PES_HEADER_PTS - 6 + payload + frame > _MAX_PES_PACKET_LENGTH:
                     break
                 # As the PCR carrier, the next PES (and its PCR) must start within 100 ms.
-                if pcr and (s.dts[i] + shift - dts) * 10 > ts:
+                if pcr and (s.dts[i] + s.duration[i] + shift - dts) * 10 > ts:
                     break
             payload += frame
             i += 1
         pts90 = to_90k(dts + s.cto[first], ts) + PTS_OFFSET
         dts90 = to_90k(dts, ts) + PTS_OFFSET
-        header = _pes_header(0xC0, pts90, pts90, _PES_HEADER_PTS - 6 + payload)
         if data is None:
             pes = b""
         else:
+            header = _pes_header(0xC0, pts90, pts90, _PES_HEADER_PTS - 6 + payload)
             parts: list[bytes | bytearray | memoryview] = [header]
             for k in range(first - span.start, i - span.start):
                 frame_data = data[k]
                 parts.append(adts.header(prefix, len(frame_data)))
                 parts.append(frame_data)
             pes = b"".join(parts)
-        size = len(header) + payload
+        size = _PES_HEADER_PTS + payload
         units.append(
             _Unit(
                 AUDIO_PID,
@@ -317,7 +320,7 @@ def _audio_units(
                 t90=dts90,
                 data=pes,
                 size=size,
-                header_size=len(header),
+                header_size=_PES_HEADER_PTS,
                 pcr=dts90 if pcr else None,
                 rai=pcr,
             )
