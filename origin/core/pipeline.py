@@ -17,11 +17,11 @@ from fractions import Fraction
 from origin.core import urls
 from origin.core.crypto import padded_size
 from origin.core.errors import MediaError, NotFoundError
-from origin.core.manifest import hls
+from origin.core.manifest import dash, hls, smooth
 from origin.core.mux import Run, fmp4, mpegts
 from origin.core.segmenter import Segmentation, cut_at, cut_audio, cut_video
-from origin.core.track import Kind, Movie, Track
-from origin.core.urls import Format, Options
+from origin.core.track import AacConfig, AvcConfig, Kind, Movie, Track
+from origin.core.urls import Format, Options, Protocol
 
 # Ranges of one file closer than this are read as one: a segment's video and audio samples are
 # interleaved in chunks, and one larger read beats several small ones.
@@ -36,7 +36,9 @@ class Rendition:
     file: int  # index into the asset's file list
     track: Track
     seg: Segmentation
-    times: tuple[int, ...] = ()  # segment start per URL time (URL_TIMESCALE)
+    # Segment k spans times[k]..times[k+1] in URL_TIMESCALE units; fragment URLs, DASH S@t and
+    # Smooth c@t are these values for every protocol.
+    times: tuple[int, ...] = ()
     by_time: Mapping[int, int] = field(default_factory=dict)
 
     @property
@@ -44,12 +46,23 @@ class Rendition:
         return self.track.kind
 
 
+def _to_url_time(t: int, timescale: int) -> int:
+    return max(0, (t * urls.URL_TIMESCALE + timescale // 2) // timescale)
+
+
 def _with_times(r: Rendition) -> Rendition:
-    ts = r.seg.timescale
-    times = tuple(
-        max(0, (t * urls.URL_TIMESCALE + ts // 2) // ts) for t in r.seg.times[: len(r.seg)]
-    )
-    return Rendition(r.id, r.file, r.track, r.seg, times, {t: k for k, t in enumerate(times)})
+    """Attach URL times: video segments start at their keyframe's presentation time; audio
+    segments at their first frame's decode time, which (unlike its presentation time under an
+    AAC priming edit) is never negative and equals the fragments' tfdt."""
+    ts, s = r.seg.timescale, r.track.samples
+    if r.kind is Kind.VIDEO:
+        raw = list(r.seg.times)
+    else:
+        end = s.dts[-1] + s.duration[-1]
+        raw = [s.dts[i] if i < len(s) else end for i in r.seg.starts[:-1]] + [end]
+    times = tuple(_to_url_time(t, ts) for t in raw)
+    by_time = {t: k for k, t in enumerate(times[:-1])}
+    return Rendition(r.id, r.file, r.track, r.seg, times, by_time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +202,7 @@ def master_playlist(p: Presentation, options: Options, *, base: str = "") -> str
                 name=hls.language_tag(p.audio.track.language) or "audio",
                 uri=base + urls.media_uri(p.audio.id, "audio", options),
                 language=hls.language_tag(p.audio.track.language),
-                channels=p.audio.track.channels or p.audio.track.codec.channels,  # type: ignore[union-attr]
+                channels=p.audio.track.channels,
             )
         )
     audio_bw = bandwidths["audio", p.audio.id] if p.audio else Bandwidth(0, 0)
@@ -251,6 +264,151 @@ def media_playlist(
     return hls.media_playlist(segments, key=key, map_uri=map_uri)
 
 
+def _timeline_values(r: Rendition) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(starts, durations) of a rendition's segments in URL_TIMESCALE units."""
+    t = r.times
+    return t[:-1], tuple(b - a for a, b in zip(t[:-1], t[1:], strict=True))
+
+
+def _shared_times(renditions: Sequence[Rendition]) -> bool:
+    return len({r.times for r in renditions}) == 1
+
+
+def _sar(track: Track) -> str:
+    num, den = track.par
+    g = math.gcd(num, den) or 1
+    return f"{num // g}:{den // g}"
+
+
+DASH_PROFILES = {
+    Format.DASH_CSF: (dash.LIVE_PROFILE,),
+    Format.DASH_CMAF: (dash.CMAF_PROFILE, dash.LIVE_PROFILE),
+}
+
+
+def dash_manifest(p: Presentation, options: Options, *, base: str = "") -> str:
+    """A static MPD: one video Adaptation Set with every rendition, one audio set."""
+    fmt = options.format
+    assert fmt in DASH_PROFILES
+    sets: list[dash.AdaptationSet] = []
+    if p.video:
+        shared = _shared_times(p.video)
+        reps = []
+        for r in p.video:
+            starts, durations = _timeline_values(r)
+            reps.append(
+                dash.Representation(
+                    id=str(r.id),
+                    bandwidth=p.cmaf_bandwidth["video", r.id].peak,
+                    codecs=r.track.codec_string,
+                    width=r.track.width,
+                    height=r.track.height,
+                    frame_rate=frame_rate(r.track),
+                    sar=_sar(r.track),
+                    timeline=None
+                    if shared
+                    else dash.Timeline(urls.URL_TIMESCALE, starts, durations),
+                )
+            )
+        init, media = urls.dash_templates("video", options)
+        starts, durations = _timeline_values(p.video[0])
+        sets.append(
+            dash.AdaptationSet(
+                content_type="video",
+                representations=tuple(reps),
+                media=base + media,
+                initialization=base + init,
+                timeline=dash.Timeline(urls.URL_TIMESCALE, starts, durations) if shared else None,
+                segment_alignment=shared,
+                # stss marks IDR pictures for AVC (ISO/IEC 14496-15), and every segment starts on
+                # one: SAP type 1.
+                start_with_sap=True,
+            )
+        )
+    if p.audio:
+        a = p.audio
+        starts, durations = _timeline_values(a)
+        init, media = urls.dash_templates("audio", options)
+        sets.append(
+            dash.AdaptationSet(
+                content_type="audio",
+                representations=(
+                    dash.Representation(
+                        id=str(a.id),
+                        bandwidth=p.cmaf_bandwidth["audio", a.id].peak,
+                        codecs=a.track.codec_string,
+                        sample_rate=a.track.sample_rate,
+                        channels=a.track.channels,
+                    ),
+                ),
+                media=base + media,
+                initialization=base + init,
+                timeline=dash.Timeline(urls.URL_TIMESCALE, starts, durations),
+                lang=hls.language_tag(a.track.language),
+                segment_alignment=True,
+                start_with_sap=True,
+                role="main",
+            )
+        )
+    return dash.mpd(
+        sets,
+        duration=p.duration,
+        min_buffer_time=max(Fraction(2), p.target),
+        profiles=DASH_PROFILES[fmt],
+    )
+
+
+def _avc(track: Track) -> AvcConfig:
+    if not isinstance(track.codec, AvcConfig):
+        raise MediaError(f"track {track.track_id} is not H.264")
+    return track.codec
+
+
+class UnsupportedError(ValueError):
+    """The asset cannot be expressed in the requested protocol (HTTP 409 with the reason)."""
+
+
+def smooth_manifest(p: Presentation) -> str:
+    """The Smooth Streaming client manifest (MS-SSTR): one video and one audio StreamIndex."""
+    streams: list[smooth.Stream] = []
+    if p.video:
+        if not _shared_times(p.video):
+            # A StreamIndex has one chunk timeline for all its QualityLevels.
+            raise UnsupportedError(
+                "Smooth Streaming needs every video rendition cut at the same times, and this "
+                "asset's keyframes are not aligned across renditions"
+            )
+        starts, durations = _timeline_values(p.video[0])
+        levels = tuple(
+            smooth.VideoLevel(
+                bitrate=r.id,
+                width=r.track.width,
+                height=r.track.height,
+                codec_private_data=smooth.avc_codec_private_data(_avc(r.track)),
+            )
+            for r in p.video
+        )
+        streams.append(smooth.Stream("video", levels, starts, durations))
+    if p.audio:
+        a = p.audio
+        assert isinstance(a.track.codec, AacConfig)
+        starts, durations = _timeline_values(a)
+        level = smooth.AudioLevel(
+            bitrate=a.id,
+            sampling_rate=a.track.sample_rate,
+            channels=a.track.channels,
+            codec_private_data=smooth.aac_codec_private_data(a.track.codec),
+            fourcc=smooth.aac_fourcc(a.track.codec),
+        )
+        streams.append(
+            smooth.Stream(
+                "audio", (level,), starts, durations, language=hls.language_tag(a.track.language)
+            )
+        )
+    duration = round(p.duration * urls.URL_TIMESCALE)
+    return smooth.manifest(streams, duration=duration, repeat=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # Segments
 
@@ -259,7 +417,7 @@ def media_playlist(
 class SegmentRef:
     """One addressable segment: ``index`` is -1 (urls.INIT) for an initialization segment."""
 
-    format: Format
+    format: Format | None  # None: Smooth Streaming
     track: str
     rendition: int
     index: int
@@ -273,11 +431,10 @@ class SegmentRef:
 def resolve(p: Presentation, path: urls.FragmentPath) -> SegmentRef:
     """Map a fragment URL to a segment, or raise NotFoundError."""
     fmt = path.options.format
-    assert fmt is not None
     r = p.rendition(path.track, path.rendition)
     if path.time == urls.INIT:
-        if fmt is not Format.HLS_CMAF:
-            raise NotFoundError("MPEG-TS has no initialization segment")
+        if fmt is None or fmt is Format.HLS_TS:
+            raise NotFoundError("MPEG-TS and Smooth Streaming have no initialization segment")
         return SegmentRef(fmt, path.track, r.id, urls.INIT)
     k = r.by_time.get(path.time)
     if k is None:
@@ -359,7 +516,14 @@ def build_segment(
         Run(track, start, stop, [views[si][o : o + n] for si, o, n in where])
         for track, start, stop, where in plan.runs
     ]
-    if ref.format is Format.HLS_CMAF:
+    if ref.format is None:
+        return fmp4.smooth_fragment(
+            runs[0],
+            sequence=ref.index + 1,
+            time=r.times[ref.index],
+            track_id=1 if r.kind is Kind.VIDEO else 2,
+        )
+    if ref.format is not Format.HLS_TS:  # HLS fMP4 and DASH share the CMAF segments
         return fmp4.media_segment(runs[0], sequence=ref.index + 1)
     if ref.track == "video":
         audio = runs[1] if len(runs) > 1 and len(runs[1]) else None

@@ -80,20 +80,20 @@ def cut_video(track: Track, target: Fraction) -> Segmentation:
             starts.append(k)
             # Skip multiples a long GOP jumped over: the next cut is the next multiple after t.
             next_cut = (int((t + _TOLERANCE) / target) + 1) * target
+    return _finish(track, starts, target)
+
+
+def _finish(track: Track, starts: array[int], target: Fraction) -> Segmentation:
+    """Close a segmentation; a tail shorter than half the target joins the segment before it."""
     end = presentation_end(track)
-    _merge_sliver(track, starts, end, target)
-    starts.append(len(s))
-    times = array("q", [track.pts(i) for i in starts[:-1]])
-    times.append(end)
-    return Segmentation(ts, starts, times)
-
-
-def _merge_sliver(track: Track, starts: array[int], end: int, target: Fraction) -> None:
-    """A tail shorter than half the target joins the segment before it."""
     if len(starts) > 1:
         tail = Fraction(end - track.pts(starts[-1]), track.timescale)
         if tail < target / 2:
             starts.pop()
+    starts.append(len(track.samples))
+    times = array("q", [track.pts(i) for i in starts[:-1]])
+    times.append(end)
+    return Segmentation(track.timescale, starts, times)
 
 
 def cut_at(track: Track, reference: Segmentation) -> Segmentation:
@@ -142,9 +142,4 @@ def cut_audio(track: Track, target: Fraction) -> Segmentation:
         if i > starts[-1]:
             starts.append(i)
         m += 1
-    end = presentation_end(track)
-    _merge_sliver(track, starts, end, target)
-    starts.append(len(s))
-    times = array("q", [track.pts(i) for i in starts[:-1]])
-    times.append(end)
-    return Segmentation(ts, starts, times)
+    return _finish(track, starts, target)

@@ -1,11 +1,15 @@
 """The AMS-compatible URL grammar, parsed and formatted in one place.
 
     [/{locator}]/{asset}.ism/manifest(format=m3u8-aapl[,encryption=cbc][,audio-only=false])
+    [/{locator}]/{asset}.ism/manifest(format=mpd-time-csf|mpd-time-cmaf)        DASH
+    [/{locator}]/{asset}.ism/manifest                                           Smooth Streaming
     [/{locator}]/{asset}.ism/QualityLevels({id})/Manifest({video|audio},format=…[,encryption=cbc])
     [/{locator}]/{asset}.ism/QualityLevels({id})/Fragments({video|audio}={time|i},format=…[,…]).ext
+    [/{locator}]/{asset}.ism/QualityLevels({id})/Fragments({video|audio}={time})  Smooth
 
-Fragment times are presentation times in 100 ns units (the Smooth Streaming timescale); ``i`` names
-a CMAF initialization segment. Every URL a playlist carries is relative to that playlist, so the
+Fragment times are segment start times in 100 ns units, the Smooth Streaming timescale, for every
+protocol (DASH's SegmentTemplate uses the same timescale), so one map per rendition resolves them
+all; ``i`` names an initialization segment (HLS fMP4, DASH). Every URL a playlist carries is relative to that playlist, so the
 origin works behind any host, path prefix or CDN; only the key URL, served from the root, needs to
 climb out of the asset folder.
 """
@@ -28,6 +32,25 @@ class UrlError(ValueError):
 class Format(StrEnum):
     HLS_TS = "m3u8-aapl"
     HLS_CMAF = "m3u8-cmaf"
+    DASH_CSF = "mpd-time-csf"
+    DASH_CMAF = "mpd-time-cmaf"
+
+    @property
+    def protocol(self) -> Protocol:
+        return Protocol.HLS if self.value.startswith("m3u8") else Protocol.DASH
+
+
+class Protocol(StrEnum):
+    """Delivery protocols, as named by per-protocol delivery policies."""
+
+    HLS = "hls"
+    DASH = "dash"
+    SMOOTH = "smooth"
+
+
+def protocol_of(fmt: Format | None) -> Protocol:
+    """A URL without ``format=`` is Smooth Streaming."""
+    return Protocol.SMOOTH if fmt is None else fmt.protocol
 
 
 class Encryption(StrEnum):
@@ -140,25 +163,32 @@ _MASTER_OPTS = frozenset({"format", "encryption", "audio-only"})
 _CHILD_OPTS = frozenset({"format", "encryption"})
 
 
+def _check_encryption(opts: Options) -> Options:
+    if opts.encryption is not None and protocol_of(opts.format) is not Protocol.HLS:
+        raise UrlError("encryption=cbc (AES-128) applies to HLS formats only")
+    if not opts.audio_only and protocol_of(opts.format) is not Protocol.HLS:
+        raise UrlError("audio-only applies to HLS formats only")
+    return opts
+
+
 def parse_path(path: str) -> Path | None:
     """Parse a request path; None when it is not an asset URL at all (404)."""
     if m := _MASTER.match(path):
-        return MasterPath(
-            _locator(m["locator"]), m["asset"], parse_options(m["opts"], allowed=_MASTER_OPTS)
-        )
+        opts = _check_encryption(parse_options(m["opts"], allowed=_MASTER_OPTS))
+        return MasterPath(_locator(m["locator"]), m["asset"], opts)
     if m := _MEDIA.match(path):
-        opts = parse_options(m["opts"], allowed=_CHILD_OPTS)
-        if opts.format is None:
-            raise UrlError("a media playlist URL needs format=")
+        opts = _check_encryption(parse_options(m["opts"], allowed=_CHILD_OPTS))
+        if opts.format is None or opts.format.protocol is not Protocol.HLS:
+            raise UrlError("a media playlist URL needs format=m3u8-aapl or format=m3u8-cmaf")
         return MediaPath(
             _locator(m["locator"]), m["asset"], int(m["rid"]), m["track"].lower(), opts
         )
     if m := _FRAGMENT.match(path):
-        opts = parse_options(m["opts"], allowed=_CHILD_OPTS)
-        if opts.format is None:
-            raise UrlError("a fragment URL needs format=")
+        opts = _check_encryption(parse_options(m["opts"], allowed=_CHILD_OPTS))
         time = INIT if m["time"].lower() == "i" else int(m["time"])
         ext = (m["ext"] or "").lower()
+        if opts.format is None and (ext or time == INIT):
+            raise UrlError("a Smooth Streaming fragment has no extension or init segment")
         if ext and ext != _extension(opts.format, time):
             raise UrlError(f"extension .{ext} does not match format={opts.format}")
         return FragmentPath(
@@ -178,6 +208,20 @@ def _extension(fmt: Format | None, time: int) -> str:
     if fmt is Format.HLS_TS:
         return "ts"
     return "mp4" if time == INIT else "m4s"
+
+
+def smooth_fragment_template(track: str) -> str:
+    """The StreamIndex ``Url`` of a Smooth manifest (MS-SSTR 2.2.2.3)."""
+    return f"QualityLevels({{bitrate}})/Fragments({track}={{start time}})"
+
+
+def dash_templates(track: str, options: Options) -> tuple[str, str]:
+    """(initialization, media) SegmentTemplate attributes of a DASH AdaptationSet."""
+    rep = "QualityLevels($RepresentationID$)"
+    return (
+        f"{rep}/{fragment_uri(track, INIT, options)}",
+        f"{rep}/{fragment_uri(track, 0, options).replace('=0,', '=$Time$,', 1)}",
+    )
 
 
 def fragment_uri(track: str, time: int, options: Options) -> str:

@@ -16,7 +16,7 @@ from origin.core import pipeline, urls
 from origin.core.crypto import sequence_iv
 from origin.core.errors import MediaError, NotFoundError
 from origin.core.manifest import hls
-from origin.core.urls import Format, UrlError
+from origin.core.urls import Format, Protocol, UrlError
 from origin.service import http
 from origin.service.cors import Cors
 from origin.service.state import Asset, ContentKey, State
@@ -29,6 +29,11 @@ INFLIGHT: web.AppKey[dict[Any, asyncio.Future[bytes]]] = web.AppKey("inflight", 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MANIFEST_CACHE_ENTRIES = 4096
+_MANIFEST_TYPES = {
+    Protocol.HLS: http.CT_M3U8,
+    Protocol.DASH: http.CT_MPD,
+    Protocol.SMOOTH: http.CT_SMOOTH,
+}
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -82,6 +87,8 @@ def _asset(state: State, name: str) -> Asset:
 
 def _content_key(state: State, asset: Asset, options: urls.Options) -> ContentKey | None:
     """The key a request is encrypted with, or None for clear delivery."""
+    if urls.protocol_of(options.format) is not Protocol.HLS:
+        return None  # AES-128 is an HLS scheme; the delivery policy allowed DASH/Smooth clear
     if options.encryption is None and not asset.protected:
         return None
     kid = asset.config.key_id
@@ -105,6 +112,10 @@ async def stream(request: web.Request) -> web.StreamResponse:
     if route is None:
         raise NotFoundError("no such resource")
     asset = _asset(state, route.asset)
+    protocol = urls.protocol_of(route.options.format)
+    refusal = asset.refusal(protocol)
+    if refusal:
+        return http.error_response(403, refusal)
     srv = state.config.server
     if isinstance(route, urls.FragmentPath):
         return await _fragment(request, state, asset, route)
@@ -113,14 +124,17 @@ async def stream(request: web.Request) -> web.StreamResponse:
     etag = http.make_etag(asset.version, request.path, srv.base_url or "")
     text = state.manifests.get(request.path)
     if text is None:
-        text = _manifest(state, request, asset, route, key)
+        try:
+            text = _manifest(state, request, asset, route, key)
+        except pipeline.UnsupportedError as e:
+            return http.error_response(409, str(e))
         if len(state.manifests) >= MANIFEST_CACHE_ENTRIES:
             state.manifests.clear()
         state.manifests[request.path] = text
     return http.entity_response(
         request,
         text.encode(),
-        content_type=http.CT_M3U8,
+        content_type=_MANIFEST_TYPES[protocol],
         etag=etag,
         cache_control=manifest_cc,
         last_modified=asset.last_modified,
@@ -137,8 +151,11 @@ def _manifest(
     pres = asset.presentation
     base = _base(state, request)
     if isinstance(route, urls.MasterPath):
-        if route.options.format is None:
-            raise NotFoundError("Smooth Streaming manifests are not built yet; use format=m3u8-*")
+        protocol = urls.protocol_of(route.options.format)
+        if protocol is Protocol.SMOOTH:
+            return pipeline.smooth_manifest(pres)
+        if protocol is Protocol.DASH:
+            return pipeline.dash_manifest(pres, route.options, base=base)
         return pipeline.master_playlist(pres, route.options, base=base)
     hls_key = None
     if key is not None:
@@ -195,7 +212,7 @@ async def _fragment(
         body = key.cipher.encrypt(body, iv)
     if route.options.format is Format.HLS_TS:
         ctype = http.CT_TS
-    else:
+    else:  # fMP4 for HLS, DASH and Smooth
         ctype = http.CT_AUDIO_MP4 if route.track == "audio" else http.CT_VIDEO_MP4
     srv = state.config.server
     return http.entity_response(

@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Any
 
 PROTECTIONS = ("clear", "aes-128")
+# How DASH and Smooth are delivered for an asset whose `protection` is an HLS-only scheme
+# (aes-128): only "clear" until Common Encryption exists. Unset = blocked (AMS: a protocol not in a
+# delivery policy is blocked; an asset with no delivery policy streams every protocol in the clear).
+DELIVERIES = ("clear",)
 
 
 class ConfigError(Exception):
@@ -49,6 +53,8 @@ class AssetConfig:
     key_id: uuid.UUID | None = None
     key: bytes | None = field(default=None, repr=False)
     iv: bytes | None = None
+    dash: str | None = None
+    smooth: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +67,7 @@ class Config:
 _SERVER_FIELDS = {f for f in ServerConfig.__dataclass_fields__}
 _ASSET_FIELDS = {
     "name", "files", "segment_duration", "protection", "key_id", "key", "key_file", "iv",
+    "dash", "smooth",
 }  # fmt: skip
 
 
@@ -253,6 +260,12 @@ def _asset(c: _Checker, t: Any, where: str, base: Path) -> AssetConfig | None:
             c.bad(f"{where}.key_id", "protection aes-128 needs key_id")
     if key is not None and key_id is None and "key_id" not in t:
         c.bad(f"{where}.key_id", "a key needs a key_id")
+    delivery: dict[str, str | None] = {}
+    for proto in ("dash", "smooth"):
+        value = c.typed(t, proto, where, str, None)
+        if value is not None and value not in DELIVERIES:
+            c.bad(f"{where}.{proto}", f"must be one of {', '.join(DELIVERIES)}, got {value!r}")
+        delivery[proto] = value
     if len(c.problems) > before:
         return None
     return AssetConfig(
@@ -263,6 +276,8 @@ def _asset(c: _Checker, t: Any, where: str, base: Path) -> AssetConfig | None:
         key_id=key_id,
         key=key,
         iv=iv,
+        dash=delivery["dash"],
+        smooth=delivery["smooth"],
     )
 
 

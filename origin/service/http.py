@@ -19,6 +19,8 @@ CT_TS = "video/mp2t"
 CT_VIDEO_MP4 = "video/mp4"
 CT_AUDIO_MP4 = "audio/mp4"
 CT_KEY = "application/octet-stream"
+CT_MPD = "application/dash+xml"
+CT_SMOOTH = "application/vnd.ms-sstr+xml"
 
 
 class RangeNotSatisfiable(Exception):

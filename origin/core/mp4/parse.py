@@ -2,7 +2,9 @@
 
 The walk is a generator in the style of nginx-vod's VOD_AGAIN: it yields :class:`Need`
 (offset, size) and is sent the bytes. It asks for box headers and the whole ``moov`` only, never
-for ``mdat`` payload, so a file with ``moov`` at the end costs a few small reads.
+for ``mdat`` payload, so a file with ``moov`` at the end costs a few small reads. In a fragmented
+file (``moov`` has ``mvex``) it also reads each ``moof``, which :mod:`.fragments` turns into the
+same columns.
 
 Sample tables are expanded into columns with C-level iteration (``array`` from bytes,
 ``itertools.repeat``/``accumulate``/``map``), never a Python loop per sample.
@@ -30,6 +32,7 @@ from origin.core.mp4.boxes import (
     read_header,
 )
 from origin.core.mp4.codecs import parse_asc, parse_avcc, parse_esds
+from origin.core.mp4.fragments import Defaults, Fragments, parse_mvex
 from origin.core.track import AacConfig, AvcConfig, Kind, Movie, Track
 
 T = TypeVar("T")
@@ -61,19 +64,21 @@ class Need(NamedTuple):
 
 
 class _Cache:
-    """The last block the reader returned; a reader that reads ahead saves later requests."""
+    """The last block read; the surplus of a read-ahead answers later requests without a read."""
 
-    __slots__ = ("data", "offset")
+    __slots__ = ("data", "file_size", "offset")
 
-    def __init__(self) -> None:
+    def __init__(self, file_size: int) -> None:
+        self.file_size = file_size
         self.offset = 0
         self.data = b""
 
-    def fetch(self, offset: int, size: int) -> Generator[Need, bytes, bytes]:
+    def fetch(self, offset: int, size: int, ahead: int = 0) -> Generator[Need, bytes, bytes]:
+        """``size`` bytes at ``offset``; on a miss, also ask for up to ``ahead`` bytes after."""
         start = offset - self.offset
         if start >= 0 and start + size <= len(self.data):
             return self.data[start : start + size]
-        data = yield Need(offset, size)
+        data = yield Need(offset, max(size, min(size + ahead, self.file_size - offset)))
         if len(data) < size:
             raise MediaError(
                 f"truncated file: wanted {size} bytes at offset {offset}, got {len(data)}"
@@ -89,17 +94,27 @@ def parse_movie(file_size: int) -> Generator[Need, bytes, Movie]:
 
     The reader may return more than asked (read-ahead; the surplus is used for later needs)
     but not less: a short read means a truncated file.
+
+    A progressive file costs a header read per top-level box and one read of the ``moov``. In a
+    fragmented file the parser reads ahead itself: each ``moof`` is read together with the
+    ``mdat`` header after it, and the header read after an ``mdat`` asks for as many bytes as
+    the previous fragment's boxes took (plus a margin), so that in the steady state a fragment
+    (``styp``/``sidx``/``moof``/``mdat`` header) costs one read.
     """
     if file_size <= 0:
         raise MediaError("empty file: not an MP4")
-    cache = _Cache()
+    cache = _Cache(file_size)
     pos = 0
-    moov: Movie | None = None
+    moov: _Moov | None = None
+    frags: Fragments | None = None
+    ahead = 0  # header read-ahead, fragmented files only
+    meta_start = 0  # where the current fragment's boxes start (the previous mdat's end)
+    last_moof = -1
     while pos < file_size:
         avail = file_size - pos
         if avail < 8:
             raise MediaError(f"truncated file: {avail} stray bytes at offset {pos}")
-        head = yield from cache.fetch(pos, min(HEADER_MAX, avail))
+        head = yield from cache.fetch(pos, min(HEADER_MAX, avail), ahead)
         raw_type = head[4:8]
         if pos == 0 and raw_type.decode("latin-1") not in FIRST_BOX_TYPES:
             raise MediaError(f"not an MP4 file: it starts with {head[:8]!r}")
@@ -107,20 +122,46 @@ def parse_movie(file_size: int) -> Generator[Need, bytes, Movie]:
             raise MediaError(f"corrupt file: no box header at offset {pos}")
         box = read_header(head, 0, avail)
         if box.size > avail:
+            partial = (
+                f" in the last fragment (moof at offset {last_moof}): the file is incomplete, "
+                "perhaps still being written"
+                if last_moof >= 0
+                else ""
+            )
             raise MediaError(
                 f"truncated file: box '{box.type}' at offset {pos} needs {box.size} bytes, "
-                f"{avail} remain"
+                f"{avail} remain{partial}"
             )
         if box.type == "moov":
             if moov is not None:
                 raise MediaError("more than one moov box")
             data = yield from cache.fetch(pos, box.size)
             moov = _parse_moov(data, file_size)
-        # Issue 3 slots in here: collect top-level 'moof' (and 'sidx') positions for fragments.
+            if moov.trex is not None:
+                frags = Fragments(moov.trex, moov.fragment_tracks(), file_size)
+                ahead = _FIRST_AHEAD
+                meta_start = pos + box.size
+        elif box.type == "moof":
+            if frags is None:
+                where = "before the moov" if moov is None else "but the moov has no mvex"
+                raise MediaError(f"moof box at offset {pos} {where}")
+            data = yield from cache.fetch(pos, box.size, HEADER_MAX)
+            frags.add_moof(data, pos)
+            last_moof = pos
+        elif box.type == "mdat" and frags is not None:
+            meta = pos + box.header_size - meta_start
+            ahead = min(meta + meta // 4 + 64, _MAX_AHEAD)
+            meta_start = pos + box.size
         pos += box.size
     if moov is None:
         raise MediaError("no moov box: not an MP4 file, or its index is missing")
-    return moov
+    return moov.movie(frags)
+
+
+# A fragmented file's first fragment: what styp + sidx + moof usually fit in.
+_FIRST_AHEAD = 4096
+# Bound on the adaptive read-ahead (a huge sidx or moof is read on its own instead).
+_MAX_AHEAD = 1 << 20
 
 
 def drive(gen: Generator[Need, bytes, T], read: Callable[[int, int], bytes]) -> T:
@@ -145,7 +186,7 @@ def parse_bytes(data: bytes) -> Movie:
 
 @dataclass(frozen=True, slots=True)
 class _TrackHeader:
-    """Everything about a track except its samples (shared with the fragmented path later)."""
+    """Everything about a track except its samples."""
 
     track_id: int
     kind: Kind
@@ -178,7 +219,25 @@ class _TrackHeader:
         )
 
 
-def _parse_moov(buf: bytes, file_size: int) -> Movie:
+@dataclass(frozen=True, slots=True)
+class _Moov:
+    timescale: int
+    tracks: tuple[tuple[_TrackHeader, SampleIndex], ...]
+    trex: dict[int, Defaults] | None  # None: not fragmented (no mvex)
+
+    def fragment_tracks(self) -> dict[int, tuple[SampleIndex, bool]]:
+        return {h.track_id: (index, h.kind is Kind.AUDIO) for h, index in self.tracks}
+
+    def movie(self, frags: Fragments | None) -> Movie:
+        if frags is None:
+            tracks = tuple(h.with_samples(index) for h, index in self.tracks)
+            return Movie(timescale=self.timescale, tracks=tracks, fragmented=False)
+        indexes = frags.indexes()
+        tracks = tuple(h.with_samples(indexes[h.track_id]) for h, _ in self.tracks)
+        return Movie(timescale=self.timescale, tracks=tracks, fragmented=True)
+
+
+def _parse_moov(buf: bytes, file_size: int) -> _Moov:
     moov = read_header(buf, 0, len(buf))
     boxes = list(children(buf, moov.payload, moov.end))
     mvhd = next((b for b in boxes if b.type == "mvhd"), None)
@@ -195,16 +254,16 @@ def _parse_moov(buf: bytes, file_size: int) -> Movie:
         for trak in boxes
         if trak.type == "trak" and (parsed := _parse_trak(buf, trak, timescale)) is not None
     ]
-    if any(b.type == "mvex" for b in boxes):
-        # Issue 3: keep the headers, build each index from moof/traf/trun (stbl is empty).
-        raise MediaError("fragmented MP4 not supported yet")
     if not headers:
         raise MediaError("no audio or video track")
+    mvex = next((b for b in boxes if b.type == "mvex"), None)
+    # In a fragmented file the stbl tables are usually empty; any samples they do hold come
+    # before the fragments' (see fragments.py).
     tracks = tuple(
-        header.with_samples(_sample_index(buf, stbl, file_size, header.track_id))
-        for header, stbl in headers
+        (header, _sample_index(buf, stbl, file_size, header.track_id)) for header, stbl in headers
     )
-    return Movie(timescale=timescale, tracks=tracks, fragmented=False)
+    trex = parse_mvex(buf, mvex) if mvex is not None else None
+    return _Moov(timescale, tracks, trex)
 
 
 def _require(boxes: dict[str, BoxHeader], kind: str, where: str) -> BoxHeader:

@@ -1,0 +1,186 @@
+"""Smooth Streaming client manifests (MS-SSTR §2.2.2), built from a plain description.
+
+Smooth clients have no init segment: they build the decoder set-up from ``CodecPrivateData`` and
+the QualityLevel attributes alone (dash.js writes its own moov from them), so those must be exact;
+:func:`avc_codec_private_data` and :func:`aac_codec_private_data` make them from the source's
+configuration records. Times and durations are in the manifest ``TimeScale`` (10 MHz) and must be
+those the fragments carry in ``tfxd`` (``origin.core.mux.fmp4.smooth_timing``).
+
+``<c r="…">`` is written only on request: clients disagree on what it counts (dash.js and
+ExoPlayer read it as the number of fragments in the run, Shaka Player as repeats after the first,
+as DASH's ``S@r``), while ``t`` on the first chunk and ``d`` on every chunk reads the same in all.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from origin.core.manifest.dash import runs
+from origin.core.track import AacConfig, AvcConfig
+
+__all__ = [
+    "TIMESCALE",
+    "AudioLevel",
+    "Stream",
+    "VideoLevel",
+    "aac_codec_private_data",
+    "aac_fourcc",
+    "avc_codec_private_data",
+    "manifest",
+]
+
+TIMESCALE = 10_000_000
+_START_CODE = "00000001"
+_AOT_SBR = 5
+_AOT_PS = 29
+
+
+def avc_codec_private_data(config: AvcConfig) -> str:
+    """Every SPS then every PPS, each behind a 4-byte start code, as uppercase hex."""
+    return "".join(_START_CODE + nal.hex().upper() for nal in (*config.sps, *config.pps))
+
+
+def aac_codec_private_data(config: AacConfig) -> str:
+    """The AudioSpecificConfig verbatim, as uppercase hex."""
+    return config.asc.hex().upper()
+
+
+def aac_fourcc(config: AacConfig) -> str:
+    """``AACH`` for HE-AAC (explicit SBR/PS object type), else ``AACL``."""
+    return "AACH" if config.object_type in (_AOT_SBR, _AOT_PS) else "AACL"
+
+
+@dataclass(frozen=True, slots=True)
+class VideoLevel:
+    bitrate: int  # also the {bitrate} in fragment URLs
+    width: int
+    height: int
+    codec_private_data: str
+    fourcc: str = "H264"
+
+
+@dataclass(frozen=True, slots=True)
+class AudioLevel:
+    bitrate: int
+    sampling_rate: int
+    channels: int
+    codec_private_data: str
+    fourcc: str = "AACL"
+    bits_per_sample: int = 16
+
+    @property
+    def packet_size(self) -> int:
+        # WAVEFORMATEX nBlockAlign of the decoded PCM: 4 for 16-bit stereo.
+        return self.channels * self.bits_per_sample // 8
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """A StreamIndex: one kind of track in several QualityLevels sharing one fragment timeline."""
+
+    type: str  # "video" | "audio"
+    levels: tuple[VideoLevel | AudioLevel, ...]  # all of the stream's type
+    starts: tuple[int, ...]  # fragment start times (TimeScale units), the URLs' {start time}
+    durations: tuple[int, ...]
+    name: str | None = None  # default: the type; names the URL's Fragments({name}=…)
+    language: str | None = None
+    display_size: tuple[int, int] | None = None  # video; default: the largest level's size
+    url: str | None = None  # default: QualityLevels({bitrate})/Fragments({name}={start time})
+
+    def __post_init__(self) -> None:
+        if self.type not in ("video", "audio"):
+            raise ValueError(f"unsupported StreamIndex type {self.type!r}")
+        want = VideoLevel if self.type == "video" else AudioLevel
+        if not self.levels or not all(isinstance(q, want) for q in self.levels):
+            raise ValueError(f"a {self.type} StreamIndex needs {want.__name__} entries")
+        if not self.starts or len(self.starts) != len(self.durations):
+            raise ValueError("a stream needs one duration per fragment start, and at least one")
+        if min(self.durations) <= 0 or min(self.starts) < 0:
+            raise ValueError("fragment times must be >= 0 and durations > 0")
+        if len({q.bitrate for q in self.levels}) != len(self.levels):
+            raise ValueError("QualityLevel bitrates must differ: they address the fragments")
+        if "{bitrate}" not in self.url_template or "{start time}" not in self.url_template:
+            raise ValueError("the Url template needs {bitrate} and {start time}")
+
+    @property
+    def url_template(self) -> str:
+        if self.url is not None:
+            return self.url
+        return f"QualityLevels({{bitrate}})/Fragments({self.name or self.type}={{start time}})"
+
+
+def _attrs(e: ET.Element, *pairs: tuple[str, object]) -> None:
+    for key, value in pairs:
+        e.set(key, str(value))
+
+
+def _quality_level(parent: ET.Element, index: int, q: VideoLevel | AudioLevel) -> None:
+    e = ET.SubElement(parent, "QualityLevel")
+    _attrs(e, ("Index", index), ("Bitrate", q.bitrate), ("FourCC", q.fourcc))
+    if isinstance(q, VideoLevel):
+        _attrs(e, ("MaxWidth", q.width), ("MaxHeight", q.height))
+    else:
+        _attrs(
+            e,
+            ("SamplingRate", q.sampling_rate),
+            ("Channels", q.channels),
+            ("BitsPerSample", q.bits_per_sample),
+            ("PacketSize", q.packet_size),
+            ("AudioTag", 255),  # wFormatTag WAVE_FORMAT_RAW_AAC1: raw AAC access units
+        )
+    e.set("CodecPrivateData", q.codec_private_data)
+
+
+def _stream(root: ET.Element, s: Stream, *, repeat: bool) -> None:
+    e = ET.SubElement(root, "StreamIndex")
+    _attrs(e, ("Type", s.type), ("Name", s.name or s.type))
+    if s.language:
+        e.set("Language", s.language)
+    _attrs(e, ("Chunks", len(s.starts)), ("QualityLevels", len(s.levels)))
+    if s.type == "video":  # MS-SSTR: these MUST NOT appear on other stream types
+        video = [q for q in s.levels if isinstance(q, VideoLevel)]
+        width, height = max(q.width for q in video), max(q.height for q in video)
+        display = s.display_size or (width, height)
+        _attrs(
+            e,
+            ("MaxWidth", width),
+            ("MaxHeight", height),
+            ("DisplayWidth", display[0]),
+            ("DisplayHeight", display[1]),
+        )
+    e.set("Url", s.url_template)
+    for index, q in enumerate(s.levels):
+        _quality_level(e, index, q)
+    for t, d, count in runs(s.starts, s.durations):
+        for k in range(1 if repeat else count):
+            c = ET.SubElement(e, "c")
+            if t is not None and k == 0:
+                c.set("t", str(t))
+            c.set("d", str(d))
+            if repeat and count > 1:
+                c.set("r", str(count))  # the number of fragments in the run (dash.js, ExoPlayer)
+
+
+def manifest(streams: Sequence[Stream], *, duration: int, repeat: bool = False) -> str:
+    """A VOD SmoothStreamingMedia document; ``duration`` in TimeScale (100 ns) units."""
+    if not streams:
+        raise ValueError("a manifest needs at least one stream")
+    if duration < 0:
+        raise ValueError("negative duration")
+    names = [s.name or s.type for s in streams]
+    if len(set(names)) != len(names):
+        raise ValueError("StreamIndex names must differ: they address the fragments")
+    root = ET.Element("SmoothStreamingMedia")
+    _attrs(
+        root,
+        ("MajorVersion", 2),
+        ("MinorVersion", 2),
+        ("TimeScale", TIMESCALE),
+        ("Duration", duration),
+    )
+    for s in streams:
+        _stream(root, s, repeat=repeat)
+    ET.indent(root, space="  ")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -1,0 +1,252 @@
+"""Movie fragments (ISO/IEC 14496-12 §8.8; MS-SSTR for Smooth ``.ismv``) → sample columns.
+
+A fragmented file's ``moov`` holds empty (or short) sample tables; the samples are described by
+one ``moof`` per fragment. :class:`Fragments` is fed each ``moof`` whole, in file order, and
+appends its runs to per-track columns, so the result is the same :class:`SampleIndex` a
+progressive file gives. Each ``trun`` is expanded with array slicing and ``accumulate``: no
+Python object per sample.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass
+from itertools import accumulate, compress, count, repeat
+from operator import and_, not_
+
+from origin.core.errors import MediaError
+from origin.core.index import SampleIndex, make_index
+from origin.core.mp4.boxes import BoxHeader, Reader, children, read_header
+
+# Smooth Streaming's TfxdBox (MS-SSTR §2.2.4.4): the fragment's absolute time, used when a
+# file (ffmpeg's ismv) has no tfdt.
+TFXD_UUID = bytes.fromhex("6D1D9B0542D544E680E2141DAFF757B2")
+
+# tfhd flags
+_BASE_DATA_OFFSET = 0x000001
+_DESCRIPTION_INDEX = 0x000002
+_DEFAULT_DURATION = 0x000008
+_DEFAULT_SIZE = 0x000010
+_DEFAULT_FLAGS = 0x000020
+_DURATION_IS_EMPTY = 0x010000
+_DEFAULT_BASE_IS_MOOF = 0x020000
+# trun flags
+_DATA_OFFSET = 0x000001
+_FIRST_FLAGS = 0x000004
+_SAMPLE_DURATION = 0x000100
+_SAMPLE_SIZE = 0x000200
+_SAMPLE_FLAGS = 0x000400
+_SAMPLE_CTO = 0x000800
+# sample_is_non_sync_sample, or sample_depends_on == 1 (depends on others): not a keyframe.
+# ffmpeg's mov demuxer tests the same two bits.
+_NOT_SYNC = 0x00010000 | 0x01000000
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """A track's ``trex`` defaults, overridden per fragment by ``tfhd``."""
+
+    description: int
+    duration: int
+    size: int
+    flags: int
+
+
+def parse_mvex(buf: bytes, mvex: BoxHeader) -> dict[int, Defaults]:
+    """``trex`` defaults by track id."""
+    out: dict[int, Defaults] = {}
+    for box in children(buf, mvex.payload, mvex.end):
+        if box.type == "trex":
+            r = Reader(buf, box)
+            r.full()
+            track_id = r.u32()
+            out[track_id] = Defaults(r.u32(), r.u32(), r.u32(), r.u32())
+    return out
+
+
+class _Columns:
+    """One track's samples, moov's first, extended run by run."""
+
+    __slots__ = ("audio", "cto", "dts", "duration", "keyframes", "next_dts", "offset", "size")
+
+    def __init__(self, moov: SampleIndex, audio: bool) -> None:
+        self.audio = audio
+        self.dts = array("q", moov.dts)
+        self.duration = array("I", moov.duration)
+        self.cto = array("i", moov.cto)
+        self.size = array("I", moov.size)
+        self.offset = array("Q", moov.offset)
+        self.keyframes = array("I", moov.keyframes)
+        # Where a fragment without tfdt/tfxd starts: right after what came before.
+        self.next_dts = moov.dts[-1] + moov.duration[-1] if len(moov) else 0
+
+    def index(self) -> SampleIndex:
+        return make_index(
+            dts=self.dts,
+            duration=self.duration,
+            cto=self.cto,
+            size=self.size,
+            offset=self.offset,
+            keyframes=self.keyframes,
+        )
+
+
+class Fragments:
+    """Accumulates the samples of every ``moof`` of a file, for the tracks being served."""
+
+    def __init__(
+        self, trex: dict[int, Defaults], moov: dict[int, tuple[SampleIndex, bool]], file_size: int
+    ) -> None:
+        """``moov``: per served track id, its moov samples and whether it is audio."""
+        self._trex = trex
+        self._file_size = file_size
+        self._tracks = {tid: _Columns(index, audio) for tid, (index, audio) in moov.items()}
+        self.count = 0  # moof boxes seen
+
+    def indexes(self) -> dict[int, SampleIndex]:
+        return {tid: cols.index() for tid, cols in self._tracks.items()}
+
+    def add_moof(self, buf: bytes, moof_offset: int) -> None:
+        """Parse one whole ``moof`` box (``buf``) found at ``moof_offset`` in the file."""
+        self.count += 1
+        moof = read_header(buf, 0, len(buf))
+        # With no explicit base, the first traf's data is based at the moof and each later
+        # traf's at the end of the data of the one before (§8.8.7.1).
+        implicit = moof_offset
+        for traf in children(buf, moof.payload, moof.end):
+            if traf.type == "traf":
+                where = f"fragment {self.count} (moof at offset {moof_offset})"
+                implicit = self._traf(buf, traf, moof_offset, implicit, where)
+
+    def _traf(self, buf: bytes, traf: BoxHeader, moof_offset: int, implicit: int, where: str) -> int:
+        """Append one traf's samples; returns the end of its data (the next traf's base)."""
+        boxes = list(children(buf, traf.payload, traf.end))
+        tfhd = next((b for b in boxes if b.type == "tfhd"), None)
+        if tfhd is None:
+            raise MediaError(f"{where}: traf has no tfhd")
+        r = Reader(buf, tfhd)
+        _, flags = r.full()
+        track_id = r.u32()
+        where = f"track {track_id}, {where}"
+        cols = self._tracks.get(track_id)
+        trex = self._trex.get(track_id)
+        if trex is None:
+            if cols is not None:
+                raise MediaError(f"{where}: the track has no trex in moov/mvex")
+            trex = Defaults(1, 0, 0, 0)  # a track we skip: only its data extent matters
+        if flags & _BASE_DATA_OFFSET:
+            base = r.u64()
+        elif flags & _DEFAULT_BASE_IS_MOOF:
+            base = moof_offset
+        else:
+            base = implicit
+        description = r.u32() if flags & _DESCRIPTION_INDEX else trex.description
+        duration = r.u32() if flags & _DEFAULT_DURATION else trex.duration
+        size = r.u32() if flags & _DEFAULT_SIZE else trex.size
+        sample_flags = r.u32() if flags & _DEFAULT_FLAGS else trex.flags
+        if description > 1 and cols is not None:
+            raise MediaError(f"{where}: sample description {description} (only one is supported)")
+
+        start = self._start_time(buf, boxes, where)
+        if cols is not None:
+            if start is None:
+                start = cols.next_dts
+            elif start < cols.next_dts and len(cols.dts):
+                raise MediaError(
+                    f"{where}: starts at {start}, before the previous samples end "
+                    f"({cols.next_dts}); overlapping fragments are not supported"
+                )
+            if flags & _DURATION_IS_EMPTY:
+                cols.next_dts = start + duration  # a gap: no samples for this interval
+        cursor = base
+        for trun in boxes:
+            if trun.type == "trun":
+                start, cursor = self._trun(
+                    buf, trun, base, cursor, 0 if start is None else start,
+                    (duration, size, sample_flags), cols, where,
+                )  # fmt: skip
+        return cursor
+
+    @staticmethod
+    def _start_time(buf: bytes, boxes: list[BoxHeader], where: str) -> int | None:
+        """The traf's base media decode time: tfdt, else Smooth's tfxd, else None."""
+        tfxd: int | None = None
+        for box in boxes:
+            if box.type == "tfdt":
+                r = Reader(buf, box)
+                version, _ = r.full()
+                return r.u64() if version == 1 else r.u32()
+            if box.type == "uuid" and tfxd is None:
+                r = Reader(buf, box)
+                if r.remaining >= 16 and r.raw(16) == TFXD_UUID:
+                    version, _ = r.full()
+                    # Signed: ffmpeg writes a negative time for audio with encoder priming.
+                    tfxd = r.i64() if version == 1 else r.u32()
+        return tfxd
+
+    def _trun(
+        self,
+        buf: bytes,
+        trun: BoxHeader,
+        base: int,
+        cursor: int,
+        start: int,
+        defaults: tuple[int, int, int],
+        cols: _Columns | None,
+        where: str,
+    ) -> tuple[int, int]:
+        """Append one run; returns (decode time after it, end of its data)."""
+        r = Reader(buf, trun)
+        _, flags = r.full()
+        n = r.u32()
+        # Without a data_offset a run continues right after the previous run of the traf.
+        data = base + r.i32() if flags & _DATA_OFFSET else cursor
+        first_flags = r.u32() if flags & _FIRST_FLAGS else None
+        fields = [f for f in (_SAMPLE_DURATION, _SAMPLE_SIZE, _SAMPLE_FLAGS, _SAMPLE_CTO) if flags & f]
+        if not fields and n > self._file_size:  # nothing bounds n by the box size: sanity check
+            raise MediaError(f"{where}: trun declares {n} samples")
+        words = r.table("I", n * len(fields), 4)
+        columns = {f: words[k :: len(fields)] for k, f in enumerate(fields)}
+        default_duration, default_size, default_flags = defaults
+
+        sizes = columns.get(_SAMPLE_SIZE) or array("I", [default_size]) * n
+        offsets = array("Q", accumulate(sizes, initial=data)) if data >= 0 else None
+        if offsets is None or offsets[-1] > self._file_size:
+            raise MediaError(
+                f"{where}: sample data lies outside the file ({data}..{data + sum(sizes)} of "
+                f"{self._file_size} bytes; truncated?)"
+            )
+        end = offsets.pop()
+        if cols is None:
+            return start, end
+
+        durations = columns.get(_SAMPLE_DURATION) or array("I", [default_duration]) * n
+        dts = array("q", accumulate(durations, initial=start))
+        next_dts = dts.pop()
+        ctos = columns.get(_SAMPLE_CTO)
+        # trun v0 offsets are unsigned by the spec, but as for ctts both versions are read
+        # signed (as ffmpeg does).
+        cto = array("i", ctos.tobytes()) if ctos is not None else array("i", bytes(4 * n))
+
+        first = len(cols.dts)
+        cols.dts.extend(dts)
+        cols.duration.extend(durations)
+        cols.cto.extend(cto)
+        cols.size.extend(sizes)
+        cols.offset.extend(offsets)
+        cols.next_dts = next_dts
+        numbers = range(first, first + n)
+        per_sample = columns.get(_SAMPLE_FLAGS)
+        if cols.audio:
+            cols.keyframes.extend(numbers)  # every audio access unit is a sync sample
+        elif per_sample is not None:
+            # Per-sample flags win over first_sample_flags, as in ffmpeg.
+            sync = map(not_, map(and_, per_sample, repeat(_NOT_SYNC)))
+            cols.keyframes.extend(compress(count(first), sync))
+        else:
+            head = default_flags if first_flags is None else first_flags
+            if n and not head & _NOT_SYNC:
+                cols.keyframes.append(first)
+            if not default_flags & _NOT_SYNC:
+                cols.keyframes.extend(numbers[1:])
+        return next_dts, end
