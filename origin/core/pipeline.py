@@ -406,7 +406,8 @@ def smooth_manifest(p: Presentation) -> str:
             )
         )
     duration = round(p.duration * urls.URL_TIMESCALE)
-    return smooth.manifest(streams, duration=duration, repeat=True)
+    # No `r`: dash.js and ExoPlayer read it as a count, Shaka as DASH repeats; t+d is unambiguous.
+    return smooth.manifest(streams, duration=duration)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import logging
 import multiprocessing
 import os
@@ -98,6 +99,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for r in pres.video:
         bw = pres.ts_bandwidth["video", r.id]
         print(f"  HLS TS variant {r.id}: peak {bw.peak} bit/s, average {bw.average} bit/s")
+    print("DASH SegmentTimeline / Smooth chunks (100 ns units; also the fragment URL times):")
+    for r in renditions:
+        chunks = ", ".join(f"t={a} d={b - a}" for a, b in itertools.pairwise(r.times))
+        print(f"  DASH/Smooth {r.kind.value} {r.id}: {chunks}")
     return 0
 
 

@@ -1,0 +1,403 @@
+"""Play a stream in a real player in headless Debian Chromium and report what the player saw.
+
+The player's page (``pages/<player>.html``) and its JavaScript (``node_modules``, from
+``package-lock.json``) are served by a small static server of our own on another 127.0.0.1 port,
+so every request the player makes to the origin is cross-origin and needs the origin's CORS.
+Chromium is driven with Playwright's Python package, pointed at the Debian binary (Playwright's own
+browser download does not work offline).
+
+Every page fills the same ``window.report`` (``pages/report.js``): levels, level switches, keys,
+fragments and errors in the player's own words, plus the video element's state. Adding a player is
+one entry in ``PLAYERS``, one npm dependency and one page that maps its events onto ``Report``.
+
+From a shell, against a running server::
+
+    python -m tests.browser.harness 'http://127.0.0.1:8080/sample.ism/manifest(format=m3u8-aapl)'
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode, urlsplit
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Request as PwRequest
+    from playwright.sync_api import Response
+
+HERE = Path(__file__).resolve().parent
+
+# Flags for Chromium on these machines: no GPU, no network but loopback (QUIC, background
+# networking, component updates and sync would only try to reach Google and be refused).
+# Playwright adds --headless, --no-sandbox (root) and a fresh temporary --user-data-dir itself.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@dataclass(frozen=True)
+class Player:
+    name: str
+    page: str  # under pages/
+    script: str  # the player's JS under node_modules/, to check the install
+
+
+PLAYERS: dict[str, Player] = {
+    "hlsjs": Player("hlsjs", "hlsjs.html", "hls.js/dist/hls.js"),
+}
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def find_chromium() -> str | None:
+    """Debian's Chromium (the ``chromium`` package), or ``$CHROMIUM`` if set."""
+    for candidate in (os.environ.get("CHROMIUM"), "chromium", "/usr/bin/chromium"):
+        if candidate and (path := shutil.which(candidate)):
+            return path
+    return None
+
+
+def missing_prerequisites(player: str) -> tuple[str | None, str | None]:
+    """(reason to skip, reason to fail) for playing with ``player`` here; both None when ready.
+
+    Only a missing browser outside CI is a skip; in CI (``CI=true``) everything missing fails.
+    """
+    if find_chromium() is None:
+        reason = "chromium is not installed (apt-get install chromium; scripts/test.sh does)"
+        return (None, reason) if in_ci() else (reason, None)
+    try:
+        import playwright.sync_api  # noqa: F401, PLC0415
+    except ImportError:
+        return None, "the playwright package is missing: pip install -e '.[test]'"
+    script = HERE / "node_modules" / PLAYERS[player].script
+    if not script.is_file():
+        return None, f"{script} is missing: run `npm ci` in {HERE} (scripts/test.sh does)"
+    return None, None
+
+
+def require(player: str) -> None:
+    """In a test: skip when the browser is missing here (not in CI), fail on anything else."""
+    import pytest  # noqa: PLC0415
+
+    skip, fail = missing_prerequisites(player)
+    if skip:
+        pytest.skip(skip)
+    if fail:
+        pytest.fail(fail, pytrace=False)
+
+
+# --- what a playback reports ---------------------------------------------------------------
+
+
+@dataclass
+class Request:
+    """One request the page made, as the browser saw it on the wire."""
+
+    url: str
+    method: str
+    status: int | None  # None: failed (see failure)
+    resource_type: str
+    origin: str | None  # the request's Origin header (sent on cross-origin fetch/XHR)
+    allow_origin: str | None  # the response's Access-Control-Allow-Origin
+    failure: str | None = None
+
+    def is_from(self, base: str) -> bool:
+        """Whether this request went to the origin (scheme://host:port) of ``base``."""
+        a, b = urlsplit(self.url), urlsplit(base)
+        return (a.scheme, a.netloc) == (b.scheme, b.netloc)
+
+
+def _request(request: PwRequest, response: Response | None) -> Request:
+    return Request(
+        url=request.url,
+        method=request.method,
+        status=None if response is None else response.status,
+        resource_type=request.resource_type,
+        origin=request.header_value("origin"),
+        allow_origin=None
+        if response is None
+        else response.header_value("access-control-allow-origin"),
+        failure=request.failure if response is None else None,
+    )
+
+
+@dataclass
+class Playback:
+    """What one playback reached and what the player reported (see pages/report.js)."""
+
+    player: str
+    version: str | None
+    page_url: str
+    src: str
+    target: float
+    timed_out: bool
+    elapsed: float  # wall-clock seconds from page load to the end of the wait
+    report: dict[str, Any]
+    requests: list[Request] = field(default_factory=list)
+    console: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+
+    @property
+    def current_time(self) -> float:
+        return float(self.report.get("currentTime") or 0.0)
+
+    @property
+    def reached(self) -> bool:
+        return self.current_time >= self.target
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        return list(self.report.get("errors") or [])
+
+    @property
+    def fatal_errors(self) -> list[dict[str, Any]]:
+        return [e for e in self.errors if e.get("fatal")]
+
+    @property
+    def nonfatal_errors(self) -> list[dict[str, Any]]:
+        return [e for e in self.errors if not e.get("fatal")]
+
+    @property
+    def levels(self) -> list[dict[str, Any]]:
+        return list(self.report.get("levels") or [])
+
+    @property
+    def start_level(self) -> int | None:
+        level = self.report.get("startLevel")
+        return None if level is None else int(level)
+
+    @property
+    def level_switches(self) -> list[int]:
+        return [int(s["level"]) for s in self.report.get("levelSwitches") or []]
+
+    @property
+    def switched(self) -> bool:
+        """Whether the player moved between levels (not only onto its first one)."""
+        return len(set(self.level_switches)) > 1
+
+    @property
+    def keys(self) -> list[str]:
+        return [str(k["url"]) for k in self.report.get("keys") or []]
+
+    @property
+    def fragments(self) -> list[dict[str, Any]]:
+        return list(self.report.get("fragments") or [])
+
+    @property
+    def video(self) -> dict[str, Any]:
+        return dict(self.report.get("video") or {})
+
+    def summary(self) -> str:
+        """A readable account of the playback, for assertion messages and the CLI."""
+        lines = [
+            f"{self.player} {self.version} played {self.src}",
+            f"  reached {self.current_time:.2f}s of {self.target:.2f}s in {self.elapsed:.1f}s"
+            + (" (timed out)" if self.timed_out else "")
+            + (" (ended)" if self.report.get("ended") else ""),
+            f"  video: {self.video}",
+            "  levels: "
+            + ", ".join(
+                f"{lv['index']}:{lv['width']}x{lv['height']}@{lv['bitrate']}" for lv in self.levels
+            ),
+            f"  start level {self.start_level}, switches {self.level_switches}",
+            f"  keys: {self.keys}",
+            "  fragments: "
+            + ", ".join(f"{f['type']}/{f['level']}/{f['sn']}" for f in self.fragments),
+        ]
+        lines += [f"  error: {json.dumps(e)}" for e in self.errors]
+        lines += [f"  page error: {e}" for e in self.page_errors]
+        lines += [f"  failed request: {r.url} {r.failure}" for r in self.requests if r.failure]
+        lines += [f"  http {r.status}: {r.url}" for r in self.requests if (r.status or 0) >= 400]
+        lines += [f"  log {e['t']}: {e['event']}" for e in self.report.get("log") or []]
+        lines += [f"  console: {c}" for c in self.console[-20:]]
+        return "\n".join(lines)
+
+
+# --- the page's own origin -----------------------------------------------------------------
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def static_server(root: Path = HERE) -> Iterator[str]:
+    """Serve ``root`` (pages/ and node_modules/) on a free 127.0.0.1 port; yield its base URL."""
+    handler = functools.partial(_Quiet, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, name="browser-static", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+# --- the browser ---------------------------------------------------------------------------
+
+
+class Browser:
+    """One headless Chromium; each ``play`` gets a fresh context (no shared cache or storage)."""
+
+    def __init__(self, browser: Any, pages_base: str) -> None:
+        self._browser = browser
+        self.pages_base = pages_base
+
+    def play(
+        self,
+        src: str,
+        *,
+        player: str = "hlsjs",
+        until: float = 8.0,
+        start_level: int | None = None,
+        lock_level: bool = False,
+        rate: float = 1.0,
+        config: Mapping[str, Any] | None = None,
+        timeout: float = 45.0,
+    ) -> Playback:
+        """Play ``src`` until ``until`` seconds of media time, a fatal error, the end or timeout.
+
+        ``start_level``: the player's level index to start at; with ``lock_level`` it stays
+        there. ``rate``: playbackRate once playing. ``config``: merged into the player's config.
+        """
+        from playwright.sync_api import Error as PlaywrightError  # noqa: PLC0415
+
+        query: dict[str, str] = {"src": src}
+        if start_level is not None:
+            query["startLevel"] = str(start_level)
+        if lock_level:
+            query["lockLevel"] = "1"
+        if rate != 1.0:
+            query["rate"] = str(rate)
+        if config:
+            query["config"] = json.dumps(config)
+        page_url = f"{self.pages_base}/pages/{PLAYERS[player].page}?{urlencode(query)}"
+
+        responses: list[Response] = []
+        failed: list[PwRequest] = []
+        console: list[str] = []
+        page_errors: list[str] = []
+
+        # Playwright wraps handlers by setting an attribute on them: no bound builtins.
+        def on_response(r: Response) -> None:
+            responses.append(r)
+
+        def on_failed(r: PwRequest) -> None:
+            failed.append(r)
+
+        context = self._browser.new_context()
+        try:
+            page = context.new_page()
+            page.on("response", on_response)
+            page.on("requestfailed", on_failed)
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+            page.on("pageerror", lambda e: page_errors.append(str(e)))
+            start = time.monotonic()
+            page.goto(page_url, wait_until="load")
+            timed_out = False
+            try:
+                page.wait_for_function(
+                    "(t) => report.fatal || report.ended || report.currentTime >= t",
+                    arg=until,
+                    polling=100,
+                    timeout=timeout * 1000,
+                )
+            except PlaywrightError as e:
+                if "Timeout" not in str(e):
+                    raise
+                timed_out = True
+            elapsed = time.monotonic() - start
+            report: dict[str, Any] = page.evaluate("Report.snapshot()")
+            # Read headers only now: each read is a round trip to the browser, which does not
+            # belong in an event callback.
+            requests = [_request(r.request, r) for r in responses]
+            requests += [_request(r, None) for r in failed]
+        finally:
+            context.close()
+        return Playback(
+            player=str(report.get("player") or player),
+            version=report.get("version"),
+            page_url=page_url,
+            src=src,
+            target=until,
+            timed_out=timed_out,
+            elapsed=elapsed,
+            report=report,
+            requests=requests,
+            console=console,
+            page_errors=page_errors,
+        )
+
+
+@contextmanager
+def browser(executable: str | None = None) -> Iterator[Browser]:
+    """Start the static server and headless Debian Chromium; yield a ``Browser``."""
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415
+
+    executable = executable or find_chromium()
+    if executable is None:
+        raise RuntimeError("chromium is not installed")
+    with static_server() as base, sync_playwright() as pw:
+        chromium = pw.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS, timeout=60_000
+        )
+        try:
+            yield Browser(chromium, base)
+        finally:
+            chromium.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("src", help="manifest URL")
+    ap.add_argument("--player", default="hlsjs", choices=sorted(PLAYERS))
+    ap.add_argument("--until", type=float, default=8.0, help="media seconds to reach")
+    ap.add_argument("--start-level", type=int)
+    ap.add_argument("--lock-level", action="store_true")
+    ap.add_argument("--rate", type=float, default=1.0)
+    ap.add_argument("--json", action="store_true", help="print the raw report")
+    args = ap.parse_args(argv)
+    skip, fail = missing_prerequisites(args.player)
+    if skip or fail:
+        print(skip or fail, file=sys.stderr)
+        return 2
+    with browser() as b:
+        result = b.play(
+            args.src,
+            player=args.player,
+            until=args.until,
+            start_level=args.start_level,
+            lock_level=args.lock_level,
+            rate=args.rate,
+        )
+    print(json.dumps(result.report, indent=2) if args.json else result.summary())
+    return 0 if result.reached and not result.fatal_errors else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
