@@ -8,6 +8,7 @@ codec strings, per-segment sizes and so bandwidths. A segment request is then: :
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +22,7 @@ from origin.core.manifest import dash, hls, smooth
 from origin.core.mux import Run, fmp4, mpegts
 from origin.core.segmenter import Segmentation, cut_at, cut_audio, cut_video
 from origin.core.track import AacConfig, AvcConfig, Kind, Movie, Track
-from origin.core.urls import Format, Options, Protocol
+from origin.core.urls import Format, Options
 
 # Ranges of one file closer than this are read as one: a segment's video and audio samples are
 # interleaved in chunks, and one larger read beats several small ones.
@@ -187,8 +188,15 @@ def _cmaf_bandwidths(p: Presentation) -> dict[tuple[str, int], Bandwidth]:
 # Playlists
 
 
-def master_playlist(p: Presentation, options: Options, *, base: str = "") -> str:
-    """The HLS multivariant playlist for ``options.format``."""
+def _with_query(uri: str, query: str) -> str:
+    """``uri`` carrying ``query`` (already encoded), e.g. a viewer's token for native players."""
+    if not query:
+        return uri
+    return uri + ("&" if "?" in uri else "?") + query
+
+
+def master_playlist(p: Presentation, options: Options, *, base: str = "", query: str = "") -> str:
+    """The HLS multivariant playlist for ``options.format``; ``query`` goes on every child URI."""
     fmt = options.format or Format.HLS_TS
     cmaf = fmt is Format.HLS_CMAF
     bandwidths = p.cmaf_bandwidth if cmaf else p.ts_bandwidth
@@ -200,7 +208,7 @@ def master_playlist(p: Presentation, options: Options, *, base: str = "") -> str
             hls.AudioRendition(
                 group_id="audio",
                 name=hls.language_tag(p.audio.track.language) or "audio",
-                uri=base + urls.media_uri(p.audio.id, "audio", options),
+                uri=_with_query(base + urls.media_uri(p.audio.id, "audio", options), query),
                 language=hls.language_tag(p.audio.track.language),
                 channels=p.audio.track.channels,
             )
@@ -214,7 +222,7 @@ def master_playlist(p: Presentation, options: Options, *, base: str = "") -> str
         extra = audio_bw if cmaf else Bandwidth(0, 0)
         variants.append(
             hls.Variant(
-                uri=base + urls.media_uri(r.id, "video", options),
+                uri=_with_query(base + urls.media_uri(r.id, "video", options), query),
                 bandwidth=bw.peak + extra.peak,
                 average_bandwidth=bw.average + extra.average,
                 codecs=codecs,
@@ -226,7 +234,7 @@ def master_playlist(p: Presentation, options: Options, *, base: str = "") -> str
     if p.audio and (options.audio_only or not p.video):
         variants.append(
             hls.Variant(
-                uri=base + urls.media_uri(p.audio.id, "audio", options),
+                uri=_with_query(base + urls.media_uri(p.audio.id, "audio", options), query),
                 bandwidth=audio_bw.peak,
                 average_bandwidth=audio_bw.average,
                 codecs=[p.audio.track.codec_string],
@@ -252,22 +260,33 @@ def media_playlist(
     *,
     key: hls.Key | None,
     base: str = "",
+    query: str = "",
+    segment_query: str = "",
 ) -> str:
-    """A VOD media playlist of one rendition (TS: video with muxed audio, or audio alone)."""
+    """A VOD media playlist of one rendition (TS: video with muxed audio, or audio alone).
+
+    ``query`` goes on the EXT-X-MAP URI, ``segment_query`` on every segment URI (the key URI is
+    the caller's, complete).
+    """
     r = p.rendition(track, rid)
     cmaf = options.format is Format.HLS_CMAF
     segments = [
-        hls.Segment(r.seg.duration(k), base + urls.fragment_uri(track, r.times[k], options))
+        hls.Segment(
+            r.seg.duration(k),
+            _with_query(base + urls.fragment_uri(track, r.times[k], options), segment_query),
+        )
         for k in range(len(r.seg))
     ]
-    map_uri = base + urls.fragment_uri(track, urls.INIT, options) if cmaf else None
+    map_uri = None
+    if cmaf:
+        map_uri = _with_query(base + urls.fragment_uri(track, urls.INIT, options), query)
     return hls.media_playlist(segments, key=key, map_uri=map_uri)
 
 
 def _timeline_values(r: Rendition) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(starts, durations) of a rendition's segments in URL_TIMESCALE units."""
     t = r.times
-    return t[:-1], tuple(b - a for a, b in zip(t[:-1], t[1:], strict=True))
+    return t[:-1], tuple(b - a for a, b in itertools.pairwise(t))
 
 
 def _shared_times(renditions: Sequence[Rendition]) -> bool:

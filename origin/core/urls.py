@@ -9,9 +9,9 @@
 
 Fragment times are segment start times in 100 ns units, the Smooth Streaming timescale, for every
 protocol (DASH's SegmentTemplate uses the same timescale), so one map per rendition resolves them
-all; ``i`` names an initialization segment (HLS fMP4, DASH). Every URL a playlist carries is relative to that playlist, so the
-origin works behind any host, path prefix or CDN; only the key URL, served from the root, needs to
-climb out of the asset folder.
+all; ``i`` names an initialization segment (HLS fMP4, DASH). Every URL a playlist carries is
+relative to that playlist, so the origin works behind any host, path prefix or CDN; only the key
+URL, served from the root, needs to climb out of the asset folder.
 """
 
 from __future__ import annotations

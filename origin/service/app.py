@@ -24,7 +24,15 @@ from origin.service.storage import read_spans
 
 log = logging.getLogger("origin")
 
-STATE: web.AppKey[State] = web.AppKey("state", State)
+
+class Live:
+    """The state requests see; a config reload swaps ``current`` between two requests."""
+
+    def __init__(self, state: State) -> None:
+        self.current = state
+
+
+STATE: web.AppKey[Live] = web.AppKey("state", Live)
 INFLIGHT: web.AppKey[dict[Any, asyncio.Future[bytes]]] = web.AppKey("inflight", dict)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -107,7 +115,7 @@ def _base(state: State, request: web.Request) -> str:
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
-    state = request.app[STATE]
+    state = request.app[STATE].current
     route = urls.parse_path(request.path)
     if route is None:
         raise NotFoundError("no such resource")
@@ -227,7 +235,7 @@ async def _fragment(
 
 async def key_service(request: web.Request) -> web.StreamResponse:
     """Key delivery: the 16 raw key bytes for ``?kid=``; every policy is open for now."""
-    state = request.app[STATE]
+    state = request.app[STATE].current
     kid_text = request.query.get("kid")
     if kid_text is None:
         raise UrlError("missing kid")
@@ -248,7 +256,7 @@ async def key_service(request: web.Request) -> web.StreamResponse:
 
 
 async def health(request: web.Request) -> web.StreamResponse:
-    state = request.app[STATE]
+    state = request.app[STATE].current
     return web.json_response(
         {"assets": sorted(state.assets), "refused": sorted(state.refused)},
         headers={"Cache-Control": "no-store"},
@@ -258,7 +266,7 @@ async def health(request: web.Request) -> web.StreamResponse:
 def build_app(state: State) -> web.Application:
     cors = Cors(state.config.server.cors_origins, state.config.server.cors_max_age)
     app = web.Application(middlewares=[cors.middleware, errors], client_max_size=64 * 1024)
-    app[STATE] = state
+    app[STATE] = Live(state)
     app[INFLIGHT] = {}
     app.router.add_get("/healthz", health)
     app.router.add_get("/key", key_service)

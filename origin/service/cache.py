@@ -35,6 +35,12 @@ class ByteLRU:
             _, evicted = self._items.popitem(last=False)
             self.used -= len(evicted)
 
+    def resize(self, capacity_bytes: int) -> None:
+        self.capacity = capacity_bytes
+        while self.used > self.capacity:
+            _, evicted = self._items.popitem(last=False)
+            self.used -= len(evicted)
+
     def __len__(self) -> int:
         return len(self._items)
 

@@ -24,10 +24,10 @@ from aiohttp import web
 
 from origin.core import pipeline
 from origin.core.errors import MediaError
-from origin.service.app import AccessLogger, build_app
-from origin.service.config import Config, ConfigError, load_config
-from origin.service.state import State, build_state
-from origin.service.storage import load_movie, open_source
+from origin.service.app import STATE, AccessLogger, build_app
+from origin.service.config import Config, ConfigError, ServerConfig, load_config
+from origin.service.state import State, build_state, files_to_close
+from origin.service.storage import close_all, load_movie, open_source
 
 log = logging.getLogger("origin")
 
@@ -118,6 +118,35 @@ def _listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
+async def _reload(app: web.Application, config_path: Path) -> None:
+    """SIGHUP: load the config again; keep the old one (and say why) when the new one is bad."""
+    live = app[STATE]
+    old = live.current
+    try:
+        config = load_config(config_path)
+    except ConfigError as e:
+        log.error("reload refused, keeping the running config:\n  %s", "\n  ".join(e.problems))
+        return
+    # Keep what the command line overrode (host, port, workers, access log).
+    config = replace(config, server=replace(config.server, **_overrides(old.config.server)))
+    loop = asyncio.get_running_loop()
+    new = await loop.run_in_executor(None, build_state, config, old)
+    live.current = new
+    stale = files_to_close(old, new)
+    # Requests already reading from replaced files finish first.
+    loop.call_later(60, close_all, stale)
+    log.info("config reloaded: %d asset(s), %d refused", len(new.assets), len(new.refused))
+
+
+def _overrides(server: ServerConfig) -> dict[str, Any]:
+    return {
+        "host": server.host,
+        "port": server.port,
+        "workers": server.workers,
+        "access_log": server.access_log,
+    }
+
+
 async def _serve(
     state: State, sock: socket.socket, ready_message: str | None, ready: Any = None
 ) -> None:
@@ -140,11 +169,21 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    config_path = state.config.path
+    if config_path is not None:
+        reloads: set[asyncio.Task[None]] = set()
+
+        def on_hup() -> None:
+            task = loop.create_task(_reload(app, config_path))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
         await stop.wait()
     finally:
         await runner.cleanup()
-        state.close()
+        app[STATE].current.close()
 
 
 def _run_loop(coro_factory: object) -> None:
@@ -253,8 +292,15 @@ def _serve_workers(config: Config) -> int:
     def forward(signum: int, _frame: object) -> None:
         forward_all(procs)
 
+    def hup(signum: int, _frame: object) -> None:
+        for p in procs:
+            if p.is_alive() and p.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGHUP)
+
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGHUP, hup)
     for p in procs:
         p.join()
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import uuid
 from dataclasses import dataclass, field
 
@@ -90,19 +91,49 @@ def load_asset(cfg: AssetConfig) -> Asset:
     return Asset(cfg, files, pres, _version(cfg, files), max(f.mtime for f in files))
 
 
-def build_state(config: Config) -> State:
-    """Load every asset; a broken one is refused (logged with its reason), the rest still load."""
+def _reusable(old: Asset | None, cfg: AssetConfig) -> Asset | None:
+    """The already loaded asset when neither its config nor its files changed."""
+    if old is None or old.config != cfg:
+        return None
+    for f in old.files:
+        try:
+            st = os.stat(f.path)
+        except OSError:
+            return None
+        if (st.st_size, st.st_mtime) != (f.size, f.mtime):
+            return None
+    return old
+
+
+def build_state(config: Config, previous: State | None = None) -> State:
+    """Load every asset; a broken one is refused (logged with its reason), the rest still load.
+
+    With ``previous`` (a reload), unchanged assets are reused as they are, and so is the segment
+    cache: its keys carry each asset's version, so nothing stale can be served from it.
+    """
     assets: dict[str, Asset] = {}
     refused: dict[str, str] = {}
     keys: dict[uuid.UUID, ContentKey] = {}
     for cfg in config.assets:
         try:
-            assets[cfg.name] = load_asset(cfg)
+            reused = _reusable(previous.assets.get(cfg.name) if previous else None, cfg)
+            assets[cfg.name] = reused or load_asset(cfg)
         except MediaError as e:
             refused[cfg.name] = str(e)
             log.error("asset %r refused: %s", cfg.name, e)
             continue
         if cfg.key_id is not None and cfg.key is not None and cfg.key_id not in keys:
             keys[cfg.key_id] = ContentKey(cfg.key_id, cfg.key, Aes128Cbc(cfg.key))
-    cache = ByteLRU(config.server.cache_mb * 1024 * 1024)
+    capacity = config.server.cache_mb * 1024 * 1024
+    if previous is not None:
+        cache = previous.segments
+        cache.resize(capacity)
+    else:
+        cache = ByteLRU(capacity)
     return State(config, assets, refused, keys, cache)
+
+
+def files_to_close(old: State, new: State) -> list[SourceFile]:
+    """Files of ``old`` assets that ``new`` no longer uses."""
+    kept = {id(a) for a in new.assets.values()}
+    return [f for a in old.assets.values() if id(a) not in kept for f in a.files]

@@ -460,3 +460,47 @@ def test_workers_share_one_port(tmp_path: Path) -> None:
     with run_server("--workers", "2", "--port", str(port)) as s:
         for _ in range(10):
             assert s.request("/sample.ism/manifest(format=m3u8-aapl)").status == 200
+
+
+def _wait_for(predicate: object, timeout: float = 20.0) -> bool:
+    import time  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_sighup_reloads_the_config_and_a_bad_one_is_refused_and_the_old_kept(
+    tmp_path: Path,
+) -> None:
+    import signal  # noqa: PLC0415
+
+    import http.client  # noqa: PLC0415
+
+    cfg = _config(tmp_path)
+    with run_server("--config", str(cfg)) as s:
+        assert s.request("/bbb.ism/manifest(format=m3u8-aapl)").status == 200
+        assert s.request("/more.ism/manifest(format=m3u8-aapl)").status == 404
+        port = int(s.base.rsplit(":", 1)[1])
+        kept = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        kept.request("GET", "/bbb.ism/manifest(format=m3u8-aapl)")
+        assert kept.getresponse().read()
+        files = f'"{SAMPLE_DIR / "sample_240p.mp4"}"'
+        cfg.write_text(cfg.read_text() + f'[[assets]]\nname = "more"\nfiles = [{files}]\n')
+        s.proc.send_signal(signal.SIGHUP)
+        assert _wait_for(
+            lambda: s.request("/more.ism/manifest(format=m3u8-aapl)").status == 200
+        ), "".join(s.output)
+        # A connection opened before the reload is still served (no dropped connections).
+        kept.request("GET", "/more.ism/manifest(format=m3u8-aapl)")
+        assert kept.getresponse().status == 200
+        kept.close()
+        cfg.write_text(cfg.read_text().replace('name = "more"', 'name = "bad name"'))
+        s.proc.send_signal(signal.SIGHUP)
+        assert _wait_for(lambda: "reload refused" in "".join(s.output)), "".join(s.output)
+        assert "assets[1].name" in "".join(s.output)
+        assert s.request("/more.ism/manifest(format=m3u8-aapl)").status == 200
+        assert s.request("/bbb.ism/manifest(format=m3u8-aapl)").status == 200

@@ -118,7 +118,9 @@ class Fragments:
                 where = f"fragment {self.count} (moof at offset {moof_offset})"
                 implicit = self._traf(buf, traf, moof_offset, implicit, where)
 
-    def _traf(self, buf: bytes, traf: BoxHeader, moof_offset: int, implicit: int, where: str) -> int:
+    def _traf(
+        self, buf: bytes, traf: BoxHeader, moof_offset: int, implicit: int, where: str
+    ) -> int:
         """Append one traf's samples; returns the end of its data (the next traf's base)."""
         boxes = list(children(buf, traf.payload, traf.end))
         tfhd = next((b for b in boxes if b.type == "tfhd"), None)
@@ -147,7 +149,7 @@ class Fragments:
         if description > 1 and cols is not None:
             raise MediaError(f"{where}: sample description {description} (only one is supported)")
 
-        start = self._start_time(buf, boxes, where)
+        start = self._start_time(buf, boxes)
         if cols is not None:
             if start is None:
                 start = cols.next_dts
@@ -162,13 +164,13 @@ class Fragments:
         for trun in boxes:
             if trun.type == "trun":
                 start, cursor = self._trun(
-                    buf, trun, base, cursor, 0 if start is None else start,
-                    (duration, size, sample_flags), cols, where,
+                    buf, trun, base=base, cursor=cursor, start=start or 0,
+                    defaults=(duration, size, sample_flags), cols=cols, where=where,
                 )  # fmt: skip
         return cursor
 
     @staticmethod
-    def _start_time(buf: bytes, boxes: list[BoxHeader], where: str) -> int | None:
+    def _start_time(buf: bytes, boxes: list[BoxHeader]) -> int | None:
         """The traf's base media decode time: tfdt, else Smooth's tfxd, else None."""
         tfxd: int | None = None
         for box in boxes:
@@ -188,6 +190,7 @@ class Fragments:
         self,
         buf: bytes,
         trun: BoxHeader,
+        *,
         base: int,
         cursor: int,
         start: int,
@@ -202,7 +205,9 @@ class Fragments:
         # Without a data_offset a run continues right after the previous run of the traf.
         data = base + r.i32() if flags & _DATA_OFFSET else cursor
         first_flags = r.u32() if flags & _FIRST_FLAGS else None
-        fields = [f for f in (_SAMPLE_DURATION, _SAMPLE_SIZE, _SAMPLE_FLAGS, _SAMPLE_CTO) if flags & f]
+        fields = [
+            f for f in (_SAMPLE_DURATION, _SAMPLE_SIZE, _SAMPLE_FLAGS, _SAMPLE_CTO) if flags & f
+        ]
         if not fields and n > self._file_size:  # nothing bounds n by the box size: sanity check
             raise MediaError(f"{where}: trun declares {n} samples")
         words = r.table("I", n * len(fields), 4)
@@ -210,11 +215,13 @@ class Fragments:
         default_duration, default_size, default_flags = defaults
 
         sizes = columns.get(_SAMPLE_SIZE) or array("I", [default_size]) * n
-        offsets = array("Q", accumulate(sizes, initial=data)) if data >= 0 else None
-        if offsets is None or offsets[-1] > self._file_size:
+        if data < 0:
+            raise MediaError(f"{where}: sample data lies outside the file (at offset {data})")
+        offsets = array("Q", accumulate(sizes, initial=data))
+        if offsets[-1] > self._file_size:
             raise MediaError(
-                f"{where}: sample data lies outside the file ({data}..{data + sum(sizes)} of "
-                f"{self._file_size} bytes; truncated?)"
+                f"truncated file: {where} refers to sample data up to byte {offsets[-1]} of a "
+                f"{self._file_size}-byte file: the file is incomplete, perhaps still being written"
             )
         end = offsets.pop()
         if cols is None:
