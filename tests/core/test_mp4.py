@@ -721,14 +721,6 @@ def test_largesize_mdat_header() -> None:
     assert parse_bytes(data).tracks[0].samples.offset.tolist() == [start, start + 10]
 
 
-def test_fragmented_mp4_is_rejected_for_now() -> None:
-    data = simple_video()
-    mvex = box("mvex", full("trex", 0, 0, u32(1), u32(1), u32(0), u32(0), u32(0)))
-    data = data[: data.index(b"moov") - 4] + box("moov", data[data.index(b"moov") + 4 :], mvex)
-    with pytest.raises(MediaError, match="fragmented MP4 not supported yet"):
-        parse_bytes(data)
-
-
 def test_non_av_tracks_alone_are_a_media_error() -> None:
     with pytest.raises(MediaError, match="no audio or video track"):
         parse_bytes(simple_video(handler="text", entry=box("tx3g", bytes(8))))

@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import struct
 import subprocess
+import time
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from fractions import Fraction
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,6 @@ from origin.core.mp4 import drive, parse_bytes, parse_movie
 from origin.core.mp4.fragments import TFXD_UUID
 from origin.core.mux import fmp4
 from origin.core.mux.run import Run
-from origin.core.track import Kind, Movie, Track
 from origin.core.urls import Format
 from tests.core.test_mp4 import (
     FTYP,
@@ -34,6 +36,7 @@ from tests.core.test_mp4 import (
     full,
     i32,
     mp4a,
+    simple_video,
     stco,
     stsc,
     stsz,
@@ -52,7 +55,10 @@ FRAG = "+frag_keyframe+empty_moov"
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "cmaf_default_base_moof": (".mp4", {"extra": ("-movflags", FRAG + "+default_base_moof")}),
     "tfhd_base_data_offset": (".mp4", {"extra": ("-movflags", FRAG)}),
-    "implicit_base_omit_tfhd_offset": (".mp4", {"extra": ("-movflags", FRAG + "+omit_tfhd_offset")}),
+    "implicit_base_omit_tfhd_offset": (
+        ".mp4",
+        {"extra": ("-movflags", FRAG + "+omit_tfhd_offset")},
+    ),
     "dash_sidx": (".mp4", {"extra": ("-movflags", "+dash")}),
     "frag_duration_with_moov_samples": (".mp4", {"extra": ("-frag_duration", "500000")}),
     "cmaf_no_mfra_negative_cto": (
@@ -174,12 +180,12 @@ def test_fragmented_index_equals_progressive_remux(
 ) -> None:
     """Same samples as ffmpeg's progressive remux of the file, byte for byte.
 
-    ffmpeg rewrites some timing when remuxing, so these compare modulo what it changes:
-    decode times modulo a constant (Smooth audio starts at the tfxd time, -1024 samples of
-    priming, where ffmpeg starts it at 0), composition offsets modulo a constant (ffmpeg shifts
+    Decode times are equal (Smooth audio's negative tfxd start becomes dts 0 plus a pts_shift,
+    as ffmpeg's remux also starts it at 0). ffmpeg rewrites some other timing when remuxing, so
+    the rest compares modulo what it changes: composition offsets modulo a constant (it shifts
     negative trun offsets to be non-negative), timescales (it remuxes 10 MHz Smooth audio at
     48 kHz, so there the comparison is rescaled and rounded), and the last sample's duration
-    (ffmpeg re-derives it; the file's trun says e.g. 512 where the remux says 1024).
+    (it re-derives it; the file's trun says e.g. 512 where the remux says 1024).
     """
     path = variants(name)
     data = path.read_bytes()
@@ -197,7 +203,7 @@ def test_fragmented_index_equals_progressive_remux(
         dts = rescaled(s.dts, got.timescale, want.timescale)
         duration = rescaled(s.duration, got.timescale, want.timescale)
         cto = rescaled(s.cto, got.timescale, want.timescale)
-        assert len(differences(dts, w.dts)) == 1
+        assert differences(dts, w.dts) == {0}
         assert len(differences(cto, w.cto)) == 1
         if got.timescale == want.timescale:
             assert duration[:-1] == w.duration[:-1].tolist()
@@ -227,35 +233,42 @@ def test_fragmented_index_matches_ffprobe_packets(
         assert keys == s.keyframes.tolist()
         dts = [int(p["dts"]) for p in packets]
         assert len(differences(dts, s.dts)) == 1
-        assert len(differences([int(p["pts"]) - d for p, d in zip(packets, dts)], s.cto)) == 1
+        cto = [int(p["pts"]) - d for p, d in zip(packets, dts, strict=True)]
+        assert len(differences(cto, s.cto)) == 1
         # The durations are in the dts (ffprobe's packet durations of AAC come from the audio
         # parser, not the container, so they are not compared).
-        assert s.duration[:-1].tolist() == [b - a for a, b in zip(dts, dts[1:])]
+        assert s.duration[:-1].tolist() == [b - a for a, b in pairwise(dts)]
 
 
 def test_smooth_ismv_takes_fragment_times_from_tfxd(variants: Callable[[str], Path]) -> None:
-    """No tfdt in ffmpeg's ismv: each traf's first sample is at its tfxd absolute time."""
+    """No tfdt in ffmpeg's ismv: each traf's first sample is at its tfxd absolute time.
+
+    ffmpeg writes -1024 samples (AAC priming) as the audio's first tfxd time; decode times are
+    moved to start at 0 and ``pts_shift`` carries the -1024, as an edit list would.
+    """
     data = variants("smooth_ismv").read_bytes()
     movie = parse_bytes(data)
-    firsts: dict[int, list[int]] = {}
+    # track → (first sample number, tfxd time, sample count) per fragment
+    firsts: dict[int, list[tuple[int, int, int]]] = {}
     for kind, at, size in top_level(data):
         if kind != "moof":
             continue
         moof = data[at : at + size]
         track_id = struct.unpack_from(">I", moof, moof.index(b"tfhd") + 8)[0]
+        count = struct.unpack_from(">I", moof, moof.index(b"trun") + 8)[0]
         tfxd = moof.index(TFXD_UUID) + 16
         assert moof[tfxd] == 1  # version 1: 64-bit time
-        firsts.setdefault(track_id, []).append(struct.unpack_from(">q", moof, tfxd + 4)[0])
+        seen = firsts.setdefault(track_id, [])
+        number = seen[-1][0] + seen[-1][2] if seen else 0
+        seen.append((number, struct.unpack_from(">q", moof, tfxd + 4)[0], count))
     for track in movie.tracks:
-        s = track.samples
-        starts = [s.dts[0]] + [
-            s.dts[i] for i in range(1, len(s)) if s.dts[i] != s.dts[i - 1] + s.duration[i - 1]
-        ]
-        assert starts[0] == firsts[track.track_id][0]
-        assert set(starts) <= set(firsts[track.track_id])
         assert track.timescale == 10_000_000
-    audio = movie.audio()[0]
-    assert audio.samples.dts[0] == -213_333  # ffmpeg signals AAC priming as a negative time
+        s = track.samples
+        assert s.dts[0] == 0
+        for number, when, _ in firsts[track.track_id]:
+            assert s.dts[number] + track.pts_shift == when
+    assert movie.audio()[0].pts_shift == -213_333  # 1024 samples at 48 kHz in 100 ns units
+    assert movie.video()[0].pts_shift == 0
 
 
 def test_edit_lists_shift_fragmented_tracks_like_progressive(
@@ -319,12 +332,28 @@ def test_many_fragments_load_with_one_read_per_fragment(many_fragments: Path) ->
     assert len(reads) <= len(moofs) + 10
     requested = sum(size for _, size in reads)
     metadata = sum(size for _, size in moofs)
-    assert requested < 1.5 * metadata + 20_000
-    assert requested < len(data) / 10
+    # With one frame per fragment the moofs themselves are 9% of this file; the read-ahead
+    # adds a margin over them, never mdat payload beyond that margin.
+    assert requested < 2 * metadata + 8192
+    assert requested < len(data) / 5
     moof_reads = {at for at, _ in moofs}
     # Every moof is read whole once, never re-read.
-    covered = [m for m in moof_reads if any(o <= m and m < o + n for o, n in reads)]
+    covered = [m for m in moof_reads if any(o <= m < o + n for o, n in reads)]
     assert len(covered) == len(moofs)
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_fragmented_files_load_with_few_small_reads(
+    name: str, variants: Callable[[str], Path]
+) -> None:
+    data = variants(name).read_bytes()
+    boxes = list(top_level(data))
+    read, reads = read_counting(data)
+    drive(parse_movie(len(data)), read)
+    fragments = sum(kind == "moof" for kind, _, _ in boxes)
+    assert len(reads) <= len(boxes) - fragments + 3  # at most one per moof/mdat pair, + moov
+    # 4 KiB: the read-ahead guessed for the first fragment, which matters in small files.
+    assert sum(size for _, size in reads) < len(data) / 15 + 4096
 
 
 # --------------------------------------------------------------------------- truncation
@@ -335,16 +364,18 @@ def test_truncated_last_fragment_is_refused_as_a_partial_write(
     where: str, variants: Callable[[str], Path]
 ) -> None:
     data = variants("cmaf_no_mfra_negative_cto").read_bytes()
-    at, size = [(a, s) for kind, a, s in top_level(data) if kind == where][-1]
-    cut = data[: at + size // 2]
-    with pytest.raises(MediaError, match=r"truncated file: .* incomplete, perhaps still being"):
-        parse_bytes(cut)
+    boxes = list(top_level(data))
+    at, size = [(a, s) for kind, a, s in boxes if kind == where][-1]
+    moof = [a for kind, a, _ in boxes if kind == "moof"][-1]
+    reason = rf"truncated file: .*moof at offset {moof}\).* incomplete, perhaps .*being written"
+    with pytest.raises(MediaError, match=reason):
+        parse_bytes(data[: at + size // 2])
 
 
 def test_file_ending_after_a_moof_is_refused(variants: Callable[[str], Path]) -> None:
     data = variants("cmaf_no_mfra_negative_cto").read_bytes()
     at, size = [(a, s) for kind, a, s in top_level(data) if kind == "moof"][-1]
-    with pytest.raises(MediaError, match=r"fragment \d+ .*outside the file .*truncated"):
+    with pytest.raises(MediaError, match=r"truncated file: .*fragment \d+ .* refers to sample"):
         parse_bytes(data[: at + size])
 
 
@@ -358,27 +389,37 @@ def test_short_read_of_a_fragment_is_a_media_error(variants: Callable[[str], Pat
 # --------------------------------------------------------------------------- end to end
 
 
-def test_fragmented_source_serves_ts_segments_that_decode(
-    variants: Callable[[str], Path], tmp_path: Path
+@pytest.mark.parametrize("name", ["cmaf_default_base_moof", "smooth_ismv", "multi_track"])
+@pytest.mark.parametrize("target", [4, 2])
+def test_fragmented_source_serves_segments_that_decode(
+    name: str, target: int, variants: Callable[[str], Path], tmp_path: Path
 ) -> None:
-    path = variants("cmaf_default_base_moof")
+    """prepare() and segment_bytes() on a fragmented source: TS (video + muxed audio) and
+    CMAF segments decode cleanly, cut where the progressive remux is cut."""
+    path = variants(name)
     data = path.read_bytes()
-    movie = parse_bytes(data)
-    pres = pipeline.prepare("x", [movie], Fraction(4))
-    video = pres.video[0]
-    assert len(video.seg) >= 1
+    pres = pipeline.prepare("x", [parse_bytes(data)], Fraction(target))
+    assert pres.audio is not None
 
     def read(span: pipeline.Span) -> bytes:
         return data[span.offset : span.offset + span.size]
 
-    out = tmp_path / "all.ts"
-    with out.open("wb") as f:
-        for k in range(len(video.seg)):
-            ref = pipeline.SegmentRef(Format.HLS_TS, "video", video.id, k)
-            f.write(pipeline.segment_bytes(pres, ref, read))
-    assert decode_errors(str(out)) == ""
-    progressive = pipeline.prepare("x", [parse_bytes(remux_progressive(path).read_bytes())], Fraction(4))
-    assert video.seg.starts == progressive.video[0].seg.starts
+    def write(out: Path, fmt: Format, track: str, rid: int, count: int) -> str:
+        refs = [pipeline.SegmentRef(fmt, track, rid, k) for k in range(count)]
+        if fmt is Format.HLS_CMAF:
+            refs.insert(0, pipeline.SegmentRef(fmt, track, rid, -1))
+        out.write_bytes(b"".join(pipeline.segment_bytes(pres, ref, read) for ref in refs))
+        return decode_errors(str(out))
+
+    for r in pres.video:
+        assert len(r.seg) == 4 // target
+        assert write(tmp_path / f"{r.id}.ts", Format.HLS_TS, "video", r.id, len(r.seg)) == ""
+        assert write(tmp_path / f"{r.id}.mp4", Format.HLS_CMAF, "video", r.id, len(r.seg)) == ""
+    audio = pres.audio
+    assert write(tmp_path / "a.mp4", Format.HLS_CMAF, "audio", audio.id, len(audio.seg)) == ""
+    progressive = parse_bytes(remux_progressive(path).read_bytes())
+    expected = pipeline.prepare("x", [progressive], Fraction(target))
+    assert [r.seg.starts for r in pres.video] == [r.seg.starts for r in expected.video]
 
 
 def test_our_own_fmp4_segments_parse_back_to_the_source_index(bframes_mp4: Path) -> None:
@@ -395,8 +436,9 @@ def test_our_own_fmp4_segments_parse_back_to_the_source_index(bframes_mp4: Path)
         data = b"".join(parts)
         got = parse_bytes(data).tracks[0]
         g = got.samples
-        assert (g.dts, g.duration, g.cto, g.size) == (s.dts, s.duration, s.cto, s.size)
-        assert g.keyframes == s.keyframes
+        assert (g.dts, g.duration, g.size, g.keyframes) == (s.dts, s.duration, s.size, s.keyframes)
+        # The writer may move the edit list's shift into the composition offsets.
+        assert [got.pts(i) for i in range(len(g))] == [track.pts(i) for i in range(len(s))]
         assert sample_bytes(data, g) == sample_bytes(src_data, s)
 
 
@@ -483,8 +525,12 @@ def test_implicit_base_offsets_follow_the_spec_rule() -> None:
     movie = parse_bytes(data)
     assert movie.fragmented
     v, a = movie.video()[0].samples, movie.audio()[0].samples
-    assert [data[o : o + n] for o, n in zip(v.offset, v.size)] == [b"\1" * 10, b"\2" * 20, b"\3" * 30]
-    assert [data[o : o + n] for o, n in zip(a.offset, a.size)] == [b"\4" * 5, b"\5" * 6]
+    assert [data[o : o + n] for o, n in zip(v.offset, v.size, strict=True)] == [
+        b"\1" * 10,
+        b"\2" * 20,
+        b"\3" * 30,
+    ]
+    assert sample_bytes(data, a) == [b"\4" * 5, b"\5" * 6]
     assert v.dts.tolist() == [0, 100, 200] and v.duration.tolist() == [100] * 3
     assert v.keyframes.tolist() == [0]  # trex says non-sync; first_sample_flags says sync
     assert a.dts.tolist() == [0, 1024] and a.keyframes.tolist() == [0, 1]
@@ -596,11 +642,11 @@ def _one_sample(d: int, track_id: int = 1, *boxes: bytes) -> list[bytes]:
         (lambda: init() + fragment(lambda d: _one_sample(d, 1, tfdt(100)), b"\0")
          + fragment(lambda d: _one_sample(d, 1, tfdt(50)), b"\0", seq=2),
          "track 1, fragment 2 .* starts at 50, before the previous samples end"),
-        (lambda: init() + fragment(lambda d: _one_sample(d - 1000), b"\0"),
+        (lambda: init() + fragment(lambda d: _one_sample(d - 10**6), b"\0"),
          "sample data lies outside the file"),
         (lambda: init() + fragment(lambda d: _one_sample(d + 10**6), b"\0"),
-         "sample data lies outside the file"),
-        (lambda: init(trexes=(trex(2, 1024),)) + fragment(lambda d: _one_sample(d), b"\0"),
+         "truncated file: track 1, fragment 1 .* perhaps still being written"),
+        (lambda: init(trexes=(trex(2, 1024),)) + fragment(_one_sample, b"\0"),
          "track 1, fragment 1 .* has no trex"),
         (lambda: init() + fragment(
             lambda d: [box("traf", tfhd(1, 0x020000 | 0x2, u32(2)), trun(SIZE, [[1]]))], b"\0"),
@@ -625,14 +671,88 @@ def test_moof_in_a_file_without_mvex_is_refused() -> None:
     head = init()
     no_mvex = head[: head.index(b"mvex") - 4]
     no_mvex = no_mvex[: len(FTYP)] + box("moov", no_mvex[len(FTYP) + 8 :])
-    with pytest.raises(MediaError, match="moof box at offset .* but the moov has no mvex"):
+    with pytest.raises(MediaError, match=r"moof box at offset .* but the moov has no mvex"):
         parse_bytes(no_mvex + fragment(_one_sample, b"\0"))
-    with pytest.raises(MediaError, match="moof box at offset .* before the moov"):
+    with pytest.raises(MediaError, match=r"moof box at offset .* before the moov"):
         parse_bytes(FTYP + fragment(_one_sample, b"\0") + head[len(FTYP) :])
 
 
-def test_fragmented_file_without_fragments_is_its_moov_samples(bframes_mp4: Path) -> None:
-    """An mvex but no moof: the samples are the moov's (a fragmented file cut after moov)."""
-    head = init()
-    movie = parse_bytes(head)
-    assert movie.fragmented and all(len(t.samples) == 0 for t in movie.tracks)
+def test_mvex_without_fragments_gives_the_moov_samples() -> None:
+    """A moov with mvex and no moof (a fragmented file cut right after its moov, or one whose
+    samples are all in the moov): the samples are the moov's."""
+    assert all(len(t.samples) == 0 for t in parse_bytes(init()).tracks)
+    data = simple_video()
+    mvex = box("mvex", trex(1, 0))
+    at = data.index(b"moov") - 4
+    movie = parse_bytes(data[:at] + box("moov", data[at + 8 :], mvex))
+    assert movie.fragmented
+    assert movie.tracks[0].samples == parse_bytes(data).tracks[0].samples
+
+
+class Virtual:
+    """A file of written spans; bytes never written (mdat payload) read as zeros."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[int, bytes]] = []
+        self.size = 0
+        self.reads: list[tuple[int, int]] = []
+
+    def append(self, data: bytes, hole: int = 0) -> int:
+        """Write ``data`` at the end, then leave ``hole`` unwritten bytes; returns its offset."""
+        at = self.size
+        self.parts.append((at, data))
+        self.size += len(data) + hole
+        return at
+
+    def read(self, offset: int, size: int) -> bytes:
+        self.reads.append((offset, size))
+        out = bytearray(min(size, self.size - offset))
+        k = max(bisect_right(self.parts, (offset, b"")) - 1, 0)
+        for at, data in self.parts[k:]:
+            if at >= offset + len(out):
+                break
+            lo, hi = max(at, offset), min(at + len(data), offset + len(out))
+            if lo < hi:
+                out[lo - offset : hi - offset] = data[lo - at : hi - at]
+        return bytes(out)
+
+
+def test_two_hour_fragmented_source_loads_at_scale() -> None:
+    """2 h in 2 s fragments (3600 moofs; 30 fps video with per-sample sizes/flags/cto, AAC)."""
+    f = Virtual()
+    f.append(init(trexes=(trex(1, 100, 0, NON_SYNC), trex(2, 1024, 0, SYNC))))
+    video_sizes = [3000 + 7 * i for i in range(60)]
+    audio_sizes = [300 + i % 5 for i in range(94)]
+    payload_size = sum(video_sizes) + sum(audio_sizes)
+    vt = at = 0
+    for k in range(3600):
+        vflags = [SYNC] + [NON_SYNC] * 59
+        vrun = [
+            [s, fl, c] for s, fl, c in zip(video_sizes, vflags, [200, 0, 100] * 20, strict=True)
+        ]
+
+        def trafs(d: int, vt: int = vt, at: int = at, vrun: list[list[int]] = vrun) -> list[bytes]:
+            return [
+                box("traf", tfhd(1, 0x020000), tfdt(vt),
+                    trun(SIZE | FLAGS | CTO, vrun, data_offset=d)),
+                box("traf", tfhd(2, 0x020000), tfdt(at),
+                    trun(SIZE, [[s] for s in audio_sizes], data_offset=d + sum(video_sizes))),
+            ]  # fmt: skip
+
+        whole = fragment(trafs, b"", seq=k + 1)
+        moof, mdat_header = whole[:-8], u32(8 + payload_size) + b"mdat"
+        f.append(moof + mdat_header, hole=payload_size)
+        vt += 60 * 100
+        at += 94 * 1024
+    started = time.perf_counter()
+    movie = drive(parse_movie(f.size), f.read)
+    print(f"2 h fragmented index: {time.perf_counter() - started:.2f} s")
+    v, a = movie.video()[0].samples, movie.audio()[0].samples
+    assert (len(v), len(a)) == (216_000, 338_400)
+    assert len(v.keyframes) == 3600 and v.keyframes[1] == 60
+    assert v.dts[-1] == 215_999 * 100 and a.dts[-1] == 338_399 * 1024
+    assert v.cto[:3].tolist() == [200, 0, 100]
+    last = f.parts[-1][0]
+    assert v.offset[-60] == last + len(f.parts[-1][1])
+    assert a.offset[-1] == f.size - audio_sizes[-1]
+    assert len(f.reads) <= 3600 + 5

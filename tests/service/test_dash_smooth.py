@@ -276,3 +276,59 @@ def test_inspect_lists_dash_and_smooth_timelines() -> None:
     ).stdout  # fmt: skip
     assert re.search(r"DASH/Smooth video .*t=0 d=40000000", out), out
     assert re.search(r"DASH/Smooth audio .*t=0 d=40320000", out), out
+
+
+@pytest.fixture(scope="module")
+def fragmented_ladders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
+    """The sample ladder remuxed as Smooth .ismv (tfxd, mfra) and as CMAF-style fMP4 (no mfra).
+
+    One packaging per ladder: ffmpeg's empty_moov fMP4 drops the edit list, so its video starts
+    two frames later than the .ismv remux, and mixing both in one ladder misaligns renditions.
+    """
+    out = tmp_path_factory.mktemp("fragmented")
+    kinds = {
+        "ismv": ["-f", "ismv"],
+        "cmaf": ["-movflags", "+frag_keyframe+empty_moov+default_base_moof", "-f", "mp4"],
+    }
+    ladders: dict[str, list[Path]] = {}
+    for kind, args in kinds.items():
+        ladders[kind] = []
+        for name in ("240p", "360p", "480p"):
+            dst = out / f"{name}.{kind}"
+            subprocess.run(
+                [FFMPEG, "-nostdin", "-v", "error", "-i",
+                 str(ROOT / "origin" / "sample" / f"sample_{name}.mp4"), "-c", "copy", *args,
+                 str(dst)],
+                check=True,
+            )  # fmt: skip
+            ladders[kind].append(dst)
+    return ladders
+
+
+@pytest.mark.parametrize("kind", ["ismv", "cmaf"])
+def test_fragmented_sources_stream_in_every_protocol(
+    fragmented_ladders: dict[str, list[Path]], kind: str, tmp_path: Path
+) -> None:
+    cfg = tmp_path / "c.toml"
+    names = ", ".join(f'"{f}"' for f in fragmented_ladders[kind])
+    cfg.write_text(f'[[assets]]\nname = "frag"\nfiles = [{names}]\nsegment_duration = 4.0\n')
+    with run_server("--config", str(cfg)) as s:
+        for fmt in ("m3u8-aapl", "m3u8-cmaf", "mpd-time-csf"):
+            proc = subprocess.run(
+                [FFMPEG, "-nostdin", "-v", "warning", "-i",
+                 f"{s.base}/frag.ism/manifest(format={fmt})", "-f", "null", "-"],
+                capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert proc.returncode == 0 and proc.stderr.strip() == "", (fmt, proc.stderr)
+        r = s.request("/frag.ism/manifest")
+        assert r.status == 200, r.body
+        text = r.body.decode()
+        levels = read_levels(text)
+        assert sorted(lv.height for lv in levels if lv.stream_type == "video") == [240, 360, 480]
+        for level in levels:
+            data = [client_init(level)]
+            for t, _ in read_chunks(text, level.stream_type):
+                data.append(s.request(f"/frag.ism/{level.fragment_url(t)}").body)
+            f = tmp_path / f"smooth_{level.bitrate}.mp4"
+            f.write_bytes(b"".join(data))
+            assert decode_errors(str(f)) == "", level

@@ -476,9 +476,8 @@ def _wait_for(predicate: object, timeout: float = 20.0) -> bool:
 def test_sighup_reloads_the_config_and_a_bad_one_is_refused_and_the_old_kept(
     tmp_path: Path,
 ) -> None:
-    import signal  # noqa: PLC0415
-
     import http.client  # noqa: PLC0415
+    import signal  # noqa: PLC0415
 
     cfg = _config(tmp_path)
     with run_server("--config", str(cfg)) as s:
@@ -491,9 +490,9 @@ def test_sighup_reloads_the_config_and_a_bad_one_is_refused_and_the_old_kept(
         files = f'"{SAMPLE_DIR / "sample_240p.mp4"}"'
         cfg.write_text(cfg.read_text() + f'[[assets]]\nname = "more"\nfiles = [{files}]\n')
         s.proc.send_signal(signal.SIGHUP)
-        assert _wait_for(
-            lambda: s.request("/more.ism/manifest(format=m3u8-aapl)").status == 200
-        ), "".join(s.output)
+        assert _wait_for(lambda: s.request("/more.ism/manifest(format=m3u8-aapl)").status == 200), (
+            "".join(s.output)
+        )
         # A connection opened before the reload is still served (no dropped connections).
         kept.request("GET", "/more.ism/manifest(format=m3u8-aapl)")
         assert kept.getresponse().status == 200

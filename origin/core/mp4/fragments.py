@@ -12,7 +12,7 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass
 from itertools import accumulate, compress, count, repeat
-from operator import and_, not_
+from operator import add, and_, not_
 
 from origin.core.errors import MediaError
 from origin.core.index import SampleIndex, make_index
@@ -103,8 +103,20 @@ class Fragments:
         self._tracks = {tid: _Columns(index, audio) for tid, (index, audio) in moov.items()}
         self.count = 0  # moof boxes seen
 
-    def indexes(self) -> dict[int, SampleIndex]:
-        return {tid: cols.index() for tid, cols in self._tracks.items()}
+    def indexes(self) -> dict[int, tuple[SampleIndex, int]]:
+        """Per track id: its samples, and how far their decode times were moved later.
+
+        Decode times start at 0 or later, as in progressive files: a negative start (Smooth
+        audio whose tfxd says -1024 samples of priming) is moved to 0, and the caller moves
+        the presentation back by as much (``pts_shift``), as an edit list would.
+        """
+        out = {}
+        for tid, cols in self._tracks.items():
+            rebase = -cols.dts[0] if len(cols.dts) and cols.dts[0] < 0 else 0
+            if rebase:
+                cols.dts = array("q", map(add, cols.dts, repeat(rebase)))
+            out[tid] = (cols.index(), rebase)
+        return out
 
     def add_moof(self, buf: bytes, moof_offset: int) -> None:
         """Parse one whole ``moof`` box (``buf``) found at ``moof_offset`` in the file."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from itertools import accumulate, chain, islice, repeat
 from operator import add, lt, sub
@@ -122,12 +122,13 @@ def parse_movie(file_size: int) -> Generator[Need, bytes, Movie]:
             raise MediaError(f"corrupt file: no box header at offset {pos}")
         box = read_header(head, 0, avail)
         if box.size > avail:
-            partial = (
-                f" in the last fragment (moof at offset {last_moof}): the file is incomplete, "
-                "perhaps still being written"
-                if last_moof >= 0
-                else ""
-            )
+            partial = ""
+            if frags is not None:  # a fragmented file cut short is most likely still being written
+                moof_at = pos if box.type == "moof" or last_moof < 0 else last_moof
+                partial = (
+                    f": the last fragment (moof at offset {moof_at}) is incomplete, perhaps the "
+                    "file is still being written"
+                )
             raise MediaError(
                 f"truncated file: box '{box.type}' at offset {pos} needs {box.size} bytes, "
                 f"{avail} remain{partial}"
@@ -233,7 +234,11 @@ class _Moov:
             tracks = tuple(h.with_samples(index) for h, index in self.tracks)
             return Movie(timescale=self.timescale, tracks=tracks, fragmented=False)
         indexes = frags.indexes()
-        tracks = tuple(h.with_samples(indexes[h.track_id]) for h, _ in self.tracks)
+        tracks = tuple(
+            replace(h, pts_shift=h.pts_shift - rebase).with_samples(index)
+            for h, _ in self.tracks
+            for index, rebase in [indexes[h.track_id]]
+        )
         return Movie(timescale=self.timescale, tracks=tracks, fragmented=True)
 
 
