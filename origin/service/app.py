@@ -17,8 +17,9 @@ from origin.core.crypto import sequence_iv
 from origin.core.errors import MediaError, NotFoundError
 from origin.core.manifest import hls
 from origin.core.urls import Format, Protocol, UrlError
-from origin.service import http
+from origin.service import auth, http
 from origin.service.cors import Cors
+from origin.service.proxy import setup_proxy
 from origin.service.state import Asset, ContentKey, State
 from origin.service.storage import read_spans
 
@@ -127,18 +128,27 @@ async def stream(request: web.Request) -> web.StreamResponse:
     srv = state.config.server
     if isinstance(route, urls.FragmentPath):
         return await _fragment(request, state, asset, route)
+    if asset.config.require_token:
+        policy = state.config.policies[asset.config.policy or ""]
+        decision = auth.decide(request, policy, asset.config.key_id, srv.trusted_proxies)
+        if not decision.allowed:
+            return auth.refusal_response(decision)
     key = _content_key(state, asset, route.options)
-    manifest_cc = f"public, max-age={srv.manifest_max_age}"
-    etag = http.make_etag(asset.version, request.path, srv.base_url or "")
-    text = state.manifests.get(request.path)
+    token = auth.request_token(request)
+    query = token.query() if token else ""
+    # A response that embeds a viewer's token must never be handed to another viewer.
+    manifest_cc = "private, no-store" if query else f"public, max-age={srv.manifest_max_age}"
+    etag = http.make_etag(asset.version, request.path, srv.base_url or "", query)
+    text = None if query else state.manifests.get(request.path)
     if text is None:
         try:
-            text = _manifest(state, request, asset, route, key)
+            text = _manifest(state, request, asset, route, key, query=query)
         except pipeline.UnsupportedError as e:
             return http.error_response(409, str(e))
-        if len(state.manifests) >= MANIFEST_CACHE_ENTRIES:
-            state.manifests.clear()
-        state.manifests[request.path] = text
+        if not query:
+            if len(state.manifests) >= MANIFEST_CACHE_ENTRIES:
+                state.manifests.clear()
+            state.manifests[request.path] = text
     return http.entity_response(
         request,
         text.encode(),
@@ -155,7 +165,10 @@ def _manifest(
     asset: Asset,
     route: urls.MasterPath | urls.MediaPath,
     key: ContentKey | None,
+    *,
+    query: str = "",
 ) -> str:
+    """Build a manifest; ``query`` (a propagated token) goes on every URL it writes."""
     pres = asset.presentation
     base = _base(state, request)
     if isinstance(route, urls.MasterPath):
@@ -164,15 +177,22 @@ def _manifest(
             return pipeline.smooth_manifest(pres)
         if protocol is Protocol.DASH:
             return pipeline.dash_manifest(pres, route.options, base=base)
-        return pipeline.master_playlist(pres, route.options, base=base)
+        return pipeline.master_playlist(pres, route.options, base=base, query=query)
     hls_key = None
     if key is not None:
         uri = urls.key_uri(
             key.kid, depth=urls.playlist_depth(route), base_url=state.config.server.base_url
         )
-        hls_key = hls.Key(uri, asset.config.iv)
+        hls_key = hls.Key(uri + (f"&{query}" if query else ""), asset.config.iv)
     return pipeline.media_playlist(
-        pres, route.track, route.rendition, route.options, key=hls_key, base=base
+        pres,
+        route.track,
+        route.rendition,
+        route.options,
+        key=hls_key,
+        base=base,
+        query=query,
+        segment_query=query if asset.config.token_segments else "",
     )
 
 
@@ -234,7 +254,7 @@ async def _fragment(
 
 
 async def key_service(request: web.Request) -> web.StreamResponse:
-    """Key delivery: the 16 raw key bytes for ``?kid=``; every policy is open for now."""
+    """Key delivery: the 16 raw key bytes for ``?kid=``, when the key's policy allows it."""
     state = request.app[STATE].current
     kid_text = request.query.get("kid")
     if kid_text is None:
@@ -246,6 +266,10 @@ async def key_service(request: web.Request) -> web.StreamResponse:
     key = state.keys.get(kid)
     if key is None:
         raise NotFoundError(f"no key {kid}")
+    if key.policy is not None:
+        decision = auth.decide(request, key.policy, kid, state.config.server.trusted_proxies)
+        if not decision.allowed:
+            return auth.refusal_response(decision)
     if request.method == "POST":
         await request.read()  # AMS clients POST an empty body; drain whatever came
     return web.Response(
@@ -271,5 +295,6 @@ def build_app(state: State) -> web.Application:
     app.router.add_get("/healthz", health)
     app.router.add_get("/key", key_service)
     app.router.add_post("/key", key_service)
+    setup_proxy(app, state.config.proxy)  # before the catch-all route
     app.router.add_get("/{tail:.*}", stream)
     return app

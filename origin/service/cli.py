@@ -13,12 +13,14 @@ import queue
 import signal
 import socket
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -26,6 +28,7 @@ from origin.core import pipeline
 from origin.core.errors import MediaError
 from origin.service.app import STATE, AccessLogger, build_app
 from origin.service.config import Config, ConfigError, ServerConfig, load_config
+from origin.service.policy import sign_token
 from origin.service.state import State, build_state, files_to_close
 from origin.service.storage import close_all, load_movie, open_source
 
@@ -103,6 +106,53 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for r in renditions:
         chunks = ", ".join(f"t={a} d={b - a}" for a, b in itertools.pairwise(r.times))
         print(f"  DASH/Smooth {r.kind.value} {r.id}: {chunks}")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print a test token for an asset's key policy, like AMS's GenerateTestToken."""
+    try:
+        config = _load(args.config)
+    except ConfigError as e:
+        _print_config_errors(e)
+        return 1
+    asset = next((a for a in config.assets if a.name == args.asset), None)
+    if asset is None:
+        print(f"no asset {args.asset!r} in the config", file=sys.stderr)
+        return 1
+    policy = config.policies.get(asset.policy or "")
+    options = [o.token for o in policy.options if o.token is not None] if policy else []
+    if args.type:
+        options = [t for t in options if t.token_type == args.type]
+    if not options:
+        kind = f"{args.type.upper()} " if args.type else ""
+        print(f"asset {args.asset!r}'s policy has no {kind}token option", file=sys.stderr)
+        return 1
+    claims = {}
+    for pair in args.claim:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            print(f"--claim wants NAME=VALUE, got {pair!r}", file=sys.stderr)
+            return 1
+        claims[name] = value
+    signing_key = Path(args.signing_key).read_bytes() if args.signing_key else None
+    try:
+        token = sign_token(
+            options[0],
+            kid=asset.key_id,
+            ttl=args.ttl,
+            claims=claims,
+            now=time.time(),
+            signing_key=signing_key,
+        )
+    except ValueError as e:
+        print(f"cannot sign: {e}", file=sys.stderr)
+        return 1
+    server = config.server
+    root = server.base_url or f"http://{server.host}:{server.port}"
+    query = urlencode({"token": token})
+    print(token)
+    print(f"{root.rstrip('/')}/{asset.name}.ism/manifest(format=m3u8-aapl)?{query}")
     return 0
 
 
@@ -330,6 +380,18 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("file")
     inspect.add_argument("--segment-duration", type=float, default=6.0)
     inspect.set_defaults(func=cmd_inspect)
+    token = sub.add_parser(
+        "token", help="print a test token for an asset's key policy, and a tokenized master URL"
+    )
+    token.add_argument("--config", help="TOML config (default: the built-in sample)")
+    token.add_argument("--asset", required=True)
+    token.add_argument("--ttl", type=int, default=3600, help="seconds the token is valid")
+    token.add_argument("--type", choices=("jwt", "swt"), help="token option to sign for")
+    token.add_argument("--claim", action="append", default=[], metavar="NAME=VALUE")
+    token.add_argument(
+        "--signing-key", help="PEM private key, for policies with RSA/EC verification keys"
+    )
+    token.set_defaults(func=cmd_token)
     return parser
 
 

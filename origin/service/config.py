@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import tomllib
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
+
+from origin.service.policy import IPNetwork, Policy, parse_policy
+from origin.service.proxy import ProxyConfig, parse_proxy_config
 
 PROTECTIONS = ("clear", "aes-128")
 # How DASH and Smooth are delivered for an asset whose `protection` is an HLS-only scheme
@@ -42,6 +47,8 @@ class ServerConfig:
     access_log: bool = True
     manifest_max_age: int = 86400
     segment_max_age: int = 31536000
+    # Peers whose X-Forwarded-For is believed (ip restrictions); nobody's by default.
+    trusted_proxies: tuple[IPNetwork, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +62,9 @@ class AssetConfig:
     iv: bytes | None = None
     dash: str | None = None
     smooth: str | None = None
+    policy: str | None = None  # the content key's authorization policy; None: open
+    require_token: bool = False  # playlists/manifests need a valid token too
+    token_segments: bool = False  # propagated tokens also go on segment URLs
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +72,14 @@ class Config:
     path: Path | None
     server: ServerConfig
     assets: tuple[AssetConfig, ...]
+    policies: Mapping[str, Policy] = field(default_factory=dict)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
 
 
 _SERVER_FIELDS = {f for f in ServerConfig.__dataclass_fields__}
 _ASSET_FIELDS = {
     "name", "files", "segment_duration", "protection", "key_id", "key", "key_file", "iv",
-    "dash", "smooth",
+    "dash", "smooth", "policy", "require_token", "token_segments",
 }  # fmt: skip
 
 
@@ -139,9 +151,12 @@ def parse_config(
 ) -> Config:
     c = _Checker(source)
     for key in raw:
-        if key not in ("server", "assets"):
-            c.bad(key, "unknown section (expected [server] or [[assets]])")
+        if key not in ("server", "assets", "policies", "proxy"):
+            c.bad(key, "unknown section (expected [server], [[assets]], [policies.NAME], [proxy])")
     server = _server(c, raw.get("server", {}))
+    policies = _policies(c, raw.get("policies", {}), base)
+    proxy, proxy_problems = parse_proxy_config(raw.get("proxy", {}), where="proxy")
+    c.problems += [f"{source}: {p}" for p in proxy_problems]
     assets_raw = raw.get("assets", [])
     assets: list[AssetConfig] = []
     if not isinstance(assets_raw, list):
@@ -149,10 +164,24 @@ def parse_config(
         assets_raw = []
     names: set[str] = set()
     keys: dict[uuid.UUID, bytes] = {}
+    key_policies: dict[uuid.UUID, str | None] = {}
     for i, table in enumerate(assets_raw):
         asset = _asset(c, table, f"assets[{i}]", base)
         if asset is None:
             continue
+        if (
+            asset.policy is not None
+            and asset.policy not in policies
+            and not any(p.startswith(f"{source}: policies.{asset.policy}") for p in c.problems)
+        ):
+            c.bad(f"assets[{i}].policy", f"no policy named {asset.policy!r} in [policies]")
+        if asset.require_token and asset.policy is None:
+            c.bad(f"assets[{i}].require_token", "needs a policy with a token option")
+        if (
+            asset.key_id is not None
+            and key_policies.setdefault(asset.key_id, asset.policy) != asset.policy
+        ):
+            c.bad(f"assets[{i}].policy", f"key_id {asset.key_id} is used with another policy")
         if asset.name in names:
             c.bad(f"assets[{i}].name", f"duplicate asset name {asset.name!r}")
         names.add(asset.name)
@@ -165,7 +194,20 @@ def parse_config(
         assets.append(asset)
     if c.problems:
         raise ConfigError(c.problems)
-    return Config(path, server, tuple(assets))
+    return Config(path, server, tuple(assets), policies, proxy)
+
+
+def _policies(c: _Checker, raw: Any, base: Path) -> dict[str, Policy]:
+    if not isinstance(raw, dict):
+        c.bad("policies", "must be a table of [policies.NAME]")
+        return {}
+    out: dict[str, Policy] = {}
+    for name, table in raw.items():
+        policy, problems = parse_policy(name, table, where=f"policies.{name}", base=base)
+        c.problems += [f"{c.source}: {problem}" for problem in problems]
+        if policy is not None:
+            out[name] = policy
+    return out
 
 
 def _server(c: _Checker, t: Any) -> ServerConfig:
@@ -193,6 +235,12 @@ def _server(c: _Checker, t: Any) -> ServerConfig:
     for j, o in enumerate(origins):
         if not isinstance(o, str) or not o.startswith(("http://", "https://")) or o.endswith("/"):
             c.bad(f"server.cors_origins[{j}]", "must be an origin like https://player.example")
+    proxies: list[IPNetwork] = []
+    for j, cidr in enumerate(c.typed(t, "trusted_proxies", "server", list, [])):
+        try:
+            proxies.append(ipaddress.ip_network(str(cidr), strict=False))
+        except ValueError:
+            c.bad(f"server.trusted_proxies[{j}]", f"{cidr!r} is not an address or CIDR")
     ints = {}
     for name in ("cors_max_age", "manifest_max_age", "segment_max_age"):
         ints[name] = c.typed(t, name, "server", int, getattr(d, name))
@@ -206,6 +254,7 @@ def _server(c: _Checker, t: Any) -> ServerConfig:
         cache_mb=cache_mb,
         cors_origins=tuple(o for o in origins if isinstance(o, str)),
         access_log=c.typed(t, "access_log", "server", bool, d.access_log),
+        trusted_proxies=tuple(proxies),
         **ints,
     )
 
@@ -266,6 +315,9 @@ def _asset(c: _Checker, t: Any, where: str, base: Path) -> AssetConfig | None:
         if value is not None and value not in DELIVERIES:
             c.bad(f"{where}.{proto}", f"must be one of {', '.join(DELIVERIES)}, got {value!r}")
         delivery[proto] = value
+    policy = c.typed(t, "policy", where, str, None)
+    require_token = c.typed(t, "require_token", where, bool, False)
+    token_segments = c.typed(t, "token_segments", where, bool, False)
     if len(c.problems) > before:
         return None
     return AssetConfig(
@@ -278,6 +330,9 @@ def _asset(c: _Checker, t: Any, where: str, base: Path) -> AssetConfig | None:
         iv=iv,
         dash=delivery["dash"],
         smooth=delivery["smooth"],
+        policy=policy,
+        require_token=require_token,
+        token_segments=token_segments,
     )
 
 

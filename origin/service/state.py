@@ -14,6 +14,7 @@ from origin.core.pipeline import Presentation, prepare
 from origin.core.urls import Protocol
 from origin.service.cache import ByteLRU
 from origin.service.config import AssetConfig, Config
+from origin.service.policy import Policy
 from origin.service.storage import SourceFile, close_all, load_movie, open_source
 
 log = logging.getLogger("origin")
@@ -49,6 +50,7 @@ class ContentKey:
     kid: uuid.UUID
     key: bytes = field(repr=False)
     cipher: Aes128Cbc = field(repr=False)
+    policy: Policy | None = None  # None: open (any request gets the key)
 
 
 @dataclass(slots=True)
@@ -123,7 +125,8 @@ def build_state(config: Config, previous: State | None = None) -> State:
             log.error("asset %r refused: %s", cfg.name, e)
             continue
         if cfg.key_id is not None and cfg.key is not None and cfg.key_id not in keys:
-            keys[cfg.key_id] = ContentKey(cfg.key_id, cfg.key, Aes128Cbc(cfg.key))
+            policy = config.policies.get(cfg.policy) if cfg.policy else None
+            keys[cfg.key_id] = ContentKey(cfg.key_id, cfg.key, Aes128Cbc(cfg.key), policy)
     capacity = config.server.cache_mb * 1024 * 1024
     if previous is not None:
         cache = previous.segments
