@@ -7,10 +7,12 @@ import logging
 import posixpath
 import uuid
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_protocol import RequestHandler
 
 from origin.core import pipeline, urls
 from origin.core.crypto import sequence_iv
@@ -62,6 +64,50 @@ class AccessLogger(AbstractAccessLogger):
     @property
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
+
+
+class _SafeRequestHandler(RequestHandler):
+    """aiohttp's own answer to a request it cannot parse quotes the offending header's first
+    bytes in the body and logs the exception text: for an oversized ``Authorization`` that is
+    the viewer's token. Answer with the status and a fixed reason only, and log no header."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500:
+            self.logger.error("error handling a request from %s: %s", request.remote, type(exc))
+        else:
+            self.logger.info("unparsable request from %s (%d)", request.remote, status)
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started, cannot send the error")
+        reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+        resp = web.Response(
+            status=status,
+            text=f"{reason.lower() or 'error'}: the request could not be read\n",
+            content_type="text/plain",
+            headers={"Cache-Control": "no-store"},
+        )
+        resp.force_close()
+        return resp
+
+
+class _SafeServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _SafeRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class SafeAppRunner(web.AppRunner):
+    """An AppRunner whose connections use :class:`_SafeRequestHandler`."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        # Same object and layout, only the protocol factory differs (aiohttp has no hook for it).
+        server.__class__ = _SafeServer
+        return server
 
 
 @web.middleware

@@ -26,13 +26,14 @@ from aiohttp import web
 
 from origin.core import pipeline
 from origin.core.errors import MediaError
-from origin.service.app import STATE, AccessLogger, build_app
+from origin.service.app import STATE, AccessLogger, SafeAppRunner, build_app
 from origin.service.config import Config, ConfigError, ServerConfig, load_config
 from origin.service.policy import sign_token
 from origin.service.state import State, build_state, files_to_close
 from origin.service.storage import close_all, load_movie, open_source
 
 log = logging.getLogger("origin")
+MAX_HEADER_BYTES = 16 * 1024
 
 
 def sample_config_path() -> Path:
@@ -202,11 +203,14 @@ async def _serve(
 ) -> None:
     app = build_app(state)
     access = state.config.server.access_log
-    runner = web.AppRunner(
+    runner = SafeAppRunner(
         app,
         access_log_class=AccessLogger,
         access_log=logging.getLogger("origin.access") if access else None,
         handle_signals=False,
+        # Above the 8 KiB token limit, so an oversized token gets the policy's 401 answer.
+        max_field_size=MAX_HEADER_BYTES,
+        max_line_size=MAX_HEADER_BYTES,
     )
     await runner.setup()
     site = web.SockSite(runner, sock)
