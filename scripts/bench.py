@@ -14,6 +14,7 @@ segments (~3 MB segments, made here with ffmpeg once and cached in /tmp). The ce
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import re
 import shutil
@@ -28,12 +29,28 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from urllib.parse import urljoin
 
+import jwt
 import m3u8
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(tempfile.gettempdir()) / "origin-bench"
 KID = "da3813af-55e6-48e7-aa9f-a4d6031f7b4d"
 KEY = "3c9f2bd4a1e0475e8a7f6b2c1d0e9f8a"
+JWT_KID = "7d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6"
+JWT_SECRET = bytes(range(64))
+
+
+def jwt_token() -> str:
+    now = int(time.time())
+    claims = {
+        "iss": "https://sts.example",
+        "aud": "urn:origin",
+        "nbf": now - 60,
+        "exp": now + 3600,
+        "urn:microsoft:azure:mediaservices:contentkeyidentifier": JWT_KID,
+    }
+    token: str = jwt.encode(claims, JWT_SECRET, algorithm="HS256")
+    return token
 
 
 def openssl_ceiling() -> float:
@@ -87,6 +104,23 @@ dash = "clear"
 smooth = "clear"
 
 [[assets]]
+name = "tokened"
+files = [{files}]
+segment_duration = 4.0
+protection = "aes-128"
+key_id = "{JWT_KID}"
+key = "{KEY}"
+policy = "jwt"
+
+[[policies.jwt.options]]
+type = "token"
+token_type = "jwt"
+issuer = "https://sts.example"
+audience = "urn:origin"
+primary_key = "{base64.b64encode(JWT_SECRET).decode()}"
+required_claims = [{{ type = "urn:microsoft:azure:mediaservices:contentkeyidentifier" }}]
+
+[[assets]]
 name = "big"
 files = ["{big}"]
 segment_duration = 6.0
@@ -107,8 +141,9 @@ def free_port() -> int:
         return port
 
 
-def get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=30) as r:
+def get(url: str, headers: dict[str, str] | None = None) -> bytes:
+    req = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=30) as r:
         data: bytes = r.read()
         return data
 
@@ -164,13 +199,16 @@ def smooth_urls(base: str, asset: str) -> list[str]:
     return out
 
 
-def wrk(urls: list[str], seconds: int, connections: int) -> dict[str, float]:
+def wrk(
+    urls: list[str], seconds: int, connections: int, headers: dict[str, str] | None = None
+) -> dict[str, float]:
     """Run wrk on CPU 1 over ``urls`` round-robin; return req/s, MB/s and latency p99 (ms)."""
     paths = [re.sub(r"^http://[^/]+", "", u) for u in urls]
     lua = CACHE / "paths.lua"
     quoted = ",\n".join('  "' + p.replace("\\", "\\\\").replace('"', '\\"') + '"' for p in paths)
+    set_headers = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items())
     lua.write_text(
-        "local paths = {\n" + quoted + "\n}\nlocal i = 0\n"
+        set_headers + "local paths = {\n" + quoted + "\n}\nlocal i = 0\n"
         "request = function()\n  i = i % #paths + 1\n"
         '  return wrk.format("GET", paths[i])\nend\n'
     )
@@ -194,11 +232,11 @@ def wrk(urls: list[str], seconds: int, connections: int) -> dict[str, float]:
 
 
 def measure(
-    name: str, urls: list[str], args: argparse.Namespace
+    name: str, urls: list[str], args: argparse.Namespace, headers: dict[str, str] | None = None
 ) -> tuple[str, dict[str, float], float]:
     """Fetch every URL once (warms the clear-segment LRU), then drive them with wrk."""
-    size = sum(len(get(u)) for u in urls) / len(urls)
-    return name, wrk(urls, args.seconds, args.connections), size
+    size = sum(len(get(u, headers)) for u in urls) / len(urls)
+    return name, wrk(urls, args.seconds, args.connections, headers), size
 
 
 def main() -> int:
@@ -241,6 +279,8 @@ def main() -> int:
                 (f"{asset}: media playlists", wrk(playlists, args.seconds, args.connections), 0)
             )
         rows.append(measure("keys (open policy)", [f"{base}/key?kid={KID}"], args))
+        bearer = {"Authorization": f"Bearer {jwt_token()}"}
+        rows.append(measure("keys (JWT HS256 policy)", [f"{base}/key?kid={JWT_KID}"], args, bearer))
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=10)

@@ -8,6 +8,7 @@ entity (RFC 9110 lets a server ignore Range), which every player handles.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from email.utils import formatdate
@@ -73,7 +74,9 @@ def _etag_match(header: str, etag: str) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=1024)
 def http_date(ts: float) -> str:
+    """RFC 9110 date; cached because it is asked for the same few source mtimes every request."""
     return formatdate(ts, usegmt=True)
 
 

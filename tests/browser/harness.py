@@ -63,6 +63,10 @@ class Player:
 
 PLAYERS: dict[str, Player] = {
     "hlsjs": Player("hlsjs", "hlsjs.html", "hls.js/dist/hls.js"),
+    # dash.js 5: DASH, and Smooth Streaming through its separate MSS build (dash.mss.min.js).
+    "dashjs": Player("dashjs", "dashjs.html", "dashjs/dist/modern/umd/dash.mss.min.js"),
+    # Shaka Player 4.x (DASH; Shaka 5 dropped Smooth Streaming).
+    "shaka": Player("shaka", "shaka.html", "shaka-player/dist/shaka-player.compiled.js"),
 }
 
 

@@ -112,8 +112,10 @@
         report.ended = true;
         Report.log("ended at " + video.currentTime);
       });
-      for (const name of ["waiting", "stalled", "seeking", "seeked", "loadedmetadata"]) {
-        video.addEventListener(name, () => Report.log(name + " at " + video.currentTime));
+      for (const name of ["waiting", "stalled", "seeking", "seeked", "loadedmetadata", "ratechange"]) {
+        video.addEventListener(name, () =>
+          Report.log(name + " at " + video.currentTime + (name === "ratechange" ? " to " + video.playbackRate : "")),
+        );
       }
       video.addEventListener("error", () => {
         const e = video.error;
