@@ -26,9 +26,11 @@ from aiohttp import web
 
 from origin.core import pipeline
 from origin.core.errors import MediaError
+from origin.core.urls import Protocol
 from origin.service.app import STATE, AccessLogger, SafeAppRunner, build_app
 from origin.service.config import Config, ConfigError, ServerConfig, load_config
 from origin.service.policy import sign_token
+from origin.service.proxy import PROXY
 from origin.service.state import State, build_state, files_to_close
 from origin.service.storage import close_all, load_movie, open_source
 
@@ -183,6 +185,8 @@ async def _reload(app: web.Application, config_path: Path) -> None:
     loop = asyncio.get_running_loop()
     new = await loop.run_in_executor(None, build_state, config, old)
     live.current = new
+    if PROXY in app:  # the route exists from start-up; its settings follow the config
+        app[PROXY].config = new.config.proxy
     stale = files_to_close(old, new)
     # Requests already reading from replaced files finish first.
     loop.call_later(60, close_all, stale)
@@ -268,6 +272,11 @@ def _summary(state: State, host: str, port: int) -> str:
         lines.append(f"  {name}: {kinds}, {_fmt_time(p.duration)}, {segs} segments, {prot}")
         lines.append(f"    HLS (TS):   {root}/{name}.ism/manifest(format=m3u8-aapl)")
         lines.append(f"    HLS (fMP4): {root}/{name}.ism/manifest(format=m3u8-cmaf)")
+        blocked = " (blocked by its delivery policy)"
+        dash = blocked if a.refusal(Protocol.DASH) else ""
+        smooth = blocked if a.refusal(Protocol.SMOOTH) else ""
+        lines.append(f"    DASH:       {root}/{name}.ism/manifest(format=mpd-time-csf){dash}")
+        lines.append(f"    Smooth:     {root}/{name}.ism/manifest{smooth}")
     for name, reason in state.refused.items():
         lines.append(f"  {name}: REFUSED: {reason}")
     return "\n".join(lines)

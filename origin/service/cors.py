@@ -13,7 +13,7 @@ from aiohttp import web
 
 ALLOW_METHODS = "GET, HEAD, POST, OPTIONS"
 ALLOW_HEADERS = "Authorization, Range, Content-Type, If-None-Match, If-Range"
-EXPOSE_HEADERS = "Content-Length, Content-Range, ETag, Accept-Ranges"
+EXPOSE_HEADERS = "Content-Length, Content-Range, ETag, Accept-Ranges, WWW-Authenticate"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
