@@ -182,8 +182,10 @@ async def stream(request: web.Request) -> web.StreamResponse:
     key = _content_key(state, asset, route.options)
     token = auth.request_token(request)
     query = token.query() if token else ""
-    # A response that embeds a viewer's token must never be handed to another viewer.
-    manifest_cc = "private, no-store" if query else f"public, max-age={srv.manifest_max_age}"
+    # A response that embeds a viewer's token, or that only an authorized viewer may see, must
+    # never be handed to another viewer by a shared cache.
+    private = query or asset.config.require_token
+    manifest_cc = "private, no-store" if private else f"public, max-age={srv.manifest_max_age}"
     etag = http.make_etag(asset.version, request.path, srv.base_url or "", query)
     text = None if query else state.manifests.get(request.path)
     if text is None:

@@ -308,6 +308,8 @@ def test_playlists_can_require_a_token_and_segments_carry_it(server: Server) -> 
     assert all(f"token={token}" in u for u in _all_uris(media))  # segments too (token_segments)
     header = server.request(master, headers={"Authorization": f"Bearer {token}"})
     assert header.status == 200 and "token=" not in header.body.decode()
+    # Gated manifests are never shared by caches, even when the token came in a header.
+    assert header.header("Cache-Control") == "private, no-store"
 
 
 def test_rotation_removing_an_alternate_key_by_reload_stops_its_tokens(cfg_path: Path) -> None:
