@@ -66,14 +66,20 @@ def fetch(
 
 
 @contextmanager
-def run_server(*args: str, timeout: float = 60.0) -> Iterator[Server]:
-    """Start ``origin serve ARGS --port 0`` and yield once it prints its address."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", ORIGIN_LOG_LEVEL="WARNING")
+def run_server(
+    *args: str, timeout: float = 60.0, env: Mapping[str, str] | None = None
+) -> Iterator[Server]:
+    """Start ``origin serve ARGS --port 0`` and yield once it prints its address.
+
+    ``env`` overrides the server's environment, e.g. ``{"ORIGIN_LOG_LEVEL": "INFO"}`` to see the
+    access log in ``Server.output`` (the default, WARNING, hides it).
+    """
+    environ = {**os.environ, "PYTHONUNBUFFERED": "1", "ORIGIN_LOG_LEVEL": "WARNING", **(env or {})}
     cmd = [sys.executable, "-m", "origin", "serve", "--host", "127.0.0.1", *args]
     if "--port" not in args:
         cmd += ["--port", "0"]
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environ, cwd=ROOT
     )
     output: list[str] = []
     deadline = time.monotonic() + timeout

@@ -10,6 +10,11 @@ Every page fills the same ``window.report`` (``pages/report.js``): levels, level
 fragments and errors in the player's own words, plus the video element's state. Adding a player is
 one entry in ``PLAYERS``, one npm dependency and one page that maps its events onto ``Report``.
 
+Besides the page's own request events, a DevTools (CDP) session on the page's Network domain
+reports CORS preflights (``Playback.preflights``) and what Chromium said about refused CORS
+(``Playback.cors_errors``): Chromium sends preflights from its network service and Playwright's
+request events never show them.
+
 From a shell, against a running server::
 
     python -m tests.browser.harness 'http://127.0.0.1:8080/sample.ism/manifest(format=m3u8-aapl)'
@@ -125,6 +130,11 @@ class Request:
     origin: str | None  # the request's Origin header (sent on cross-origin fetch/XHR)
     allow_origin: str | None  # the response's Access-Control-Allow-Origin
     failure: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # as sent; names in lower case
+
+    def header(self, name: str) -> str | None:
+        """A request header as the browser sent it (e.g. ``authorization``), or None."""
+        return self.headers.get(name.lower())
 
     def is_from(self, base: str) -> bool:
         """Whether this request went to the origin (scheme://host:port) of ``base``."""
@@ -143,7 +153,72 @@ def _request(request: PwRequest, response: Response | None) -> Request:
         if response is None
         else response.header_value("access-control-allow-origin"),
         failure=request.failure if response is None else None,
+        headers=request.all_headers(),  # the same round trip as header_value above (cached)
     )
+
+
+@dataclass
+class Preflight:
+    """One CORS preflight (``OPTIONS``) Chromium sent for a request of the page (from CDP)."""
+
+    url: str
+    origin: str | None
+    request_method: str | None  # Access-Control-Request-Method
+    request_headers: str | None  # Access-Control-Request-Headers (lower case, comma-separated)
+    status: int | None = None  # None: no response (see failure)
+    allow_origin: str | None = None
+    allow_methods: str | None = None
+    allow_headers: str | None = None
+    failure: str | None = None
+
+    def allows_header(self, name: str) -> bool:
+        """Whether Access-Control-Allow-Headers lists ``name`` (case-insensitive) or is ``*``."""
+        listed = {h.strip().lower() for h in (self.allow_headers or "").split(",")}
+        return name.lower() in listed or "*" in listed
+
+
+def _lower(headers: Mapping[str, str] | None) -> dict[str, str]:
+    return {k.lower(): v for k, v in (headers or {}).items()}
+
+
+def _cors_from_cdp(events: list[tuple[str, dict[str, Any]]]) -> tuple[list[Preflight], list[str]]:
+    """The preflights in ``events`` (CDP Network events, in order) and the CORS errors reported.
+
+    A preflight is a ``Network.requestWillBeSent`` whose initiator type is ``preflight`` (its
+    ``Network.responseReceived`` has type ``Preflight``). A request CORS refused ends with a
+    ``Network.loadingFailed`` carrying ``corsErrorStatus``.
+    """
+    urls: dict[str, str] = {}
+    preflights: dict[str, Preflight] = {}
+    cors_errors: list[str] = []
+    for name, e in events:
+        rid = e.get("requestId", "")
+        if name == "Network.requestWillBeSent":
+            urls[rid] = e["request"]["url"]
+            if (e.get("initiator") or {}).get("type") == "preflight":
+                h = _lower(e["request"].get("headers"))
+                preflights[rid] = Preflight(
+                    url=e["request"]["url"],
+                    origin=h.get("origin"),
+                    request_method=h.get("access-control-request-method"),
+                    request_headers=h.get("access-control-request-headers"),
+                )
+        elif name == "Network.responseReceived" and rid in preflights:
+            h = _lower(e["response"].get("headers"))
+            p = preflights[rid]
+            p.status = int(e["response"]["status"])
+            p.allow_origin = h.get("access-control-allow-origin")
+            p.allow_methods = h.get("access-control-allow-methods")
+            p.allow_headers = h.get("access-control-allow-headers")
+        elif name == "Network.loadingFailed":
+            cors = e.get("corsErrorStatus")
+            what = str(e.get("errorText") or "")
+            if cors:
+                what += f" (CORS {cors.get('corsError')} {cors.get('failedParameter') or ''})"
+                cors_errors.append(f"{urls.get(rid, '?')}: {what.strip()}")
+            if rid in preflights:
+                preflights[rid].failure = what
+    return list(preflights.values()), cors_errors
 
 
 @dataclass
@@ -161,6 +236,8 @@ class Playback:
     requests: list[Request] = field(default_factory=list)
     console: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
+    preflights: list[Preflight] = field(default_factory=list)
+    cors_errors: list[str] = field(default_factory=list)  # Chromium's words, one per request
 
     @property
     def current_time(self) -> float:
@@ -233,6 +310,12 @@ class Playback:
         lines += [f"  page error: {e}" for e in self.page_errors]
         lines += [f"  failed request: {r.url} {r.failure}" for r in self.requests if r.failure]
         lines += [f"  http {r.status}: {r.url}" for r in self.requests if (r.status or 0) >= 400]
+        lines += [
+            f"  preflight {p.status or p.failure}: {p.url} for {p.request_method} "
+            f"[{p.request_headers}] allow-headers [{p.allow_headers}]"
+            for p in self.preflights
+        ]
+        lines += [f"  cors error: {c}" for c in self.cors_errors]
         lines += [f"  log {e['t']}: {e['event']}" for e in self.report.get("log") or []]
         lines += [f"  console: {c}" for c in self.console[-20:]]
         return "\n".join(lines)
@@ -265,6 +348,9 @@ def static_server(root: Path = HERE) -> Iterator[str]:
 # --- the browser ---------------------------------------------------------------------------
 
 
+CDP_EVENTS = ("Network.requestWillBeSent", "Network.responseReceived", "Network.loadingFailed")
+
+
 class Browser:
     """One headless Chromium; each ``play`` gets a fresh context (no shared cache or storage)."""
 
@@ -282,12 +368,16 @@ class Browser:
         lock_level: bool = False,
         rate: float = 1.0,
         config: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        headers_for: str | None = None,
         timeout: float = 45.0,
     ) -> Playback:
         """Play ``src`` until ``until`` seconds of media time, a fatal error, the end or timeout.
 
         ``start_level``: the player's level index to start at; with ``lock_level`` it stays
         there. ``rate``: playbackRate once playing. ``config``: merged into the player's config.
+        ``headers``: request headers the player adds (hls.js: its ``xhrSetup``/``fetchSetup``),
+        only to URLs matching the JavaScript regular expression ``headers_for`` when given.
         """
         from playwright.sync_api import Error as PlaywrightError  # noqa: PLC0415
 
@@ -300,12 +390,17 @@ class Browser:
             query["rate"] = str(rate)
         if config:
             query["config"] = json.dumps(config)
+        if headers:
+            query["headers"] = json.dumps(dict(headers))
+            if headers_for is not None:
+                query["headersFor"] = headers_for
         page_url = f"{self.pages_base}/pages/{PLAYERS[player].page}?{urlencode(query)}"
 
         responses: list[Response] = []
         failed: list[PwRequest] = []
         console: list[str] = []
         page_errors: list[str] = []
+        cdp_events: list[tuple[str, dict[str, Any]]] = []
 
         # Playwright wraps handlers by setting an attribute on them: no bound builtins.
         def on_response(r: Response) -> None:
@@ -321,6 +416,10 @@ class Browser:
             page.on("requestfailed", on_failed)
             page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
             page.on("pageerror", lambda e: page_errors.append(str(e)))
+            cdp = context.new_cdp_session(page)
+            for event in CDP_EVENTS:
+                cdp.on(event, lambda e, name=event: cdp_events.append((name, e)))
+            cdp.send("Network.enable")
             start = time.monotonic()
             page.goto(page_url, wait_until="load")
             timed_out = False
@@ -341,6 +440,7 @@ class Browser:
             # belong in an event callback.
             requests = [_request(r.request, r) for r in responses]
             requests += [_request(r, None) for r in failed]
+            preflights, cors_errors = _cors_from_cdp(cdp_events)
         finally:
             context.close()
         return Playback(
@@ -355,6 +455,8 @@ class Browser:
             requests=requests,
             console=console,
             page_errors=page_errors,
+            preflights=preflights,
+            cors_errors=cors_errors,
         )
 
 
@@ -384,6 +486,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start-level", type=int)
     ap.add_argument("--lock-level", action="store_true")
     ap.add_argument("--rate", type=float, default=1.0)
+    ap.add_argument(
+        "--header", action="append", default=[], metavar="NAME:VALUE", help="request header"
+    )
+    ap.add_argument("--headers-for", metavar="REGEX", help="add --header only to matching URLs")
     ap.add_argument("--json", action="store_true", help="print the raw report")
     args = ap.parse_args(argv)
     skip, fail = missing_prerequisites(args.player)
@@ -398,6 +504,11 @@ def main(argv: list[str] | None = None) -> int:
             start_level=args.start_level,
             lock_level=args.lock_level,
             rate=args.rate,
+            headers=dict(
+                (name.strip(), value.strip())
+                for name, value in (h.split(":", 1) for h in args.header)
+            ),
+            headers_for=args.headers_for,
         )
     print(json.dumps(result.report, indent=2) if args.json else result.summary())
     return 0 if result.reached and not result.fatal_errors else 1

@@ -20,8 +20,14 @@
     playbackRate: query.has("rate") ? parseFloat(query.get("rate")) : 1,
     // Raw player configuration (JSON), merged into the player's own config object.
     config: query.has("config") ? JSON.parse(query.get("config")) : {},
+    // Request headers (JSON object of name -> value) the player adds to its requests, only to
+    // URLs matching the regular expression `headersFor` when given (e.g. only the key service,
+    // as real apps do so that manifests and segments stay simple, cacheable requests).
+    headers: query.has("headers") ? JSON.parse(query.get("headers")) : {},
+    headersFor: query.has("headersFor") ? new RegExp(query.get("headersFor")) : null,
   };
 
+  const headersLogged = new Set();
   const t0 = performance.now();
   const now = () => Math.round(performance.now() - t0) / 1000;
 
@@ -122,6 +128,17 @@
         Report.error(true, "video", "MediaError " + (e ? e.code : "?"), e ? e.message : "", null, e ? e.code : null);
       });
       window.setInterval(update, 100);
+    },
+    // The headers (options.headers) the player is to add to a request for `url`: {} for none.
+    // Each URL given headers is logged once, to show which requests the page's hook saw.
+    requestHeaders(url) {
+      const names = Object.keys(options.headers);
+      if (!names.length || (options.headersFor && !options.headersFor.test(url))) return {};
+      if (!headersLogged.has(url)) {
+        headersLogged.add(url);
+        Report.log("request headers " + names.join(",") + " for " + url);
+      }
+      return options.headers;
     },
     // Muted autoplay: no user gesture is needed for a muted video.
     play(video) {
