@@ -265,19 +265,12 @@ def main() -> int:
                 time.sleep(0.1)
         rows: list[tuple[str, dict[str, float], float]] = []
         for asset in ("sample", "big"):
-            for fmt, label in (("m3u8-aapl", "TS"), ("m3u8-cmaf", "fMP4")):
+            for fmt, label in (("m3u8-aapl", "HLS TS"), ("m3u8-cmaf", "HLS fMP4")):
                 playlists, segments = urls_of(base, asset, fmt)
-                size = sum(len(get(u)) for u in segments) / len(segments)  # warms the LRU
-                rows.append(
-                    (
-                        f"{asset}: encrypted {label} segments",
-                        wrk(segments, args.seconds, args.connections),
-                        size,
-                    )
-                )
-            rows.append(
-                (f"{asset}: media playlists", wrk(playlists, args.seconds, args.connections), 0)
-            )
+                rows.append(measure(f"{asset}: encrypted {label} segments", segments, args))
+            rows.append(measure(f"{asset}: clear DASH segments", dash_urls(base, asset), args))
+            rows.append(measure(f"{asset}: clear Smooth fragments", smooth_urls(base, asset), args))
+            rows.append(measure(f"{asset}: HLS media playlists", playlists, args))
         rows.append(measure("keys (open policy)", [f"{base}/key?kid={KID}"], args))
         bearer = {"Authorization": f"Bearer {jwt_token()}"}
         rows.append(measure("keys (JWT HS256 policy)", [f"{base}/key?kid={JWT_KID}"], args, bearer))
