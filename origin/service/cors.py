@@ -22,13 +22,14 @@ class Cors:
     def __init__(self, origins: Sequence[str], max_age: int) -> None:
         self.origins = frozenset(origins)
         self.max_age = max_age
+        self._wildcard = {
+            "Access-Control-Allow-Origin": "*",
+            "Access-Control-Expose-Headers": EXPOSE_HEADERS,
+        }
 
     def headers(self, origin: str | None) -> dict[str, str]:
         if not self.origins:
-            return {
-                "Access-Control-Allow-Origin": "*",
-                "Access-Control-Expose-Headers": EXPOSE_HEADERS,
-            }
+            return dict(self._wildcard)
         h = {"Vary": "Origin"}
         if origin is not None and origin in self.origins:
             h["Access-Control-Allow-Origin"] = origin
@@ -54,6 +55,11 @@ class Cors:
             response = await handler(request)
         except web.HTTPException as e:
             response = e
+        if not self.origins:  # the common case, on every response: no Vary to merge
+            response.headers.update(self._wildcard)
+            if isinstance(response, web.HTTPException):
+                raise response
+            return response
         for k, v in self.headers(request.headers.get("Origin")).items():
             if k == "Vary" and "Vary" in response.headers:
                 if "origin" not in response.headers["Vary"].lower():
