@@ -425,11 +425,13 @@ def _origin() -> list[str]:
 
 
 def test_check_config_accepts_the_shipped_configs_and_names_errors(tmp_path: Path) -> None:
-    ok = subprocess.run(
-        [*_origin(), "check-config", str(ROOT / "config" / "default.toml")],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert ok.returncode == 0, ok.stderr
+    shipped = sorted((ROOT / "config").glob("*.toml"))
+    assert len(shipped) >= 3
+    for cfg in [*shipped, ROOT / "origin" / "sample" / "sample.toml"]:
+        ok = subprocess.run(
+            [*_origin(), "check-config", str(cfg)], capture_output=True, text=True, timeout=60
+        )
+        assert ok.returncode == 0, (cfg, ok.stderr)
     bad = tmp_path / "bad.toml"
     bad.write_text('[[assets]]\nname = "x"\nfiles = []\nprotection = "aes-128"\n')
     proc = subprocess.run(
