@@ -32,21 +32,23 @@ from cryptography.x509.oid import NameOID
 from yarl import URL
 
 from origin.service.config import load_config
+from origin.service.playlist_rewrite import (
+    Rewriter,
+    proxy_link,
+    rewrite,
+    rewrite_playlist,
+    with_param,
+)
 from origin.service.proxy import (
     HostRule,
     ProxyConfig,
     ProxyError,
-    Rewriter,
     address_allowed,
     fetch_playlist,
     new_session,
     parse_proxy_config,
     parse_target,
-    proxy_link,
-    rewrite,
-    rewrite_playlist,
     vet,
-    with_param,
 )
 from tests.media import FFMPEG
 from tests.server import SAMPLE_KEY, SAMPLE_KID, Reply, Server, fetch, run_server
