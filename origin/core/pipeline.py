@@ -41,6 +41,7 @@ class Rendition:
     # Smooth c@t are these values for every protocol.
     times: tuple[int, ...] = ()
     by_time: Mapping[int, int] = field(default_factory=dict)
+    fps: Fraction = Fraction(0)  # video: computed once, manifests built per request need it
 
     @property
     def kind(self) -> Kind:
@@ -63,7 +64,8 @@ def _with_times(r: Rendition) -> Rendition:
         raw = [s.dts[i] if i < len(s) else end for i in r.seg.starts[:-1]] + [end]
     times = tuple(_to_url_time(t, ts) for t in raw)
     by_time = {t: k for k, t in enumerate(times[:-1])}
-    return Rendition(r.id, r.file, r.track, r.seg, times, by_time)
+    fps = frame_rate(r.track) if r.kind is Kind.VIDEO else Fraction(0)
+    return Rendition(r.id, r.file, r.track, r.seg, times, by_time, fps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +229,7 @@ def master_playlist(p: Presentation, options: Options, *, base: str = "", query:
                 average_bandwidth=bw.average + extra.average,
                 codecs=codecs,
                 resolution=_display_size(r.track),
-                frame_rate=float(frame_rate(r.track)),
+                frame_rate=float(r.fps),
                 audio_group=group,
             )
         )
@@ -322,7 +324,7 @@ def dash_manifest(p: Presentation, options: Options, *, base: str = "") -> str:
                     codecs=r.track.codec_string,
                     width=r.track.width,
                     height=r.track.height,
-                    frame_rate=frame_rate(r.track),
+                    frame_rate=r.fps,
                     sar=_sar(r.track),
                     timeline=None
                     if shared
