@@ -28,7 +28,8 @@ from origin.core.mp4.fragments import TFXD_UUID
 from origin.core.mux import fmp4
 from origin.core.mux.run import Run
 from origin.core.urls import Format
-from tests.core.test_mp4 import (
+from tests.media import FFMPEG, FFPROBE, decode_errors, make_mp4
+from tests.mp4_build import (
     FTYP,
     avc1,
     box,
@@ -46,7 +47,6 @@ from tests.core.test_mp4 import (
     u32,
     u64,
 )
-from tests.media import FFMPEG, FFPROBE, decode_errors, make_mp4
 
 # --------------------------------------------------------------------------- ffmpeg fixtures
 
