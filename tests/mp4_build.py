@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import struct
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
+from origin.core.index import SampleIndex
+from origin.core.mp4.fragments import TFXD_UUID
 from tests.media import FFPROBE
 
 # --------------------------------------------------------------------------- box building
@@ -291,3 +293,73 @@ class Sparse:
             else:
                 raise AssertionError(f"read of bytes never written, at offset {pos}")
         return bytes(out)
+
+
+# --------------------------------------------------------------------------- fragments
+
+NON_SYNC = 0x01010000
+SYNC = 0x02000000
+
+
+def trex(track_id: int, duration: int, size: int = 0, flags: int = 0) -> bytes:
+    return full("trex", 0, 0, u32(track_id), u32(1), u32(duration), u32(size), u32(flags))
+
+
+def empty_tables() -> tuple[bytes, ...]:
+    return stts(), stsz([]), stsc(), stco([])
+
+
+def init(*extra_traks: bytes, trexes: Sequence[bytes] = (), edts: bytes = b"") -> bytes:
+    """ftyp + moov: video track 1 (timescale 1000), audio track 2 (48000), empty tables."""
+    mvhd = full("mvhd", 0, 0, u32(0), u32(0), u32(1000), u32(0), bytes(80))
+    video = trak(avc1(), *empty_tables(), track_id=1, edts=edts)
+    audio = trak(mp4a(), *empty_tables(), track_id=2, handler="soun", timescale=48000)
+    trexes = trexes or (trex(1, 100, 0, NON_SYNC), trex(2, 1024, 0, SYNC))
+    return FTYP + box("moov", mvhd, video, audio, *extra_traks, box("mvex", *trexes))
+
+
+def tfhd(track_id: int, flags: int = 0, *fields: bytes) -> bytes:
+    return full("tfhd", 0, flags, u32(track_id), *fields)
+
+
+def trun(
+    flags: int, samples: Sequence[Sequence[int]], *, data_offset: int | None = None,
+    first_flags: int | None = None, version: int = 0,
+) -> bytes:  # fmt: skip
+    head = u32(len(samples))
+    if data_offset is not None:
+        flags |= 0x1
+        head += i32(data_offset)
+    if first_flags is not None:
+        flags |= 0x4
+        head += u32(first_flags)
+    body = b"".join(struct.pack(f">{len(s)}I", *(v & 0xFFFFFFFF for v in s)) for s in samples)
+    return full("trun", version, flags, head, body)
+
+
+def tfdt(t: int) -> bytes:
+    return full("tfdt", 1, 0, u64(t))
+
+
+def tfxd(t: int, duration: int = 0) -> bytes:
+    return box("uuid", TFXD_UUID, u32(1 << 24), u64(t), u64(duration))
+
+
+def fragment(make_trafs: Callable[[int], Sequence[bytes]], payload: bytes, seq: int = 1) -> bytes:
+    """moof + mdat; ``make_trafs(d)`` gets d = the moof's size + 8 (the payload's moof offset)."""
+    size = len(box("moof", full("mfhd", 0, 0, u32(seq)), *make_trafs(0)))
+    moof = box("moof", full("mfhd", 0, 0, u32(seq)), *make_trafs(size + 8))
+    assert len(moof) == size
+    return moof + box("mdat", payload)
+
+
+SIZE, DURATION, FLAGS, CTO = 0x200, 0x100, 0x400, 0x800
+
+
+def payload(*sizes: int) -> bytes:
+    """Distinct bytes per sample, so offsets can be checked by content."""
+    return b"".join(bytes([i + 1]) * n for i, n in enumerate(sizes))
+
+
+def sample_bytes(data: bytes, s: SampleIndex) -> list[bytes]:
+    return [data[o : o + n] for o, n in zip(s.offset, s.size, strict=True)]
