@@ -61,6 +61,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigError as e:
         _print_config_errors(e)
         return 1
+    if cfg.file_problems:  # `serve` would refuse those assets only; still errors to fix
+        _print_config_errors(ConfigError(list(cfg.file_problems)))
+        return 1
     print(f"{args.path}: OK ({len(cfg.assets)} asset(s))")
     return 0
 

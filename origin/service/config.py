@@ -1,7 +1,9 @@
 """TOML configuration: parsed into frozen dataclasses, every error reported at once.
 
 Each error names the file, the field (``assets[1].key``) and what is wrong. Key material is never
-echoed back, not even when it is malformed.
+echoed back, not even when it is malformed. A missing file (or a directory) in an asset's
+``files`` is an error too, but one that refuses that asset only: the config still loads, with the
+problem in ``Config.file_problems``, so one deleted title never takes a whole origin down.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import os
 import tomllib
 import uuid
 from collections.abc import Mapping
@@ -74,6 +77,9 @@ class Config:
     assets: tuple[AssetConfig, ...]
     policies: Mapping[str, Policy] = field(default_factory=dict)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    # Errors that refuse one asset only (its files are missing or not files); check-config
+    # reports them like any other error, serve refuses those assets and serves the rest.
+    file_problems: tuple[str, ...] = ()
 
 
 _SERVER_FIELDS = {f for f in ServerConfig.__dataclass_fields__}
@@ -116,9 +122,15 @@ class _Checker:
     def __init__(self, source: str) -> None:
         self.source = source
         self.problems: list[str] = []
+        self.asset_only: set[int] = set()  # indices into problems that refuse one asset only
 
-    def bad(self, where: str, what: str) -> None:
+    def bad(self, where: str, what: str, *, asset_only: bool = False) -> None:
+        if asset_only:
+            self.asset_only.add(len(self.problems))
         self.problems.append(f"{self.source}: {where}: {what}")
+
+    def fatal_count(self) -> int:
+        return len(self.problems) - len(self.asset_only)
 
     def typed(self, table: dict[str, Any], name: str, where: str, kind: type, default: Any) -> Any:
         if name not in table:
@@ -143,6 +155,8 @@ def load_config(path: Path) -> Config:
         raise ConfigError([f"{path}: not valid TOML: {e}"]) from None
     except UnicodeDecodeError:
         raise ConfigError([f"{path}: not UTF-8 text"]) from None
+    except RecursionError:  # tomllib recurses per nesting level
+        raise ConfigError([f"{path}: not valid TOML: nested too deeply"]) from None
     return parse_config(raw, base=path.parent, source=str(path), path=path)
 
 
@@ -166,9 +180,12 @@ def parse_config(
     keys: dict[uuid.UUID, bytes] = {}
     key_policies: dict[uuid.UUID, str | None] = {}
     for i, table in enumerate(assets_raw):
+        before = c.fatal_count()
         asset = _asset(c, table, f"assets[{i}]", base)
         if asset is None:
             continue
+        # The checks across assets and policies run on an asset with errors of its own too, so
+        # one pass reports everything.
         if (
             asset.policy is not None
             and asset.policy not in policies
@@ -182,7 +199,7 @@ def parse_config(
             and key_policies.setdefault(asset.key_id, asset.policy) != asset.policy
         ):
             c.bad(f"assets[{i}].policy", f"key_id {asset.key_id} is used with another policy")
-        if asset.name in names:
+        if asset.name and asset.name in names:
             c.bad(f"assets[{i}].name", f"duplicate asset name {asset.name!r}")
         names.add(asset.name)
         if (
@@ -191,10 +208,11 @@ def parse_config(
             and keys.setdefault(asset.key_id, asset.key) != asset.key
         ):
             c.bad(f"assets[{i}].key", f"key_id {asset.key_id} is used with a different key")
-        assets.append(asset)
-    if c.problems:
+        if c.fatal_count() == before:
+            assets.append(asset)
+    if c.fatal_count():
         raise ConfigError(c.problems)
-    return Config(path, server, tuple(assets), policies, proxy)
+    return Config(path, server, tuple(assets), policies, proxy, tuple(c.problems))
 
 
 def _policies(c: _Checker, raw: Any, base: Path) -> dict[str, Policy]:
@@ -259,11 +277,23 @@ def _server(c: _Checker, t: Any) -> ServerConfig:
     )
 
 
+def _file_problem(p: Path) -> str | None:
+    """Why ``p`` cannot be served as a source, or None."""
+    if p.is_file():
+        return None if os.access(p, os.R_OK) else f"not readable: {p}"
+    if p.is_dir():
+        return f"is a directory, not a file: {p}"
+    if p.exists():
+        return f"not a regular file: {p}"
+    return f"no such file: {p}"
+
+
 def _asset(c: _Checker, t: Any, where: str, base: Path) -> AssetConfig | None:
+    """The asset as far as it could be read (None only when it is not a table); its problems
+    go to ``c``."""
     if not isinstance(t, dict):
         c.bad(where, "must be a table")
         return None
-    before = len(c.problems)
     for key in t:
         if key not in _ASSET_FIELDS:
             c.bad(f"{where}.{key}", "unknown field")
@@ -274,19 +304,23 @@ def _asset(c: _Checker, t: Any, where: str, base: Path) -> AssetConfig | None:
         c.bad(f"{where}.name", f"{name!r} must be letters, digits and . _ ~ - (a URL name)")
     files_raw = c.typed(t, "files", where, list, [])
     files: list[Path] = []
-    if not files_raw and "files" not in t:
+    if "files" not in t:
         c.bad(f"{where}.files", "is required")
+    elif not files_raw and isinstance(t["files"], list):
+        c.bad(f"{where}.files", "must list at least one file")
     for j, f in enumerate(files_raw):
         if not isinstance(f, str) or not f:
             c.bad(f"{where}.files[{j}]", "must be a path string")
             continue
         p = Path(f) if Path(f).is_absolute() else base / f
-        if not p.is_file():
-            c.bad(f"{where}.files[{j}]", f"no such file: {p}")
+        problem = _file_problem(p)
+        if problem:
+            c.bad(f"{where}.files[{j}]", problem, asset_only=True)
         files.append(p)
     seg = c.typed(t, "segment_duration", where, float, 6.0)
     if not 0.5 <= seg <= 60:
         c.bad(f"{where}.segment_duration", f"must be between 0.5 and 60 seconds, got {seg}")
+        seg = 6.0  # nan and inf have no Fraction; the asset is not used anyway
     protection = c.typed(t, "protection", where, str, "clear")
     if protection not in PROTECTIONS:
         c.bad(f"{where}.protection", f"must be one of {', '.join(PROTECTIONS)}, got {protection!r}")
@@ -318,8 +352,6 @@ def _asset(c: _Checker, t: Any, where: str, base: Path) -> AssetConfig | None:
     policy = c.typed(t, "policy", where, str, None)
     require_token = c.typed(t, "require_token", where, bool, False)
     token_segments = c.typed(t, "token_segments", where, bool, False)
-    if len(c.problems) > before:
-        return None
     return AssetConfig(
         name=name,
         files=tuple(files),
@@ -352,6 +384,9 @@ def _key(c: _Checker, t: dict[str, Any], where: str, base: Path) -> bytes | None
             data = p.read_bytes()
         except OSError as e:
             c.bad(f"{where}.key_file", f"cannot read {p}: {e.strerror or e}")
+            return None
+        except ValueError:  # a NUL in the path
+            c.bad(f"{where}.key_file", f"cannot read {p!r}: not a valid path")
             return None
         key = data if len(data) == 16 else parse_key(data.decode("ascii", "replace"))
         if key is None:

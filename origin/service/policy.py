@@ -624,6 +624,9 @@ def _key_file(value: object, label: str, base: Path, bad: Report) -> Verificatio
     except OSError as e:
         bad(label, f"cannot read {path}: {e.strerror or type(e).__name__}")
         return None
+    except ValueError:  # a NUL in the path
+        bad(label, f"cannot read {str(path)!r}: not a valid path")
+        return None
     try:
         if b"-----BEGIN" in data:
             return VerificationKey.from_pem(data)

@@ -66,6 +66,10 @@ class State:
         for a in self.assets.values():
             close_all(a.files)
 
+    def fit_cache(self) -> None:
+        """Resize the segment cache (shared across reloads) to this config's size."""
+        self.segments.resize(_cache_bytes(self.config))
+
 
 def _version(cfg: AssetConfig, files: list[SourceFile]) -> str:
     h = hashlib.blake2b(digest_size=16)
@@ -83,6 +87,8 @@ def load_asset(cfg: AssetConfig) -> Asset:
         for path in cfg.files:
             try:
                 files.append(open_source(path))
+            except FileNotFoundError:
+                raise MediaError(f"{path}: no such file") from None
             except OSError as e:
                 raise MediaError(f"{path}: cannot open: {e.strerror or e}") from None
         movies = [load_movie(f) for f in files]
@@ -107,36 +113,84 @@ def _reusable(old: Asset | None, cfg: AssetConfig) -> Asset | None:
     return old
 
 
+def _intact(asset: Asset) -> bool:
+    """Whether a loaded asset still reads what it loaded: its open files were not written to.
+
+    A source deleted, renamed away or made unreadable since is still intact (the open descriptor
+    reads the same bytes); one truncated or rewritten in place is not.
+    """
+    try:
+        return not any(f.changed() for f in asset.files)
+    except OSError:
+        return False
+
+
+def _reason(e: Exception) -> str:
+    if isinstance(e, MediaError):
+        return str(e)
+    if isinstance(e, OSError):
+        where = f"{e.filename}: " if e.filename else ""
+        return f"{where}cannot read: {e.strerror or e}"
+    kind = type(e).__qualname__
+    if type(e).__module__ != "builtins":
+        kind = f"{type(e).__module__}.{kind}"
+    return f"unexpected {kind} while loading: {e}"
+
+
 def build_state(config: Config, previous: State | None = None) -> State:
     """Load every asset; a broken one is refused (logged with its reason), the rest still load.
 
+    Any exception while loading one asset refuses that asset only: a damaged file, a missing or
+    unreadable one, a directory, a parser bug. MediaError and OSError are expected and logged in
+    one line; anything else is a bug and is logged with its traceback.
+
     With ``previous`` (a reload), unchanged assets are reused as they are, and so is the segment
-    cache: its keys carry each asset's version, so nothing stale can be served from it.
+    cache: its keys carry each asset's version, so nothing stale can be served from it. An asset
+    whose config is unchanged but whose files can no longer be loaded (deleted, unreadable,
+    replaced by something broken) keeps serving the copy loaded before, with a warning, as long
+    as that copy is intact; a changed config is loaded as at start-up or refused.
     """
     assets: dict[str, Asset] = {}
     refused: dict[str, str] = {}
     keys: dict[uuid.UUID, ContentKey] = {}
     for cfg in config.assets:
-        try:
-            reused = _reusable(previous.assets.get(cfg.name) if previous else None, cfg)
-            assets[cfg.name] = reused or load_asset(cfg)
-        except MediaError as e:
-            refused[cfg.name] = str(e)
-            log.error("asset %r refused: %s", cfg.name, e)
-            continue
+        old = previous.assets.get(cfg.name) if previous else None
+        asset = _reusable(old, cfg)
+        if asset is None:
+            try:
+                asset = load_asset(cfg)
+            except Exception as e:
+                reason = _reason(e)
+                if old is not None and old.config == cfg and _intact(old):
+                    log.warning(
+                        "asset %r: %s; still serving the copy loaded before", cfg.name, reason
+                    )
+                    asset = old
+                else:
+                    refused[cfg.name] = reason
+                    expected = isinstance(e, MediaError | OSError)
+                    log.error("asset %r refused: %s", cfg.name, reason, exc_info=not expected)
+                    continue
+        assets[cfg.name] = asset
         if cfg.key_id is not None and cfg.key is not None and cfg.key_id not in keys:
             policy = config.policies.get(cfg.policy) if cfg.policy else None
             keys[cfg.key_id] = ContentKey(cfg.key_id, cfg.key, Aes128Cbc(cfg.key), policy)
-    capacity = config.server.cache_mb * 1024 * 1024
-    if previous is not None:
-        cache = previous.segments
-        cache.resize(capacity)
-    else:
-        cache = ByteLRU(capacity)
+    # A reload runs this off the event loop while requests use the shared cache: the caller
+    # resizes it (State.fit_cache) on the loop, after the swap.
+    cache = previous.segments if previous is not None else ByteLRU(_cache_bytes(config))
     return State(config, assets, refused, keys, cache)
+
+
+def _cache_bytes(config: Config) -> int:
+    return config.server.cache_mb * 1024 * 1024
+
+
+def files_in_use(state: State) -> set[int]:
+    """Identities of the source files ``state`` serves from."""
+    return {id(f) for a in state.assets.values() for f in a.files}
 
 
 def files_to_close(old: State, new: State) -> list[SourceFile]:
     """Files of ``old`` assets that ``new`` no longer uses."""
-    kept = {id(a) for a in new.assets.values()}
-    return [f for a in old.assets.values() if id(a) not in kept for f in a.files]
+    kept = files_in_use(new)
+    return [f for a in old.assets.values() for f in a.files if id(f) not in kept]

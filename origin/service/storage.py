@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +35,29 @@ class SourceFile:
     def read(self, offset: int, size: int) -> bytes:
         return os.pread(self.fd, size, offset)
 
+    def changed(self) -> bool:
+        """True when the open file is no longer the one that was loaded (written to, truncated).
+
+        A file deleted or renamed away is not changed: the open descriptor still reads it.
+        """
+        st = os.fstat(self.fd)
+        return (st.st_size, st.st_mtime) != (self.size, self.mtime)
+
 
 def open_source(path: Path) -> SourceFile:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    st = os.fstat(fd)
+    """Open a regular file for reading; anything else (a directory, a FIFO) is an OSError."""
+    # O_NONBLOCK: opening a FIFO must not wait for a writer; it changes nothing for files.
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(path))
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+    except BaseException:
+        os.close(fd)
+        raise
     return SourceFile(path, fd, st.st_size, st.st_mtime)
 
 
@@ -54,13 +75,20 @@ def load_movie(src: SourceFile) -> Movie:
 
 def _read_spans(files: Sequence[SourceFile], spans: Sequence[Span]) -> list[bytes]:
     out = []
-    for s in spans:
-        data = files[s.file].read(s.offset, s.size)
-        if len(data) != s.size:
-            raise MediaError(
-                f"{files[s.file].path.name}: shorter than its index (changed on disk?)"
-            )
-        out.append(data)
+    try:
+        # A file written to in place would otherwise serve bytes its index does not describe.
+        for i in sorted({s.file for s in spans}):
+            if files[i].changed():
+                raise MediaError(f"{files[i].path.name}: changed on disk since it was loaded")
+        for s in spans:
+            data = files[s.file].read(s.offset, s.size)
+            if len(data) != s.size:
+                raise MediaError(
+                    f"{files[s.file].path.name}: shorter than its index (changed on disk?)"
+                )
+            out.append(data)
+    except OSError as e:  # a failing disk or a vanished mount: the source is unavailable
+        raise MediaError(f"cannot read source media: {e.strerror or e}") from None
     return out
 
 

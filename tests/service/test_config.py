@@ -114,3 +114,70 @@ def test_invalid_toml_is_one_clear_error(tmp_path: Path) -> None:
     p.write_text("[server\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(p)
+
+
+def test_every_error_is_reported_in_one_pass_including_references_across_sections(
+    tmp_path: Path,
+) -> None:
+    p = _write(
+        tmp_path,
+        """
+[[assets]]
+name = "a"
+files = ["a.mp4"]
+segment_duration = 0.1
+policy = "nope"
+[[assets]]
+name = "a"
+files = ["a.mp4"]
+protection = "aes-256"
+require_token = true
+""",
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    text = str(e.value)
+    for field in (
+        "assets[0].segment_duration", "assets[0].policy", "assets[1].protection",
+        "assets[1].require_token", "assets[1].name",
+    ):  # fmt: skip
+        assert f"{p}: {field}:" in text, (field, text)
+    assert "no policy named 'nope'" in text and "duplicate asset name 'a'" in text
+
+
+def test_an_empty_files_list_is_an_error(tmp_path: Path) -> None:
+    p = _write(tmp_path, '[[assets]]\nname = "a"\nfiles = []\n')
+    with pytest.raises(ConfigError, match=r"assets\[0\]\.files: must list at least one file"):
+        load_config(p)
+
+
+def test_a_missing_file_or_a_directory_refuses_its_asset_only(tmp_path: Path) -> None:
+    (tmp_path / "dir.mp4").mkdir()
+    p = _write(
+        tmp_path,
+        '[[assets]]\nname = "a"\nfiles = ["a.mp4", "gone.mp4"]\n'
+        '[[assets]]\nname = "b"\nfiles = ["dir.mp4"]\n'
+        '[[assets]]\nname = "c"\nfiles = ["a.mp4"]\n',
+    )
+    cfg = load_config(p)  # the config stands; serving refuses a and b, check-config reports them
+    assert [a.name for a in cfg.assets] == ["a", "b", "c"]
+    assert cfg.file_problems == (
+        f"{p}: assets[0].files[1]: no such file: {tmp_path / 'gone.mp4'}",
+        f"{p}: assets[1].files[0]: is a directory, not a file: {tmp_path / 'dir.mp4'}",
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[[assets]]\nname = "a"\nfiles = ["a.mp4"]\nkey_id = "da3813af-55e6-48e7-aa9f-a4d6031f7b4d"'
+        '\nkey_file = "k\\u0000.bin"\n',
+        '[[policies.p.options]]\ntype = "token"\nissuer = "i"\naudience = "a"\n'
+        'primary_key_file = "k\\u0000.pem"\n',
+        "x = " + "[" * 3000 + "]" * 3000 + "\n",
+    ],
+    ids=["nul-in-key-file", "nul-in-primary-key-file", "nested-too-deeply"],
+)
+def test_inputs_that_crashed_the_parser_are_config_errors(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError):
+        load_config(_write(tmp_path, text))

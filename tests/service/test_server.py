@@ -400,12 +400,60 @@ def test_a_broken_source_is_refused_at_start_and_the_other_assets_still_load(
     )
     cfg = _config(tmp_path, more=more)
     with run_server("--config", str(cfg)) as s:
+        # The summary's lines after the first arrive through the output-draining thread.
+        assert _wait_for(lambda: "notmp4: REFUSED" in "".join(s.output)), "".join(s.output)
         out = "".join(s.output)
         assert "truncated: REFUSED" in out and "broken.mp4" in out
         assert "notmp4: REFUSED" in out and "text.mp4" in out
         assert s.request("/bbb.ism/manifest(format=m3u8-aapl)").status == 200
         r = s.request("/truncated.ism/manifest(format=m3u8-aapl)")
         assert r.status == 404 and b"could not be loaded" in r.body
+
+
+def test_a_damaged_moov_a_missing_file_and_a_directory_refuse_their_assets_and_the_rest_serve(
+    tmp_path: Path,
+) -> None:
+    data = bytearray((SAMPLE_DIR / "sample_240p.mp4").read_bytes())
+    elst = data.rindex(b"elst") - 4  # the audio track's
+    # The audio edit's media_time far past the track (its audio is the asset's: listed first).
+    data[elst + 20 : elst + 24] = (0x00BD0400).to_bytes(4, "big")
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(data)
+    (tmp_path / "folder.mp4").mkdir()
+    more = "".join(
+        f'[[assets]]\nname = "{name}"\nfiles = ["{path}", "{SAMPLE_DIR / "sample_360p.mp4"}"]\n'
+        for name, path in (
+            ("damaged", damaged),
+            ("missing", tmp_path / "gone.mp4"),
+            ("folder", tmp_path / "folder.mp4"),
+        )
+    )
+    cfg = _config(tmp_path, more=more)
+    check = subprocess.run(
+        [*_origin(), "check-config", str(cfg)], capture_output=True, text=True, timeout=60
+    )
+    assert check.returncode == 1  # still errors to fix, listed together
+    assert "assets[2].files[0]: no such file" in check.stderr
+    assert "assets[3].files[0]: is a directory" in check.stderr
+    with run_server("--config", str(cfg)) as s:
+        assert _wait_for(lambda: "folder: REFUSED" in "".join(s.output)), "".join(s.output)
+        out = "".join(s.output)
+        assert "damaged: REFUSED" in out
+        assert "missing: REFUSED" in out and "gone.mp4: no such file" in out
+        assert "folder: REFUSED" in out and "is a directory" in out
+        health = s.request("/healthz").body.decode()
+        assert '"assets": ["bbb"]' in health
+        assert '"refused": ["damaged", "folder", "missing"]' in health
+        master = master_url_of(s, "bbb")
+        pl = load(urljoin(master, load(master).playlists[0].uri))
+        for seg in pl.segments:  # the good asset serves every segment
+            assert fetch(urljoin(pl.base_uri or master, seg.uri)).status == 200
+        for name in ("damaged", "missing", "folder"):
+            assert s.request(f"/{name}.ism/manifest(format=m3u8-aapl)").status == 404
+
+
+def master_url_of(s: Server, name: str) -> str:
+    return f"{s.base}/{name}.ism/manifest(format=m3u8-aapl)"
 
 
 def test_serve_refuses_a_bad_config_with_every_error(tmp_path: Path) -> None:
