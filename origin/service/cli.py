@@ -30,11 +30,12 @@ from origin.core import pipeline
 from origin.core.errors import MediaError
 from origin.core.urls import Protocol
 from origin.service.app import STATE, AccessLogger, SafeAppRunner, build_app
-from origin.service.config import Config, ConfigError, ServerConfig, load_config
+from origin.service.config import Config, ConfigError, load_config
 from origin.service.policy import sign_token
 from origin.service.proxy import PROXY
-from origin.service.state import State, build_state, files_to_close
-from origin.service.storage import close_all, load_movie, open_source
+from origin.service.reload import Reloader
+from origin.service.state import State, build_state
+from origin.service.storage import load_movie, open_source
 
 log = logging.getLogger("origin")
 MAX_HEADER_BYTES = 16 * 1024
@@ -176,35 +177,10 @@ def _listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
-async def _reload(app: web.Application, config_path: Path) -> None:
-    """SIGHUP: load the config again; keep the old one (and say why) when the new one is bad."""
-    live = app[STATE]
-    old = live.current
-    try:
-        config = load_config(config_path)
-    except ConfigError as e:
-        log.error("reload refused, keeping the running config:\n  %s", "\n  ".join(e.problems))
-        return
-    # Keep what the command line overrode (host, port, workers, access log).
-    config = replace(config, server=replace(config.server, **_overrides(old.config.server)))
-    loop = asyncio.get_running_loop()
-    new = await loop.run_in_executor(None, build_state, config, old)
-    live.current = new
+def _follow_config(app: web.Application, state: State) -> None:
+    """After a reload: settings read outside the state follow the new config."""
     if PROXY in app:  # the route exists from start-up; its settings follow the config
-        app[PROXY].config = new.config.proxy
-    stale = files_to_close(old, new)
-    # Requests already reading from replaced files finish first.
-    loop.call_later(60, close_all, stale)
-    log.info("config reloaded: %d asset(s), %d refused", len(new.assets), len(new.refused))
-
-
-def _overrides(server: ServerConfig) -> dict[str, Any]:
-    return {
-        "host": server.host,
-        "port": server.port,
-        "workers": server.workers,
-        "access_log": server.access_log,
-    }
+        app[PROXY].config = state.config.proxy
 
 
 async def _serve(
@@ -234,14 +210,8 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
     config_path = state.config.path
     if config_path is not None:
-        reloads: set[asyncio.Task[None]] = set()
-
-        def on_hup() -> None:
-            task = loop.create_task(_reload(app, config_path))
-            reloads.add(task)
-            task.add_done_callback(reloads.discard)
-
-        loop.add_signal_handler(signal.SIGHUP, on_hup)
+        reloader = Reloader(app[STATE], config_path, on_swap=lambda s: _follow_config(app, s))
+        loop.add_signal_handler(signal.SIGHUP, reloader.request)
     try:
         await stop.wait()
     finally:
