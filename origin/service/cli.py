@@ -1,4 +1,4 @@
-"""The ``origin`` command: serve, check-config, inspect."""
+"""The origin command: serve, check-config, inspect, token."""
 
 from __future__ import annotations
 
@@ -374,8 +374,14 @@ def forward_all(procs: Sequence[multiprocessing.process.BaseProcess]) -> None:
                 os.kill(p.pid, signal.SIGTERM)
 
 
+DESCRIPTION = (
+    "A streaming origin: packages MP4 sources into HLS, DASH and Smooth Streaming per request, "
+    "encrypts HLS with AES-128 and delivers the keys."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="origin", description=__doc__)
+    parser = argparse.ArgumentParser(prog="origin", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the configured assets (default: built-in sample)")
     serve.add_argument("--config", help="TOML config (default: the built-in sample asset)")
@@ -406,9 +412,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SIGPIPE_EXIT = 128 + signal.SIGPIPE  # what a shell reports for a writer killed by SIGPIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        # `origin inspect FILE | head`: the reader left; end quietly. Python flushes stdout
+        # again at exit, so point it at /dev/null first (the recipe in Python's signal docs).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return SIGPIPE_EXIT
     return code
 
 
