@@ -53,15 +53,17 @@ def _to_url_time(t: int, timescale: int) -> int:
 
 
 def _with_times(r: Rendition) -> Rendition:
-    """Attach URL times: video segments start at their keyframe's presentation time; audio
-    segments at their first frame's decode time, which (unlike its presentation time under an
-    AAC priming edit) is never negative and equals the fragments' tfdt."""
+    """Attach URL times: video segments start at their keyframe's presentation time (the DASH
+    S@t: the fMP4 earliest presentation time, its edit list applied, PTO 0); audio segments at
+    their fMP4 ``tfdt`` (the decode time, delayed by a late start): unlike the presentation time
+    under an AAC priming edit it is never negative, and Smooth's tfxd carries it."""
     ts, s = r.seg.timescale, r.track.samples
     if r.kind is Kind.VIDEO:
         raw = list(r.seg.times)
     else:
-        end = s.dts[-1] + s.duration[-1]
-        raw = [s.dts[i] if i < len(s) else end for i in r.seg.starts[:-1]] + [end]
+        lead = fmp4.edit_of(r.track).lead
+        end = s.dts[-1] + s.duration[-1] + lead
+        raw = [s.dts[i] + lead if i < len(s) else end for i in r.seg.starts[:-1]] + [end]
     times = tuple(_to_url_time(t, ts) for t in raw)
     by_time = {t: k for k, t in enumerate(times[:-1])}
     fps = frame_rate(r.track) if r.kind is Kind.VIDEO else Fraction(0)
