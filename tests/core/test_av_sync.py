@@ -39,14 +39,18 @@ MPD = "{urn:mpeg:dash:schema:mpd:2011}"
 TARGET = Fraction(2)
 
 
-@pytest.fixture(scope="module", params=["sample", "x264-2b", "x264-3b-30fps"])
+@pytest.fixture(scope="module", params=["sample", "x264-2b", "x264-3b-30fps", "negative-ctts"])
 def source(request: pytest.FixtureRequest, media_dir: Path) -> Path:
-    """The shipped sample (24 fps, 2 B-frames), and x264 encodes with 2 and 3 B-frames."""
+    """The shipped sample (24 fps, 2 B-frames), x264 encodes with 2 and 3 B-frames (the delay in
+    an edit list), and one whose ``ctts`` carries negative offsets and no video edit list."""
     if request.param == "sample":
         return SAMPLE
     if request.param == "x264-2b":
         return make_mp4(media_dir / "sync_2b.mp4", seconds=6, gop=25)
-    return make_mp4(media_dir / "sync_3b.mp4", seconds=6, fps=30, gop=30, bframes=3)
+    if request.param == "x264-3b-30fps":
+        return make_mp4(media_dir / "sync_3b.mp4", seconds=6, fps=30, gop=30, bframes=3)
+    flags = ("-movflags", "+faststart+negative_cts_offsets")
+    return make_mp4(media_dir / "sync_neg.mp4", seconds=6, gop=25, faststart=False, extra=flags)
 
 
 def _first_pts(url: str, stream: str) -> float:

@@ -469,14 +469,32 @@ def test_video_trun_has_durations_sync_flags_and_the_sources_unsigned_offsets() 
     assert track.pts(0) == 0  # the keyframe presents at its decode time, as the source says
 
 
-def test_negative_source_offsets_are_written_signed_in_trun_v1() -> None:
+def test_negative_source_offsets_are_raised_and_trimmed_by_the_edit() -> None:
+    # A source whose ctts/trun v1 offsets go negative (ffmpeg's -movflags negative_cts_offsets).
     track = video_track(pts_shift=0)
     track.samples.cto[:] = array("i", [c - 1024 for c in track.samples.cto])
-    _, _, trun = segment_parts(media_segment(run_of(track, 0, 4), sequence=1))
-    assert trun.version == 1
-    assert [e["cto"] for e in trun.entries] == [track.samples.cto[i] for i in range(4)]
-    _, _, trun = segment_parts(media_segment(run_of(video_track(pts_shift=0), 0, 4), sequence=1))
+    assert min(track.samples.cto) == -512
+    init = init_segment(track)
+    data = media_segment(run_of(track, 0, 8), sequence=1)
+    _, moof_box, trun = segment_parts(data)
     assert trun.version == 0
+    assert elst_entries(init) == [(0, 512, 1)]
+    _, _, pos = full(data, moof_box.find("traf/tfdt"))
+    decode = struct.unpack_from(">Q", data, pos)[0]
+    for i, entry in enumerate(trun.entries):
+        assert entry["cto"] >= 0
+        assert decode + entry["cto"] - 512 == track.pts(i)
+        decode += entry["duration"]
+
+
+def test_trun_is_signed_only_when_an_offset_is_negative() -> None:
+    # Smooth fragments keep negative offsets (Smooth has no edit list); others need no sign.
+    for offsets, version in (([0, 1024, -512, -512], 1), ([512, 1536, 0, 0], 0)):
+        cto = array("i", offsets)
+        fragment = Fragment(1, 0, array("I", [512] * 4), array("I", [1] * 4), bytes(4), cto)
+        data = moof(fragment, sequence=1)
+        trun = read_trun(data, walk(data).find("moof/traf/trun"))
+        assert (trun.version, [e["cto"] for e in trun.entries]) == (version, offsets)
 
 
 def test_video_flags_are_exact_bit_patterns() -> None:

@@ -16,11 +16,12 @@ kinds write it the same way (:func:`edit_of`): a negative shift (the B-frame del
 AAC priming of audio) is an ``elst`` in the init segment whose ``media_time`` trims it, as the
 source's own edit list says, with the source's non-negative composition offsets in ``trun`` v0
 (ISO/IEC 23000-19 7.5.13 a and b, as shaka-packager writes it); a positive shift (a track that
-starts late) delays ``tfdt``. Not signed ``trun`` v1 offsets with the shift baked in (CMAF's other
-option): libavformat (Debian 12's ffmpeg 5.1) reads negative offsets in a fragmented file as a pts
-shift by the largest of them, so it played such video a frame late, whereas a first edit with
-``media_time`` >= 0 is applied by libavformat and by Chromium's MSE parser (so under hls.js, dash.js
-and Shaka, which hand fMP4 to MSE as it is).
+starts late) delays ``tfdt``. A source with negative offsets (``ctts``/``trun`` v1) has them
+raised to non-negative ones, and the edit trims as much more. Not signed ``trun`` v1 offsets with
+the shift baked in (CMAF's other option): libavformat (Debian 12's ffmpeg 5.1) reads negative
+offsets in a fragmented file as a pts shift by the largest of them, so it played such video a
+frame late, whereas a first edit with ``media_time`` >= 0 is applied by libavformat and by
+Chromium's MSE parser (so under hls.js, dash.js and Shaka, which hand fMP4 to MSE as it is).
 """
 
 from __future__ import annotations
@@ -125,40 +126,50 @@ def _brands_size(brands: tuple[bytes, ...]) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Edit:
-    """How a track's ``pts_shift`` is written, in the track timescale (both >= 0, one is 0).
+    """How a track's timing is written, in the track timescale (all >= 0; lead or trim is 0).
 
     ``trim``: the init's single edit ``media_time`` (presentation starts that far into the media:
     the B-frame delay, AAC priming). ``lead``: added to every ``tfdt`` (the track starts late).
-    Presentation time = ``tfdt`` + decode offset + ``cto`` - ``trim`` = ``dts + cto + pts_shift``.
+    ``raise_by``: added to every composition offset so that none is negative. Presentation time
+    = ``tfdt`` + decode offset + ``cto + raise_by`` - ``trim`` = ``dts + cto + pts_shift``.
     """
 
-    lead: int
-    trim: int
+    lead: int = 0
+    trim: int = 0
+    raise_by: int = 0
 
 
 def edit_of(track: Track) -> Edit:
-    """The one rule for placing a track's presentation in fMP4 (HLS fMP4, DASH)."""
-    shift = track.pts_shift
-    return Edit(lead=max(0, shift), trim=max(0, -shift))
+    """The one rule for placing a track's presentation in fMP4 (HLS fMP4, DASH).
+
+    O(samples) (the least composition offset): compute it once per track, at load.
+    """
+    raise_by = max(0, -min(track.samples.cto, default=0))
+    excess = raise_by - track.pts_shift  # = trim - lead
+    return Edit(lead=max(0, -excess), trim=max(0, excess), raise_by=raise_by)
 
 
 # --- init segment ------------------------------------------------------------------------------
 
 
-def init_segment(track: Track) -> bytes:
-    """``ftyp`` + ``moov`` for one track with no samples (the HLS ``EXT-X-MAP``, DASH init)."""
+def init_segment(track: Track, edit: Edit | None = None) -> bytes:
+    """``ftyp`` + ``moov`` for one track with no samples (the HLS ``EXT-X-MAP``, DASH init).
+
+    ``edit``: the track's :func:`edit_of`, precomputed (computed here when ``None``).
+    """
     if track.stsd[4:8] != b"stsd" or len(track.stsd) != _HEADER.unpack_from(track.stsd)[0]:
         raise ValueError("track.stsd must be one whole stsd box")
     if not 0 < track.track_id < _U32 or track.timescale <= 0:
         raise ValueError("track_id and timescale must be positive 32-bit values")
-    return _brands_box(b"ftyp", _FTYP_BRANDS[0], _FTYP_BRANDS) + _moov(track)
+    edit = edit_of(track) if edit is None else edit
+    return _brands_box(b"ftyp", _FTYP_BRANDS[0], _FTYP_BRANDS) + _moov(track, edit)
 
 
-def _moov(track: Track) -> bytes:
+def _moov(track: Track, edit: Edit) -> bytes:
     # The movie timescale is the track's: the audio edit list is then exact, with no rounding.
     # Durations are 0 and there is no mehd: the init must not depend on which fragments exist
     # (the same bytes serve every playlist, and players take the duration from the manifest).
-    return _box(b"moov", _mvhd(track), _trak(track), _box(b"mvex", _trex(track.track_id)))
+    return _box(b"moov", _mvhd(track), _trak(track, edit), _box(b"mvex", _trex(track.track_id)))
 
 
 def _mvhd(track: Track) -> bytes:
@@ -174,8 +185,8 @@ def _mvhd(track: Track) -> bytes:
     )
 
 
-def _trak(track: Track) -> bytes:
-    return _box(b"trak", _tkhd(track), _edts(track), _mdia(track))
+def _trak(track: Track, edit: Edit) -> bytes:
+    return _box(b"trak", _tkhd(track), _edts(edit.trim), _mdia(track))
 
 
 def _tkhd(track: Track) -> bytes:
@@ -199,8 +210,7 @@ def _tkhd(track: Track) -> bytes:
     )
 
 
-def _edts(track: Track) -> bytes:
-    trim = edit_of(track).trim
+def _edts(trim: int) -> bytes:
     if trim == 0:
         return b""
     # One edit from `trim` to the end (duration 0: the fragments are unknown here). Never an empty
@@ -329,18 +339,22 @@ def _trun_flags(*, per_sample_flags: bool, offsets: bool) -> int:
     return flags
 
 
-def fragment_of(track: Track, start: int, stop: int) -> Fragment:
-    """Samples ``start:stop`` of ``track`` as written in HLS/DASH fragments (track timescale)."""
+def fragment_of(track: Track, start: int, stop: int, edit: Edit | None = None) -> Fragment:
+    """Samples ``start:stop`` of ``track`` as written in HLS/DASH fragments (track timescale).
+
+    ``edit``: the track's :func:`edit_of`, precomputed (computed here when ``None``).
+    """
     _check_range(track, start, stop)
     s = track.samples
     durations = _u32(s.duration[start:stop])
     sizes = _u32(s.size[start:stop])
-    base = s.dts[start] + edit_of(track).lead
+    edit = edit_of(track) if edit is None else edit
+    base = s.dts[start] + edit.lead
     if base < 0:
         raise ValueError(f"negative decode time {base} cannot be written in tfdt")
     if track.kind is Kind.VIDEO:
-        # The source's own offsets: the edit list in the init segment applies pts_shift.
-        offsets = _i32(s.cto[start:stop])
+        # The source's own offsets (raised if negative): the init's edit list applies pts_shift.
+        offsets = _raised(s.cto[start:stop], edit.raise_by)
         return Fragment(track.track_id, base, durations, sizes, s.sync_flags[start:stop], offsets)
     if any(s.cto[start:stop]):
         raise ValueError("audio with composition offsets is not supported")
@@ -356,11 +370,11 @@ def _u32(col: array[int]) -> array[int]:
     return col if col.typecode == "I" else array("I", col)
 
 
-def _i32(col: array[int]) -> array[int]:
-    if col.typecode == "i":
-        return col
+def _raised(cto: array[int], by: int) -> array[int]:
+    if by == 0 and cto.typecode == "i":
+        return cto
     try:
-        return array("i", col)
+        return array("i", map(by.__add__, cto))
     except OverflowError:
         raise ValueError("composition offset does not fit 32 bits") from None
 
@@ -467,9 +481,11 @@ def _mdat_header(payload_size: int) -> bytes:
     return struct.pack(">I4sQ", 1, b"mdat", payload_size + 16)  # 64-bit largesize
 
 
-def segment_header(track: Track, start: int, stop: int, *, sequence: int) -> bytes:
+def segment_header(
+    track: Track, start: int, stop: int, *, sequence: int, edit: Edit | None = None
+) -> bytes:
     """``styp + moof + mdat header`` for samples ``start:stop``; the payload follows it."""
-    fragment = fragment_of(track, start, stop)
+    fragment = fragment_of(track, start, stop, edit)
     brands = _styp_brands(track, start)
     mdat_header = _mdat_header(track.samples.byte_size(start, stop))
     return b"".join(
@@ -481,8 +497,9 @@ def segment_header(track: Track, start: int, stop: int, *, sequence: int) -> byt
     )
 
 
-def media_segment(run: Run, *, sequence: int) -> bytes:
-    """``styp + moof + mdat`` for the samples of ``run`` (one track)."""
+def media_segment(run: Run, *, sequence: int, edit: Edit | None = None) -> bytes:
+    """``styp + moof + mdat`` for the samples of ``run`` (one track); ``edit`` as for
+    :func:`fragment_of`."""
     if len(run) == 0:
         raise ValueError("empty run")
     track = run.track
@@ -490,7 +507,7 @@ def media_segment(run: Run, *, sequence: int) -> bytes:
     sizes = track.samples.size[run.start : run.stop]
     if list(map(len, run.data)) != sizes.tolist():
         raise ValueError("payload sizes differ from the sample index")
-    header = segment_header(track, run.start, run.stop, sequence=sequence)
+    header = segment_header(track, run.start, run.stop, sequence=sequence, edit=edit)
     return b"".join((header, *run.data))
 
 
