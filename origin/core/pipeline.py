@@ -42,6 +42,8 @@ class Rendition:
     times: tuple[int, ...] = ()
     by_time: Mapping[int, int] = field(default_factory=dict)
     fps: Fraction = Fraction(0)  # video: computed once, manifests built per request need it
+    # How fMP4 writes the timing: computed once (O(samples)), not per segment request.
+    edit: fmp4.Edit = field(default_factory=fmp4.Edit)
 
     @property
     def kind(self) -> Kind:
@@ -53,19 +55,22 @@ def _to_url_time(t: int, timescale: int) -> int:
 
 
 def _with_times(r: Rendition) -> Rendition:
-    """Attach URL times: video segments start at their keyframe's presentation time; audio
-    segments at their first frame's decode time, which (unlike its presentation time under an
-    AAC priming edit) is never negative and equals the fragments' tfdt."""
+    """Attach URL times: video segments start at their keyframe's presentation time (the DASH
+    S@t: the fMP4 earliest presentation time, its edit list applied, PTO 0); audio segments at
+    their fMP4 ``tfdt`` (the decode time, delayed by a late start): unlike the presentation time
+    under an AAC priming edit it is never negative, and Smooth's tfxd carries it."""
     ts, s = r.seg.timescale, r.track.samples
+    edit = fmp4.edit_of(r.track)
     if r.kind is Kind.VIDEO:
         raw = list(r.seg.times)
     else:
-        end = s.dts[-1] + s.duration[-1]
-        raw = [s.dts[i] if i < len(s) else end for i in r.seg.starts[:-1]] + [end]
+        lead = edit.lead
+        end = s.dts[-1] + s.duration[-1] + lead
+        raw = [s.dts[i] + lead if i < len(s) else end for i in r.seg.starts[:-1]] + [end]
     times = tuple(_to_url_time(t, ts) for t in raw)
     by_time = {t: k for k, t in enumerate(times[:-1])}
     fps = frame_rate(r.track) if r.kind is Kind.VIDEO else Fraction(0)
-    return Rendition(r.id, r.file, r.track, r.seg, times, by_time, fps)
+    return Rendition(r.id, r.file, r.track, r.seg, times, by_time, fps, edit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -527,7 +532,7 @@ def build_segment(
     """Mux a clear segment from the bytes of ``plan.spans`` (same order)."""
     r = p.rendition(ref.track, ref.rendition)
     if ref.index == urls.INIT:
-        return fmp4.init_segment(r.track)
+        return fmp4.init_segment(r.track, r.edit)
     if len(chunks) != len(plan.spans):
         raise ValueError("one chunk per planned span is required")
     views = [memoryview(c) for c in chunks]
@@ -546,7 +551,7 @@ def build_segment(
             track_id=1 if r.kind is Kind.VIDEO else 2,
         )
     if ref.format is not Format.HLS_TS:  # HLS fMP4 and DASH share the CMAF segments
-        return fmp4.media_segment(runs[0], sequence=ref.index + 1)
+        return fmp4.media_segment(runs[0], sequence=ref.index + 1, edit=r.edit)
     if ref.track == "video":
         audio = runs[1] if len(runs) > 1 and len(runs[1]) else None
         return mpegts.mux_segment(runs[0], audio, sequence=ref.index)

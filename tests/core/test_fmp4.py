@@ -6,7 +6,7 @@ import itertools
 import struct
 import subprocess
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -244,6 +244,7 @@ VIDEO_INIT_TREE = [
                 "trak",
                 [
                     "tkhd",
+                    ("edts", ["elst"]),  # the B-frame delay (pts_shift -1024)
                     (
                         "mdia",
                         [
@@ -379,14 +380,16 @@ def test_audio_priming_becomes_one_edit_to_the_end_skipping_it() -> None:
     assert elst_entries(init_segment(audio_track(pts_shift=-1024))) == [(0, 1024, 1)]
 
 
-def test_audio_starting_late_gets_an_empty_edit_first() -> None:
-    assert elst_entries(init_segment(audio_track(pts_shift=960))) == [(960, -1, 1), (0, 0, 1)]
+def test_video_b_frame_delay_becomes_one_edit_to_the_end_skipping_it() -> None:
+    # As the source's edit list says it, and as Chromium, Firefox, Safari and ffmpeg apply it.
+    assert elst_entries(init_segment(video_track(pts_shift=-1024))) == [(0, 1024, 1)]
 
 
-def test_audio_without_shift_and_all_video_have_no_edit_list() -> None:
-    assert elst_entries(init_segment(audio_track(pts_shift=0))) is None
-    assert elst_entries(init_segment(video_track(pts_shift=-1024))) is None
-    assert elst_entries(init_segment(video_track(pts_shift=512))) is None
+def test_no_shift_or_a_late_start_has_no_edit_list() -> None:
+    # A late start is not an empty edit (Chromium ignores those): it delays tfdt instead.
+    for track in (audio_track, video_track):
+        assert elst_entries(init_segment(track(pts_shift=0))) is None
+        assert elst_entries(init_segment(track(pts_shift=960))) is None
 
 
 def test_init_rejects_a_stsd_that_is_not_one_box() -> None:
@@ -444,20 +447,54 @@ def test_tfhd_is_relative_to_moof_with_the_track_id() -> None:
     assert struct.unpack_from(">I", data, pos)[0] == 1
 
 
-def test_video_trun_has_durations_sync_flags_and_signed_offsets_with_the_shift_baked_in() -> None:
+def test_video_trun_has_durations_sync_flags_and_the_sources_unsigned_offsets() -> None:
     track = video_track(pts_shift=-1024)
+    init = init_segment(track)
     data = media_segment(run_of(track, 0, 12), sequence=1)
-    _, _, trun = segment_parts(data)
-    assert trun.version == 1
+    _, moof_box, trun = segment_parts(data)
+    assert trun.version == 0  # unsigned offsets: nothing for a player to misread as signed
     assert trun.flags == 0xF01
+    _, _, pos = full(data, moof_box.find("traf/tfdt"))
+    decode = struct.unpack_from(">Q", data, pos)[0]
+    ((_, trim, _),) = elst_entries(init) or [(0, 0, 0)]
     s = track.samples
     for i, entry in enumerate(trun.entries):
         assert entry["duration"] == s.duration[i]
         sync = i in (0, 8)
         assert entry["flags"] == (SYNC_SAMPLE_FLAGS if sync else NON_SYNC_SAMPLE_FLAGS)
-        assert entry["cto"] == s.cto[i] + track.pts_shift
-        assert s.dts[i] + entry["cto"] == track.pts(i)
-    assert min(e["cto"] for e in trun.entries) == -512  # B-frames present before their anchor
+        assert entry["cto"] == s.cto[i]
+        # 14496-12: presentation = decode time + composition offset - the edit's media_time.
+        assert decode + entry["cto"] - trim == track.pts(i)
+        decode += entry["duration"]
+    assert track.pts(0) == 0  # the keyframe presents at its decode time, as the source says
+
+
+def test_negative_source_offsets_are_raised_and_trimmed_by_the_edit() -> None:
+    # A source whose ctts/trun v1 offsets go negative (ffmpeg's -movflags negative_cts_offsets).
+    track = video_track(pts_shift=0)
+    track.samples.cto[:] = array("i", [c - 1024 for c in track.samples.cto])
+    assert min(track.samples.cto) == -512
+    init = init_segment(track)
+    data = media_segment(run_of(track, 0, 8), sequence=1)
+    _, moof_box, trun = segment_parts(data)
+    assert trun.version == 0
+    assert elst_entries(init) == [(0, 512, 1)]
+    _, _, pos = full(data, moof_box.find("traf/tfdt"))
+    decode = struct.unpack_from(">Q", data, pos)[0]
+    for i, entry in enumerate(trun.entries):
+        assert entry["cto"] >= 0
+        assert decode + entry["cto"] - 512 == track.pts(i)
+        decode += entry["duration"]
+
+
+def test_trun_is_signed_only_when_an_offset_is_negative() -> None:
+    # Smooth fragments keep negative offsets (Smooth has no edit list); others need no sign.
+    for offsets, version in (([0, 1024, -512, -512], 1), ([512, 1536, 0, 0], 0)):
+        cto = array("i", offsets)
+        fragment = Fragment(1, 0, array("I", [512] * 4), array("I", [1] * 4), bytes(4), cto)
+        data = moof(fragment, sequence=1)
+        trun = read_trun(data, walk(data).find("moof/traf/trun"))
+        assert (trun.version, [e["cto"] for e in trun.entries]) == (version, offsets)
 
 
 def test_video_flags_are_exact_bit_patterns() -> None:
@@ -465,10 +502,14 @@ def test_video_flags_are_exact_bit_patterns() -> None:
     assert NON_SYNC_SAMPLE_FLAGS == (1 << 24) | (1 << 16)  # depends_on = 1, is_non_sync_sample
 
 
-def test_positive_video_shift_is_added_to_offsets_too() -> None:
-    track = video_track(pts_shift=3000)
-    _, _, trun = segment_parts(media_segment(run_of(track, 0, 4), sequence=1))
-    assert [e["cto"] for e in trun.entries] == [track.samples.cto[i] + 3000 for i in range(4)]
+@pytest.mark.parametrize("track", [audio_track, video_track])
+def test_a_late_start_delays_tfdt(track: Callable[..., Track]) -> None:
+    late = track(pts_shift=3000)
+    data = media_segment(run_of(late, 4, 8), sequence=1)
+    _, moof_box, trun = segment_parts(data)
+    _, _, pos = full(data, moof_box.find("traf/tfdt"))
+    assert struct.unpack_from(">Q", data, pos)[0] == late.samples.dts[4] + 3000
+    assert [e.get("cto", 0) for e in trun.entries] == [late.samples.cto[i] for i in range(4, 8)]
 
 
 def test_audio_trun_has_no_flags_or_offsets_and_tfhd_marks_every_sample_sync() -> None:
@@ -677,15 +718,9 @@ def test_remuxed_fragments_play_back_like_the_source(
     want = probe_frames(str(source), stream)
     got = probe_frames(str(out), stream)
     assert len(got) == len(want) == len(track.samples)
-    # libavformat reads fragmented negative offsets as pts = dts + dts_shift + offset with
-    # dts_shift = max(-offset) and, unlike for non-fragmented files, never lowers the dts by it
-    # (mov.c, mov_read_packet); its own `-movflags negative_cts_offsets` output reads back the
-    # same way. So ffprobe shows our video shifted by exactly that constant.
-    s = track.samples
-    shift = max(0, *(-(s.cto[i] + track.pts_shift) for i in range(len(s))))
-    if kind is Kind.AUDIO:
-        shift = 0
-    assert [int(p["pts"]) - shift for p in got] == [int(p["pts"]) for p in want]
+    # Exactly the source's timestamps: unsigned offsets and the source's edit list, which
+    # libavformat applies to fragments (it would read signed negative offsets as a pts shift).
+    assert [(p["pts"], p["dts"]) for p in got] == [(p["pts"], p["dts"]) for p in want]
     assert [p["size"] for p in got] == [p["size"] for p in want]
     assert [p["flags"][0] for p in got] == [p["flags"][0] for p in want]  # keyframes
 

@@ -11,10 +11,17 @@ point past it. The same boxes serve HLS fMP4 now and DASH / Smooth later:
 * :func:`segment_header` is everything of a media segment except the payload, so a caller can send
   the samples straight from the source file (:func:`media_segment_size` is its length + payload).
 
-Timing: presentation time of sample ``i`` is ``track.pts(i) = dts + cto + pts_shift``. Video bakes
-``pts_shift`` into signed ``trun`` v1 composition offsets (hls.js ignores edit lists); audio keeps
-plain decode times and reproduces ``pts_shift`` with an ``elst`` in the init segment (AAC priming,
-as CMAF encoders write it).
+Timing: presentation time of sample ``i`` is ``track.pts(i) = dts + cto + pts_shift``, and both
+kinds write it the same way (:func:`edit_of`): a negative shift (the B-frame delay of video, the
+AAC priming of audio) is an ``elst`` in the init segment whose ``media_time`` trims it, as the
+source's own edit list says, with the source's non-negative composition offsets in ``trun`` v0
+(ISO/IEC 23000-19 7.5.13 a and b, as shaka-packager writes it); a positive shift (a track that
+starts late) delays ``tfdt``. A source with negative offsets (``ctts``/``trun`` v1) has them
+raised to non-negative ones, and the edit trims as much more. Not signed ``trun`` v1 offsets with
+the shift baked in (CMAF's other option): libavformat (Debian 12's ffmpeg 5.1) reads negative
+offsets in a fragmented file as a pts shift by the largest of them, so it played such video a
+frame late, whereas a first edit with ``media_time`` >= 0 is applied by libavformat and by
+Chromium's MSE parser (so under hls.js, dash.js and Shaka, which hand fMP4 to MSE as it is).
 """
 
 from __future__ import annotations
@@ -32,8 +39,10 @@ from origin.core.track import AvcConfig, Kind, Track
 __all__ = [
     "SMOOTH_TIMESCALE",
     "TFXD_UUID",
+    "Edit",
     "Fragment",
     "SmoothTiming",
+    "edit_of",
     "fragment_of",
     "init_segment",
     "media_segment",
@@ -53,11 +62,11 @@ _LITTLE = sys.byteorder == "little"
 _U32 = 0xFFFFFFFF
 _U64 = 0xFFFFFFFFFFFFFFFF
 
-# ftyp: 'iso6' because the fragments use tfdt (an iso6 feature) and trun v1 signed offsets (iso4+);
-# 'cmfc' because each file is one CMAF track (ISO/IEC 23000-19): one track per init, one
-# moof/traf/trun per fragment, tfdt present, default-base-is-moof, no base_data_offset, video
-# timing in trun v1 offsets and audio priming in a single elst entry. 'isom'/'mp41' are left out:
-# trun v1 is not part of plain isom and there is no MPEG-4 Systems IOD that mp41 implies.
+# ftyp: 'iso6' because the fragments use tfdt (an iso6 feature) and, for a source with negative
+# composition offsets, trun v1 (iso4+); 'cmfc' because each file is one CMAF track (ISO/IEC
+# 23000-19): one track per init, one moof/traf/trun per fragment, tfdt present,
+# default-base-is-moof, no base_data_offset, at most one elst entry (7.5.13). 'isom'/'mp41' are
+# left out: trun v1 is not part of plain isom and there is no MPEG-4 Systems IOD that mp41 implies.
 _FTYP_BRANDS = (b"iso6", b"cmfc")
 # styp: 'msdh' (DASH media segment, ISO/IEC 23009-1 6.3.4.2) plus the CMAF segment/fragment brands.
 # Not 'msix': that promises a sidx, which these segments do not carry. A run that does not start on
@@ -112,23 +121,55 @@ def _brands_size(brands: tuple[bytes, ...]) -> int:
     return 16 + 4 * len(brands)
 
 
+# --- timing --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """How a track's timing is written, in the track timescale (all >= 0; lead or trim is 0).
+
+    ``trim``: the init's single edit ``media_time`` (presentation starts that far into the media:
+    the B-frame delay, AAC priming). ``lead``: added to every ``tfdt`` (the track starts late).
+    ``raise_by``: added to every composition offset so that none is negative. Presentation time
+    = ``tfdt`` + decode offset + ``cto + raise_by`` - ``trim`` = ``dts + cto + pts_shift``.
+    """
+
+    lead: int = 0
+    trim: int = 0
+    raise_by: int = 0
+
+
+def edit_of(track: Track) -> Edit:
+    """The one rule for placing a track's presentation in fMP4 (HLS fMP4, DASH).
+
+    O(samples) (the least composition offset): compute it once per track, at load.
+    """
+    raise_by = max(0, -min(track.samples.cto, default=0))
+    excess = raise_by - track.pts_shift  # = trim - lead
+    return Edit(lead=max(0, -excess), trim=max(0, excess), raise_by=raise_by)
+
+
 # --- init segment ------------------------------------------------------------------------------
 
 
-def init_segment(track: Track) -> bytes:
-    """``ftyp`` + ``moov`` for one track with no samples (the HLS ``EXT-X-MAP``, DASH init)."""
+def init_segment(track: Track, edit: Edit | None = None) -> bytes:
+    """``ftyp`` + ``moov`` for one track with no samples (the HLS ``EXT-X-MAP``, DASH init).
+
+    ``edit``: the track's :func:`edit_of`, precomputed (computed here when ``None``).
+    """
     if track.stsd[4:8] != b"stsd" or len(track.stsd) != _HEADER.unpack_from(track.stsd)[0]:
         raise ValueError("track.stsd must be one whole stsd box")
     if not 0 < track.track_id < _U32 or track.timescale <= 0:
         raise ValueError("track_id and timescale must be positive 32-bit values")
-    return _brands_box(b"ftyp", _FTYP_BRANDS[0], _FTYP_BRANDS) + _moov(track)
+    edit = edit_of(track) if edit is None else edit
+    return _brands_box(b"ftyp", _FTYP_BRANDS[0], _FTYP_BRANDS) + _moov(track, edit)
 
 
-def _moov(track: Track) -> bytes:
+def _moov(track: Track, edit: Edit) -> bytes:
     # The movie timescale is the track's: the audio edit list is then exact, with no rounding.
     # Durations are 0 and there is no mehd: the init must not depend on which fragments exist
     # (the same bytes serve every playlist, and players take the duration from the manifest).
-    return _box(b"moov", _mvhd(track), _trak(track), _box(b"mvex", _trex(track.track_id)))
+    return _box(b"moov", _mvhd(track), _trak(track, edit), _box(b"mvex", _trex(track.track_id)))
 
 
 def _mvhd(track: Track) -> bytes:
@@ -144,9 +185,8 @@ def _mvhd(track: Track) -> bytes:
     )
 
 
-def _trak(track: Track) -> bytes:
-    edts = _edts(track) if track.kind is Kind.AUDIO else b""
-    return _box(b"trak", _tkhd(track), edts, _mdia(track))
+def _trak(track: Track, edit: Edit) -> bytes:
+    return _box(b"trak", _tkhd(track), _edts(edit.trim), _mdia(track))
 
 
 def _tkhd(track: Track) -> bytes:
@@ -170,14 +210,13 @@ def _tkhd(track: Track) -> bytes:
     )
 
 
-def _edts(track: Track) -> bytes:
-    shift = track.pts_shift
-    if shift == 0:
+def _edts(trim: int) -> bytes:
+    if trim == 0:
         return b""
-    # shift < 0: skip the priming samples, duration 0 = "to the end" (the fragments are unknown
-    # here). shift > 0: start later with an empty edit (movie timescale == track timescale).
-    edits = [(0, -shift)] if shift < 0 else [(shift, -1), (0, 0)]
-    return _box(b"edts", _elst(edits))
+    # One edit from `trim` to the end (duration 0: the fragments are unknown here). Never an empty
+    # edit for a late start: Chromium ignores those (it applies only a first media_time >= 0),
+    # so that delay goes into tfdt instead.
+    return _box(b"edts", _elst([(0, trim)]))
 
 
 def _elst(edits: list[tuple[int, int]]) -> bytes:
@@ -245,8 +284,8 @@ class Fragment:
     """What one ``traf`` says about consecutive samples, in the timescale it is written in.
 
     ``sync`` (one 0/1 byte per sample) asks for per-sample flags; ``None`` means every sample is a
-    sync sample, said once by the tfhd default. ``offsets`` are signed composition offsets
-    (``trun`` version 1); ``None`` writes none.
+    sync sample, said once by the tfhd default. ``offsets`` are composition offsets, written by
+    ``trun`` version 0 when none is negative and version 1 (signed) otherwise; ``None`` writes none.
     """
 
     track_id: int
@@ -278,6 +317,11 @@ class Fragment:
     def trun_flags(self) -> int:
         return _trun_flags(per_sample_flags=self.sync is not None, offsets=self.offsets is not None)
 
+    @property
+    def trun_version(self) -> int:
+        """1 only when an offset is negative: v0 offsets are unsigned (14496-12 8.8.8)."""
+        return 1 if self.offsets is not None and min(self.offsets) < 0 else 0
+
 
 def _tfhd_flags(*, per_sample_flags: bool) -> int:
     flags = _TFHD_DEFAULT_BASE_IS_MOOF
@@ -295,22 +339,22 @@ def _trun_flags(*, per_sample_flags: bool, offsets: bool) -> int:
     return flags
 
 
-def fragment_of(track: Track, start: int, stop: int) -> Fragment:
-    """Samples ``start:stop`` of ``track`` as written in HLS/DASH fragments (track timescale)."""
+def fragment_of(track: Track, start: int, stop: int, edit: Edit | None = None) -> Fragment:
+    """Samples ``start:stop`` of ``track`` as written in HLS/DASH fragments (track timescale).
+
+    ``edit``: the track's :func:`edit_of`, precomputed (computed here when ``None``).
+    """
     _check_range(track, start, stop)
     s = track.samples
     durations = _u32(s.duration[start:stop])
     sizes = _u32(s.size[start:stop])
-    base = s.dts[start]
+    edit = edit_of(track) if edit is None else edit
+    base = s.dts[start] + edit.lead
     if base < 0:
         raise ValueError(f"negative decode time {base} cannot be written in tfdt")
     if track.kind is Kind.VIDEO:
-        cto = s.cto[start:stop]
-        shift = track.pts_shift
-        try:
-            offsets = array("i", map(shift.__add__, cto)) if shift else array("i", cto)
-        except OverflowError:
-            raise ValueError("composition offset does not fit 32 bits") from None
+        # The source's own offsets (raised if negative): the init's edit list applies pts_shift.
+        offsets = _raised(s.cto[start:stop], edit.raise_by)
         return Fragment(track.track_id, base, durations, sizes, s.sync_flags[start:stop], offsets)
     if any(s.cto[start:stop]):
         raise ValueError("audio with composition offsets is not supported")
@@ -324,6 +368,15 @@ def _check_range(track: Track, start: int, stop: int) -> None:
 
 def _u32(col: array[int]) -> array[int]:
     return col if col.typecode == "I" else array("I", col)
+
+
+def _raised(cto: array[int], by: int) -> array[int]:
+    if by == 0 and cto.typecode == "i":
+        return cto
+    try:
+        return array("i", map(by.__add__, cto))
+    except OverflowError:
+        raise ValueError("composition offset does not fit 32 bits") from None
 
 
 def _tfhd_size(flags: int) -> int:
@@ -384,9 +437,9 @@ def _tfdt(base_time: int) -> bytes:
 def _trun(fragment: Fragment, *, data_offset: int) -> bytes:
     if data_offset > 0x7FFFFFFF:
         raise ValueError("moof too large for a 32-bit data_offset")
-    version = 1 if fragment.offsets is not None else 0
     head = struct.pack(">Ii", len(fragment), data_offset)
-    return _full_box(b"trun", version, fragment.trun_flags, head, _trun_entries(fragment))
+    entries = _trun_entries(fragment)
+    return _full_box(b"trun", fragment.trun_version, fragment.trun_flags, head, entries)
 
 
 def _trun_entries(fragment: Fragment) -> memoryview:
@@ -428,9 +481,11 @@ def _mdat_header(payload_size: int) -> bytes:
     return struct.pack(">I4sQ", 1, b"mdat", payload_size + 16)  # 64-bit largesize
 
 
-def segment_header(track: Track, start: int, stop: int, *, sequence: int) -> bytes:
+def segment_header(
+    track: Track, start: int, stop: int, *, sequence: int, edit: Edit | None = None
+) -> bytes:
     """``styp + moof + mdat header`` for samples ``start:stop``; the payload follows it."""
-    fragment = fragment_of(track, start, stop)
+    fragment = fragment_of(track, start, stop, edit)
     brands = _styp_brands(track, start)
     mdat_header = _mdat_header(track.samples.byte_size(start, stop))
     return b"".join(
@@ -442,8 +497,9 @@ def segment_header(track: Track, start: int, stop: int, *, sequence: int) -> byt
     )
 
 
-def media_segment(run: Run, *, sequence: int) -> bytes:
-    """``styp + moof + mdat`` for the samples of ``run`` (one track)."""
+def media_segment(run: Run, *, sequence: int, edit: Edit | None = None) -> bytes:
+    """``styp + moof + mdat`` for the samples of ``run`` (one track); ``edit`` as for
+    :func:`fragment_of`."""
     if len(run) == 0:
         raise ValueError("empty run")
     track = run.track
@@ -451,7 +507,7 @@ def media_segment(run: Run, *, sequence: int) -> bytes:
     sizes = track.samples.size[run.start : run.stop]
     if list(map(len, run.data)) != sizes.tolist():
         raise ValueError("payload sizes differ from the sample index")
-    header = segment_header(track, run.start, run.stop, sequence=sequence)
+    header = segment_header(track, run.start, run.stop, sequence=sequence, edit=edit)
     return b"".join((header, *run.data))
 
 
