@@ -26,8 +26,6 @@ from origin.service.proxy import setup_proxy
 from origin.service.state import Asset, ContentKey, State
 from origin.service.storage import read_spans
 
-log = logging.getLogger("origin")
-
 
 class Live:
     """The state requests see; a config reload swaps ``current`` between two requests."""
@@ -95,10 +93,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except NotFoundError as e:
         return http.error_response(404, f"not found: {e}")
     except MediaError as e:
-        log.error("media error on %s: %s", clean(request.path), e)
+        REQUESTS.error("media error on %s: %s", clean(request.path), e)
         return http.error_response(503, "source media unavailable")
     except Exception:
-        log.exception("internal error on %s", clean(request.path))
+        REQUESTS.exception("internal error on %s", clean(request.path))
         return http.error_response(500, "internal error")
 
 

@@ -135,7 +135,7 @@ class _SafeRequestHandler(RequestHandler):
         message: str | None = None,
     ) -> web.StreamResponse:
         if status >= 500:
-            log.error("error handling a request from %s: %s", clean(request.remote), type(exc))
+            REQUESTS.error("error handling a request from %s: %s", clean(request.remote), type(exc))
         else:
             REQUESTS.info("unparsable request from %s (%d)", clean(request.remote), status)
         if request.writer.output_size > 0:

@@ -17,6 +17,8 @@ from typing import TextIO
 
 REQUESTS = logging.getLogger("origin.requests")  # one line per refused or unreadable request
 ACCESS_LOGGER = "origin.access"  # one line per request by design: never rate-limited
+# Loggers whose lines are counted by format string: they log once per request.
+_BY_TEMPLATE = (REQUESTS.name, "origin.proxy", "aiohttp")
 
 # C0 controls, DEL, C1 controls, and the Unicode line/paragraph separators some viewers break
 # lines on; backslash too, so an escape in the log always means the byte was escaped.
@@ -44,8 +46,9 @@ class _Window:
 
 
 class RepeatFilter(logging.Filter):
-    """Lets ``burst`` records of one template (logger, level, format string) through per
-    ``interval`` seconds and counts the rest; the count is written as one summary line when the
+    """Lets ``burst`` records of one kind through per ``interval`` seconds and counts the rest;
+    a kind is (logger, level, format string) for per-request loggers, (logger, level, message)
+    for the others; the count is written as one summary line when the
     template is next logged after its window, or on :meth:`flush`.
 
     Attach it to a handler and give it that handler's ``handle``: summaries go out through it.
@@ -70,7 +73,15 @@ class RepeatFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name == ACCESS_LOGGER or getattr(record, "origin_summary", False):
             return True
-        key = (record.name, record.levelno, str(record.msg))
+        # Per-request lines repeat with other values in them (peer, path): count them by
+        # template. Any other line is counted only when it repeats exactly, so that, say, the
+        # refusals of fifty different assets are all written.
+        per_request = record.name.startswith(_BY_TEMPLATE)
+        try:
+            text = str(record.msg) if per_request else clean(record.getMessage())
+        except Exception:  # a bad format: the handler reports it when it formats the record
+            text = str(record.msg)
+        key = (record.name, record.levelno, text)
         now = self._clock()
         window = self._windows.get(key)
         if window is None or now - window.start >= self.interval:

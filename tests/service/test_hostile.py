@@ -227,6 +227,11 @@ def test_repeat_filter_lets_a_burst_through_per_interval_then_counts() -> None:
     assert f.filter(record("another template"))  # counted per template
     assert all(f.filter(record("%s", i, name="origin.access")) for i in range(100))
     assert emitted == []
+    # Other loggers' lines are counted only when identical: fifty refused assets are fifty lines.
+    assert all(f.filter(record("asset %r refused", n, name="origin")) for n in range(50))
+    same = [f.filter(record("asset %r refused", "a", name="origin")) for _ in range(5)]
+    assert same == [True] * 3 + [False] * 2
+    emitted.clear()
     now[0] = 61.0
     assert f.filter(record("bad request from %s", 100))  # a new window
     assert [r.getMessage() for r in emitted] == [
