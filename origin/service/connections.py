@@ -4,6 +4,9 @@ before the open-files limit, and a drain on shutdown that ends.
 aiohttp's own ``keepalive_timeout`` closes a connection idle between requests (and, since it
 starts at accept, one that never sends a byte); it does not notice a client that sends part of a
 request head and then nothing, or trickles it. :class:`_SafeRequestHandler` adds that deadline.
+aiohttp has no hook for it: the handler reads three private attributes of aiohttp's
+``RequestHandler`` (``_request_count``, ``_request_in_progress``, ``_messages``, as in aiohttp
+3.14); tests/service/test_connections.py fails if they change.
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ class RepeatFilter(logging.Filter):
         if window is None or now - window.start >= self.interval:
             if window is not None:
                 self._summarize(key, window)
-            if len(self._windows) >= 4096:  # templates are code, but stay bounded anyway
+            if len(self._windows) >= 4096:  # kinds are few, but stay bounded whatever is logged
                 self.flush()
             window = self._windows[key] = _Window(now, level=record.levelno, name=record.name)
         if window.passed < self.burst:
