@@ -65,6 +65,7 @@ def raise_nofile_limit() -> int:
         return 0
     target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
     if soft == resource.RLIM_INFINITY or soft >= target:
+        log.info("open-files limit %s", "unlimited" if soft == resource.RLIM_INFINITY else soft)
         return 0 if soft == resource.RLIM_INFINITY else soft
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
