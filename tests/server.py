@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,19 +67,29 @@ def fetch(
 
 @contextmanager
 def run_server(
-    *args: str, timeout: float = 60.0, env: Mapping[str, str] | None = None
+    *args: str,
+    timeout: float = 60.0,
+    env: Mapping[str, str] | None = None,
+    preexec_fn: Callable[[], object] | None = None,
 ) -> Iterator[Server]:
     """Start ``origin serve ARGS --port 0`` and yield once it prints its address.
 
     ``env`` overrides the server's environment, e.g. ``{"ORIGIN_LOG_LEVEL": "INFO"}`` to see the
-    access log in ``Server.output`` (the default, WARNING, hides it).
+    access log in ``Server.output`` (the default, WARNING, hides it). ``preexec_fn`` runs in the
+    child before ``origin`` starts (e.g. to lower its resource limits).
     """
     environ = {**os.environ, "PYTHONUNBUFFERED": "1", "ORIGIN_LOG_LEVEL": "WARNING", **(env or {})}
     cmd = [sys.executable, "-m", "origin", "serve", "--host", "127.0.0.1", *args]
     if "--port" not in args:
         cmd += ["--port", "0"]
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environ, cwd=ROOT
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environ,
+        cwd=ROOT,
+        preexec_fn=preexec_fn,  # noqa: PLW1509 - callers only call setrlimit: no locks
     )
     output: list[str] = []
     deadline = time.monotonic() + timeout

@@ -16,7 +16,6 @@ URL, served from the root, needs to climb out of the asset folder.
 
 from __future__ import annotations
 
-import functools
 import re
 import uuid
 from dataclasses import dataclass
@@ -172,11 +171,10 @@ def _check_encryption(opts: Options) -> Options:
     return opts
 
 
-@functools.lru_cache(maxsize=16384)
 def parse_path(path: str) -> Path | None:
     """Parse a request path; None when it is not an asset URL at all (404).
 
-    Cached: players ask for the same few thousand paths over and over (errors are not cached).
+    Not cached here: the service keeps a byte-bounded cache of the successful parses.
     """
     if m := _MASTER.match(path):
         opts = _check_encryption(parse_options(m["opts"], allowed=_MASTER_OPTS))

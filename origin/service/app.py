@@ -7,12 +7,11 @@ import logging
 import posixpath
 import uuid
 from collections.abc import Awaitable, Callable
-from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.http_exceptions import HttpProcessingError
 
 from origin.core import pipeline, urls
 from origin.core.crypto import sequence_iv
@@ -20,12 +19,12 @@ from origin.core.errors import MediaError, NotFoundError
 from origin.core.manifest import hls
 from origin.core.urls import Format, Protocol, UrlError
 from origin.service import auth, http
+from origin.service.cache import ENTRY_OVERHEAD, ROUTE_CACHE_BYTES, ByteLRU
 from origin.service.cors import Cors
+from origin.service.logs import REQUESTS, clean
 from origin.service.proxy import setup_proxy
 from origin.service.state import Asset, ContentKey, State
 from origin.service.storage import read_spans
-
-log = logging.getLogger("origin")
 
 
 class Live:
@@ -37,9 +36,10 @@ class Live:
 
 STATE: web.AppKey[Live] = web.AppKey("state", Live)
 INFLIGHT: web.AppKey[dict[Any, asyncio.Future[bytes]]] = web.AppKey("inflight", dict)
+# Parsed request paths (successful parses only: a 404 or 400 path is parsed again each time).
+ROUTES: web.AppKey[ByteLRU[urls.Path]] = web.AppKey("routes", ByteLRU)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-MANIFEST_CACHE_ENTRIES = 4096
 _MANIFEST_TYPES = {
     Protocol.HLS: http.CT_M3U8,
     Protocol.DASH: http.CT_MPD,
@@ -53,9 +53,9 @@ class AccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info(
             '%s "%s %s" %d %d %.1fms',
-            request.remote,
-            request.method,
-            request.path,
+            clean(request.remote),
+            clean(request.method),
+            clean(request.path),
             response.status,
             response.body_length,
             time * 1000,
@@ -66,48 +66,17 @@ class AccessLogger(AbstractAccessLogger):
         return self.logger.isEnabledFor(logging.INFO)
 
 
-class _SafeRequestHandler(RequestHandler):
-    """aiohttp's own answer to a request it cannot parse quotes the offending header's first
-    bytes in the body and logs the exception text: for an oversized ``Authorization`` that is
-    the viewer's token. Answer with the status and a fixed reason only, and log no header."""
+@web.middleware
+async def url_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """414 for a path longer than ``server.max_url_bytes``, before anything parses or keeps it.
 
-    def handle_error(
-        self,
-        request: web.BaseRequest,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> web.StreamResponse:
-        if status >= 500:
-            self.logger.error("error handling a request from %s: %s", request.remote, type(exc))
-        else:
-            self.logger.info("unparsable request from %s (%d)", request.remote, status)
-        if request.writer.output_size > 0:
-            raise ConnectionError("response already started, cannot send the error")
-        reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
-        resp = web.Response(
-            status=status,
-            text=f"{reason.lower() or 'error'}: the request could not be read\n",
-            content_type="text/plain",
-            headers={"Cache-Control": "no-store"},
-        )
-        resp.force_close()
-        return resp
-
-
-class _SafeServer(web.Server):
-    def __call__(self) -> RequestHandler:
-        return _SafeRequestHandler(self, loop=self._loop, **self._kwargs)
-
-
-class SafeAppRunner(web.AppRunner):
-    """An AppRunner whose connections use :class:`_SafeRequestHandler`."""
-
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        # Same object and layout, only the protocol factory differs (aiohttp has no hook for it).
-        server.__class__ = _SafeServer
-        return server
+    The query does not count: it carries viewers' tokens, whose size the policies bound."""
+    limit = request.app[STATE].current.config.server.max_url_bytes
+    path = request.raw_path.partition("?")[0]
+    if len(path) > limit:
+        REQUESTS.info("path of %d bytes from %s refused (414)", len(path), clean(request.remote))
+        return http.error_response(414, f"URI too long: the path is over {limit} bytes")
+    return await handler(request)
 
 
 @web.middleware
@@ -124,10 +93,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except NotFoundError as e:
         return http.error_response(404, f"not found: {e}")
     except MediaError as e:
-        log.error("media error on %s: %s", request.path, e)
+        REQUESTS.error("media error on %s: %s", clean(request.path), e)
         return http.error_response(503, "source media unavailable")
     except Exception:
-        log.exception("internal error on %s", request.path)
+        REQUESTS.exception("internal error on %s", clean(request.path))
         return http.error_response(500, "internal error")
 
 
@@ -161,9 +130,19 @@ def _base(state: State, request: web.Request) -> str:
     return base_url.rstrip("/") + posixpath.dirname(request.path) + "/"
 
 
+def _route(request: web.Request) -> urls.Path | None:
+    routes = request.app[ROUTES]
+    route = routes.get(request.path)
+    if route is None:
+        route = urls.parse_path(request.path)  # raises UrlError (400): not cached
+        if route is not None:  # None (404) is not cached either
+            routes.put(request.path, route, cost=len(request.path) + ENTRY_OVERHEAD)
+    return route
+
+
 async def stream(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE].current
-    route = urls.parse_path(request.path)
+    route = _route(request)
     if route is None:
         raise NotFoundError("no such resource")
     asset = _asset(state, route.asset)
@@ -187,19 +166,18 @@ async def stream(request: web.Request) -> web.StreamResponse:
     private = query or asset.config.require_token
     manifest_cc = "private, no-store" if private else f"public, max-age={srv.manifest_max_age}"
     etag = http.make_etag(asset.version, request.path, srv.base_url or "", query)
-    text = None if query else state.manifests.get(request.path)
-    if text is None:
+    body = None if query else state.manifests.get(request.path)
+    if body is None:
         try:
-            text = _manifest(state, request, asset, route, key, query=query)
+            body = _manifest(state, request, asset, route, key, query=query).encode()
         except pipeline.UnsupportedError as e:
             return http.error_response(409, str(e))
         if not query:
-            if len(state.manifests) >= MANIFEST_CACHE_ENTRIES:
-                state.manifests.clear()
-            state.manifests[request.path] = text
+            cost = len(body) + len(request.path) + ENTRY_OVERHEAD
+            state.manifests.put(request.path, body, cost=cost)
     return http.entity_response(
         request,
-        text.encode(),
+        body,
         content_type=_MANIFEST_TYPES[protocol],
         etag=etag,
         cache_control=manifest_cc,
@@ -301,6 +279,11 @@ async def _fragment(
     )
 
 
+def _closing(resp: web.Response) -> web.Response:
+    resp.force_close()  # the rest of the body is still on the wire: the connection is spent
+    return resp
+
+
 async def key_service(request: web.Request) -> web.StreamResponse:
     """Key delivery: the 16 raw key bytes for ``?kid=``, when the key's policy allows it."""
     state = request.app[STATE].current
@@ -319,7 +302,18 @@ async def key_service(request: web.Request) -> web.StreamResponse:
         if not decision.allowed:
             return auth.refusal_response(decision)
     if request.method == "POST":
-        await request.read()  # AMS clients POST an empty body; drain whatever came
+        # AMS clients POST an empty body; drain whatever came, within the head's deadline.
+        try:
+            async with asyncio.timeout(state.config.server.header_timeout):
+                await request.read()
+        except TimeoutError:
+            REQUESTS.info("key request body from %s not sent in time", clean(request.remote))
+            return _closing(http.error_response(408, "request timeout: the body did not arrive"))
+        except (ConnectionResetError, HttpProcessingError):
+            # The client went away (or cut its body short): not a server error, and nothing
+            # can be sent on a closed connection; 400 if anything can still be.
+            REQUESTS.info("key request body from %s incomplete", clean(request.remote))
+            return _closing(http.error_response(400, "bad request: the body is incomplete"))
     return web.Response(
         body=key.key,
         content_type=http.CT_KEY,
@@ -337,9 +331,12 @@ async def health(request: web.Request) -> web.StreamResponse:
 
 def build_app(state: State) -> web.Application:
     cors = Cors(state.config.server.cors_origins, state.config.server.cors_max_age)
-    app = web.Application(middlewares=[cors.middleware, errors], client_max_size=64 * 1024)
+    app = web.Application(
+        middlewares=[cors.middleware, url_limit, errors], client_max_size=64 * 1024
+    )
     app[STATE] = Live(state)
     app[INFLIGHT] = {}
+    app[ROUTES] = ByteLRU(ROUTE_CACHE_BYTES)
     app.router.add_get("/healthz", health)
     app.router.add_get("/key", key_service)
     app.router.add_post("/key", key_service)

@@ -1,45 +1,61 @@
-"""A bounded LRU of clear segments, sized in bytes. Encrypted output is never cached."""
+"""Bounded LRUs sized in bytes: clear segments (encrypted output is never cached), manifests,
+parsed request paths. A cache that grows with what clients ask for must be bounded by what its
+entries weigh, keys included, not by how many there are."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Sized
+from typing import Generic, TypeVar, cast
+
+V = TypeVar("V")
+
+MANIFEST_CACHE_BYTES = 32 * 1024 * 1024  # manifests without a token, by request path
+ROUTE_CACHE_BYTES = 4 * 1024 * 1024  # parsed request paths
+# What an entry weighs beyond its key's and value's bytes: the OrderedDict node, the entry tuple,
+# the str header of the key and, for a parsed path, its dataclasses (measured with tracemalloc).
+ENTRY_OVERHEAD = 400
 
 
-class ByteLRU:
+class ByteLRU(Generic[V]):
+    """LRU of values weighing ``cost`` bytes each (default ``len(value)``); ``used`` never
+    exceeds ``capacity``."""
+
     def __init__(self, capacity_bytes: int) -> None:
         self.capacity = capacity_bytes
         self.used = 0
         self.hits = 0
         self.misses = 0
-        self._items: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._items: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
 
-    def get(self, key: Hashable) -> bytes | None:
-        value = self._items.get(key)
-        if value is None:
+    def get(self, key: Hashable) -> V | None:
+        item = self._items.get(key)
+        if item is None:
             self.misses += 1
             return None
         self._items.move_to_end(key)
         self.hits += 1
-        return value
+        return item[0]
 
-    def put(self, key: Hashable, value: bytes) -> None:
-        if len(value) > self.capacity:
+    def put(self, key: Hashable, value: V, cost: int | None = None) -> None:
+        size = len(cast(Sized, value)) if cost is None else cost
+        if size > self.capacity:
             return
         old = self._items.pop(key, None)
         if old is not None:
-            self.used -= len(old)
-        self._items[key] = value
-        self.used += len(value)
-        while self.used > self.capacity:
-            _, evicted = self._items.popitem(last=False)
-            self.used -= len(evicted)
+            self.used -= old[1]
+        self._items[key] = (value, size)
+        self.used += size
+        self._evict()
 
     def resize(self, capacity_bytes: int) -> None:
         self.capacity = capacity_bytes
+        self._evict()
+
+    def _evict(self) -> None:
         while self.used > self.capacity:
-            _, evicted = self._items.popitem(last=False)
-            self.used -= len(evicted)
+            _, (_, size) = self._items.popitem(last=False)
+            self.used -= size
 
     def __len__(self) -> int:
         return len(self._items)

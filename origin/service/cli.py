@@ -29,8 +29,10 @@ from aiohttp import web
 from origin.core import pipeline
 from origin.core.errors import MediaError
 from origin.core.urls import Protocol
-from origin.service.app import STATE, AccessLogger, SafeAppRunner, build_app
+from origin.service import logs
+from origin.service.app import STATE, AccessLogger, build_app
 from origin.service.config import Config, ConfigError, load_config
+from origin.service.connections import Limits, SafeAppRunner, raise_nofile_limit
 from origin.service.policy import sign_token
 from origin.service.proxy import PROXY
 from origin.service.reload import Reloader
@@ -187,15 +189,18 @@ async def _serve(
     state: State, sock: socket.socket, ready_message: str | None, ready: Any = None
 ) -> None:
     app = build_app(state)
-    access = state.config.server.access_log
+    srv = state.config.server
     runner = SafeAppRunner(
         app,
+        limits=Limits(header_timeout=srv.header_timeout, nofile=raise_nofile_limit()),
         access_log_class=AccessLogger,
-        access_log=logging.getLogger("origin.access") if access else None,
+        access_log=logging.getLogger("origin.access") if srv.access_log else None,
         handle_signals=False,
         # Above the 8 KiB token limit, so an oversized token gets the policy's 401 answer.
         max_field_size=MAX_HEADER_BYTES,
         max_line_size=MAX_HEADER_BYTES,
+        keepalive_timeout=srv.keepalive_timeout,
+        shutdown_timeout=srv.drain_timeout,
     )
     await runner.setup()
     site = web.SockSite(runner, sock)
@@ -217,6 +222,7 @@ async def _serve(
     finally:
         await runner.cleanup()
         app[STATE].current.close()
+        logs.flush_counts()
 
 
 def _run_loop(coro_factory: object) -> None:
@@ -281,8 +287,7 @@ def _tune_malloc() -> None:
 
 def _setup_logging() -> None:
     logging.basicConfig(
-        level=os.environ.get("ORIGIN_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
+        level=os.environ.get("ORIGIN_LOG_LEVEL", "INFO"), handlers=[logs.handler(sys.stderr)]
     )
 
 

@@ -52,6 +52,12 @@ class ServerConfig:
     segment_max_age: int = 31536000
     # Peers whose X-Forwarded-For is believed (ip restrictions); nobody's by default.
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    # Longest request path (bytes, as sent) answered with anything but 414. The query is not
+    # counted: it carries tokens (up to 8 KiB, refused by the policy beyond) and is never cached.
+    max_url_bytes: int = 4096
+    header_timeout: float = 10.0  # seconds to send a complete request head
+    keepalive_timeout: float = 30.0  # seconds an idle connection stays open between requests
+    drain_timeout: float = 15.0  # seconds SIGTERM waits for responses in flight
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +270,19 @@ def _server(c: _Checker, t: Any) -> ServerConfig:
         ints[name] = c.typed(t, name, "server", int, getattr(d, name))
         if ints[name] < 0:
             c.bad(f"server.{name}", "must be >= 0")
+    max_url_bytes = c.typed(t, "max_url_bytes", "server", int, d.max_url_bytes)
+    if max_url_bytes < 256:
+        c.bad("server.max_url_bytes", f"must be >= 256, got {max_url_bytes}")
+    seconds: dict[str, float] = {}
+    for name in ("header_timeout", "keepalive_timeout", "drain_timeout"):
+        value = float(c.typed(t, name, "server", float, getattr(d, name)))
+        # A drain of 0 closes every connection at once; a zero header/idle timeout serves nobody.
+        zero_ok = name == "drain_timeout"
+        if not (value >= 0 if zero_ok else value > 0) or not value <= 3600:
+            bound = ">= 0" if zero_ok else "> 0"
+            c.bad(f"server.{name}", f"must be {bound} and <= 3600 seconds, got {value}")
+            value = getattr(d, name)
+        seconds[name] = value
     return ServerConfig(
         host=host,
         port=port,
@@ -273,6 +292,10 @@ def _server(c: _Checker, t: Any) -> ServerConfig:
         cors_origins=tuple(o for o in origins if isinstance(o, str)),
         access_log=c.typed(t, "access_log", "server", bool, d.access_log),
         trusted_proxies=tuple(proxies),
+        max_url_bytes=max_url_bytes,
+        header_timeout=seconds["header_timeout"],
+        keepalive_timeout=seconds["keepalive_timeout"],
+        drain_timeout=seconds["drain_timeout"],
         **ints,
     )
 

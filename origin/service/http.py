@@ -76,7 +76,10 @@ def _etag_match(header: str, etag: str) -> bool:
 
 @functools.lru_cache(maxsize=1024)
 def http_date(ts: float) -> str:
-    """RFC 9110 date; cached because it is asked for the same few source mtimes every request."""
+    """RFC 9110 date; cached because it is asked for the same few source mtimes every request.
+
+    Bounded by count, which here bounds bytes: the keys are source files' mtimes (never request
+    data) and every entry is one float and one 29-character string."""
     return formatdate(ts, usegmt=True)
 
 

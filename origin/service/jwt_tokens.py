@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -210,7 +211,17 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # NaN / Infinity: an exp of Infinity never expires
 
 
-_JSON = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+def _finite_float(text: str) -> float:
+    # JSON has no infinity, but float("1e400") is one: an exp of 1e400 would never expire.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number")
+    return value
+
+
+_JSON = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates, parse_constant=_no_constant, parse_float=_finite_float
+)
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:

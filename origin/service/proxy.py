@@ -56,6 +56,7 @@ from multidict import MultiMapping
 from yarl import URL
 
 from origin.service import http
+from origin.service.logs import clean
 from origin.service.playlist_rewrite import (
     RewriteError,
     Rewriter,
@@ -554,10 +555,10 @@ async def manifest_proxy(request: web.Request) -> web.StreamResponse:
             raise ProxyError(502, f"upstream playlist refused: {e}") from None
         if rw.withheld:
             hosts = ", ".join(sorted(rw.withheld))
-            log.warning("manifest proxy: token withheld from hosts not listed: %s", hosts)
+            log.warning("manifest proxy: token withheld from hosts not listed: %s", clean(hosts))
     except ProxyError as e:
         level = logging.WARNING if e.status >= 500 else logging.INFO
-        log.log(level, "manifest proxy %d: %s", e.status, e.reason)
+        log.log(level, "manifest proxy %d: %s", e.status, clean(e.reason))
         return http.error_response(e.status, e.reason)
     return web.Response(
         body=body.encode(),

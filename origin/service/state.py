@@ -12,7 +12,7 @@ from origin.core.crypto import Aes128Cbc
 from origin.core.errors import MediaError
 from origin.core.pipeline import Presentation, prepare
 from origin.core.urls import Protocol
-from origin.service.cache import ByteLRU
+from origin.service.cache import MANIFEST_CACHE_BYTES, ByteLRU
 from origin.service.config import AssetConfig, Config
 from origin.service.policy import Policy
 from origin.service.storage import SourceFile, close_all, load_movie, open_source
@@ -59,8 +59,9 @@ class State:
     assets: dict[str, Asset]
     refused: dict[str, str]  # asset name → reason it did not load
     keys: dict[uuid.UUID, ContentKey]
-    segments: ByteLRU
-    manifests: dict[str, str] = field(default_factory=dict)
+    segments: ByteLRU[bytes]
+    # Encoded manifests by request path, bounded by bytes (paths are as many as clients invent).
+    manifests: ByteLRU[bytes] = field(default_factory=lambda: ByteLRU(MANIFEST_CACHE_BYTES))
 
     def close(self) -> None:
         for a in self.assets.values():
@@ -177,7 +178,7 @@ def build_state(config: Config, previous: State | None = None) -> State:
             keys[cfg.key_id] = ContentKey(cfg.key_id, cfg.key, Aes128Cbc(cfg.key), policy)
     # A reload runs this off the event loop while requests use the shared cache: the caller
     # resizes it (State.fit_cache) on the loop, after the swap.
-    cache = previous.segments if previous is not None else ByteLRU(_cache_bytes(config))
+    cache = previous.segments if previous is not None else ByteLRU[bytes](_cache_bytes(config))
     return State(config, assets, refused, keys, cache)
 
 

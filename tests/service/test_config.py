@@ -181,3 +181,34 @@ def test_a_missing_file_or_a_directory_refuses_its_asset_only(tmp_path: Path) ->
 def test_inputs_that_crashed_the_parser_are_config_errors(tmp_path: Path, text: str) -> None:
     with pytest.raises(ConfigError):
         load_config(_write(tmp_path, text))
+
+
+def test_connection_limits_have_defaults_and_are_read(tmp_path: Path) -> None:
+    default = load_config(_write(tmp_path, "")).server
+    assert (default.max_url_bytes, default.header_timeout) == (4096, 10.0)
+    assert (default.keepalive_timeout, default.drain_timeout) == (30.0, 15.0)
+    p = _write(
+        tmp_path,
+        "[server]\nmax_url_bytes = 9000\nheader_timeout = 2.5\n"
+        "keepalive_timeout = 5\ndrain_timeout = 0\n",
+    )
+    s = load_config(p).server
+    assert (s.max_url_bytes, s.header_timeout, s.keepalive_timeout, s.drain_timeout) == (
+        9000, 2.5, 5.0, 0.0,
+    )  # fmt: skip
+
+
+def test_bad_connection_limits_are_each_reported(tmp_path: Path) -> None:
+    p = _write(
+        tmp_path,
+        "[server]\nmax_url_bytes = 10\nheader_timeout = 0\nkeepalive_timeout = -1\n"
+        'drain_timeout = "soon"\n',
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    text = str(e.value)
+    assert "server.max_url_bytes: must be >= 256, got 10" in text
+    assert "server.header_timeout: must be > 0 and <= 3600 seconds, got 0.0" in text
+    assert "server.keepalive_timeout: must be > 0 and <= 3600 seconds, got -1.0" in text
+    assert "server.drain_timeout: must be float, got str" in text
+    assert len(e.value.problems) == 4
