@@ -24,7 +24,7 @@ from origin.service.cors import Cors
 from origin.service.logs import REQUESTS, clean
 from origin.service.proxy import setup_proxy
 from origin.service.state import Asset, ContentKey, State
-from origin.service.storage import read_spans
+from origin.service.storage import SourceUnavailable, read_spans
 
 
 class Live:
@@ -94,7 +94,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return http.error_response(404, f"not found: {e}")
     except MediaError as e:
         REQUESTS.error("media error on %s: %s", clean(request.path), e)
-        return http.error_response(503, "source media unavailable")
+        reason = f": {e.public}" if isinstance(e, SourceUnavailable) else ""
+        return http.error_response(503, f"source media unavailable{reason}")
     except Exception:
         REQUESTS.exception("internal error on %s", clean(request.path))
         return http.error_response(500, "internal error")

@@ -73,22 +73,41 @@ def load_movie(src: SourceFile) -> Movie:
         raise MediaError(f"{src.path}: {e}") from None
 
 
+class SourceUnavailable(MediaError):
+    """A loaded asset's file can no longer serve what its index says (HTTP 503).
+
+    ``public`` is the reason for the client: it names no path, the log line has the file.
+    """
+
+    def __init__(self, detail: str, public: str) -> None:
+        super().__init__(detail)
+        self.public = public
+
+
+_CHANGED = "a source file changed on disk since the asset was loaded (a config reload picks it up)"
+
+
 def _read_spans(files: Sequence[SourceFile], spans: Sequence[Span]) -> list[bytes]:
     out = []
     try:
         # A file written to in place would otherwise serve bytes its index does not describe.
         for i in sorted({s.file for s in spans}):
             if files[i].changed():
-                raise MediaError(f"{files[i].path.name}: changed on disk since it was loaded")
+                raise SourceUnavailable(
+                    f"{files[i].path.name}: changed on disk since it was loaded", _CHANGED
+                )
         for s in spans:
             data = files[s.file].read(s.offset, s.size)
             if len(data) != s.size:
-                raise MediaError(
-                    f"{files[s.file].path.name}: shorter than its index (changed on disk?)"
+                raise SourceUnavailable(
+                    f"{files[s.file].path.name}: shorter than its index (changed on disk?)",
+                    _CHANGED,
                 )
             out.append(data)
     except OSError as e:  # a failing disk or a vanished mount: the source is unavailable
-        raise MediaError(f"cannot read source media: {e.strerror or e}") from None
+        raise SourceUnavailable(
+            f"cannot read source media: {e.strerror or e}", "a source file cannot be read"
+        ) from None
     return out
 
 

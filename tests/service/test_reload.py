@@ -201,7 +201,8 @@ def test_a_source_rewritten_in_place_answers_503_until_sighup_reloads_it(tmp_pat
             f.write(SOURCE_BYTES["360p"])
         r = s.request(url)
         assert r.status == 503, r.body
-        assert "changed on disk" in "".join(s.output)
+        assert b"changed on disk" in r.body and str(tmp_path).encode() not in r.body
+        assert wait_for(lambda: "changed on disk" in "".join(s.output))
         s.proc.send_signal(signal.SIGHUP)
         assert wait_for(lambda: s.request("/a.ism/manifest").body.decode() != manifest)
         assert video_sources_of(s, "a") == {"360p"}
@@ -210,7 +211,8 @@ def test_a_source_rewritten_in_place_answers_503_until_sighup_reloads_it(tmp_pat
         manifest = s.request("/a.ism/manifest").body.decode()
         level = next(lv for lv in read_levels(manifest) if lv.stream_type == "video")
         last = read_chunks(manifest, "video")[-1][0]
-        assert s.request("/a.ism/" + level.fragment_url(last)).status == 503
+        r = s.request("/a.ism/" + level.fragment_url(last))
+        assert r.status == 503 and b"changed on disk" in r.body, r.body
 
 
 # --- the reloader in process ---------------------------------------------------------------------
