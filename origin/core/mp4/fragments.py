@@ -40,6 +40,7 @@ _SAMPLE_CTO = 0x000800
 # sample_is_non_sync_sample, or sample_depends_on == 1 (depends on others): not a keyframe.
 # ffmpeg's mov demuxer tests the same two bits.
 _NOT_SYNC = 0x00010000 | 0x01000000
+_I64_MAX = 2**63 - 1  # decode time columns are signed 64-bit
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,8 @@ class Fragments:
         for tid, cols in self._tracks.items():
             rebase = -cols.dts[0] if len(cols.dts) and cols.dts[0] < 0 else 0
             if rebase:
+                if cols.next_dts + rebase > _I64_MAX:
+                    raise MediaError(f"track {tid}: fragment decode times span beyond 2^63")
                 cols.dts = array("q", map(add, cols.dts, repeat(rebase)))
             out[tid] = (cols.index(), rebase)
         return out
@@ -240,6 +243,8 @@ class Fragments:
             return start, end
 
         durations = columns.get(_SAMPLE_DURATION) or array("I", [default_duration]) * n
+        if start + sum(durations) > _I64_MAX:
+            raise MediaError(f"{where}: decode times pass 2^63 (tfdt {start})")
         dts = array("q", accumulate(durations, initial=start))
         next_dts = dts.pop()
         ctos = columns.get(_SAMPLE_CTO)
