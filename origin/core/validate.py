@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from fractions import Fraction
 from itertools import islice, pairwise
-from operator import add, sub
+from operator import sub
 
 from origin.core.errors import MediaError
 from origin.core.mux import adts, mpegts
@@ -99,10 +99,10 @@ def check_track(track: Track, where: str) -> None:
                 f"{where}: composition offsets span {_seconds(hi_cto - lo_cto, ts)}, beyond "
                 f"32 bits at timescale {SMOOTH_TIMESCALE}"
             )
-        pts = list(map(add, s.dts, s.cto)) if lo_cto or hi_cto else s.dts
-        lo_pts, hi_pts = min(pts), max(pts)
-        first_pts = min(lo_pts, s.dts[0]) + shift
-        last_pts = max(hi_pts, s.dts[-1]) + shift
+        # Decode times increase, so these bound every presentation and decode time (within a
+        # composition offset, which is all the margin the TS limits below need).
+        first_pts = s.dts[0] + min(lo_cto, 0) + shift
+        last_pts = s.dts[-1] + max(hi_cto, 0) + shift
         _check_display(track, where)
     # MPEG-TS: 33-bit 90 kHz timestamps, offset by PTS_OFFSET so that early ones stay positive.
     if _at(-first_pts, ts, TS_CLOCK) > mpegts.PTS_OFFSET:

@@ -223,11 +223,18 @@ class Fragments:
         fields = [
             f for f in (_SAMPLE_DURATION, _SAMPLE_SIZE, _SAMPLE_FLAGS, _SAMPLE_CTO) if flags & f
         ]
-        if not fields and n > self._file_size:  # nothing bounds n by the box size: sanity check
+        default_duration, default_size, default_flags = defaults
+        # Nothing bounds n by the box size without per-sample fields: check it against the file
+        # before allocating columns for it.
+        if not fields and n > self._file_size:
             raise MediaError(f"{where}: trun declares {n} samples")
+        if _SAMPLE_SIZE not in fields and n * default_size > self._file_size:
+            raise MediaError(
+                f"truncated file: {where} declares {n} samples of {default_size} bytes, more "
+                f"than the {self._file_size}-byte file holds"
+            )
         words = r.table("I", n * len(fields), 4)
         columns = {f: words[k :: len(fields)] for k, f in enumerate(fields)}
-        default_duration, default_size, default_flags = defaults
 
         sizes = columns.get(_SAMPLE_SIZE) or array("I", [default_size]) * n
         if data < 0:
