@@ -39,6 +39,7 @@ from origin.core.manifest import hls
 from origin.core.mp4 import parse_bytes
 from origin.core.urls import Format, Options
 from tests.media import FFMPEG
+from tests.mp4_build import rewrite_moov, to_co64, to_stz2
 
 TARGET = Fraction(2)  # segment duration: several segments per short input
 
@@ -220,11 +221,45 @@ def mutate(data: bytes, seed: int) -> tuple[bytes, list[str]]:
         by_type.setdefault(b.type, []).append(b)
     types = sorted(by_type)
     done = []
-    for _ in range(rng.choice((1, 1, 1, 2, 3))):
+    resize = rng.random() < 0.2
+    for _ in range(rng.choice((1, 1, 1, 2, 3)) - resize):
         box = rng.choice(by_type[rng.choice(types)])
         fn = rng.choices(_FNS, _WEIGHTS)[0]
         done.append(fn(rng, buf, box))
+    if resize:  # last: it moves every byte after the box
+        box = rng.choice(by_type[rng.choice(types)])
+        buf, what = _resize(rng, buf, box, boxes)
+        done.append(what)
     return bytes(buf), done
+
+
+def _resize(
+    rng: random.Random, buf: bytearray, box: Box, boxes: Sequence[Box]
+) -> tuple[bytearray, str]:
+    """Cut or insert bytes inside ``box`` and fix its and its ancestors' sizes, so the tree
+    stays well-formed while the box's own fields run short or gain a tail. In a moov-last file
+    the sample data does not move."""
+    delta = rng.choice((-1, -2, -4, -8, -12, -16, -24, 1, 4, 8, 16))
+    payload = box.size - box.header
+    if delta < 0 and payload < -delta:
+        return buf, "noop"
+    # Where: the payload's end (a short box), or inside it (a field or table entry missing).
+    end = box.end if rng.random() < 0.6 else box.payload + rng.randrange(0, payload + 1)
+    if delta < 0:
+        at = max(box.payload, end + delta)
+        del buf[at : at - delta]
+    else:
+        at = end
+        buf[at:at] = bytes(delta) if rng.random() < 0.5 else rng.randbytes(delta)
+    for b in (box, *(a for a in boxes if a.offset < box.offset and box.end <= a.end)):
+        if b.header == 16:
+            struct.pack_into(">Q", buf, b.offset + 8, b.size + delta)
+        else:
+            struct.pack_into(">I", buf, b.offset, b.size + delta)
+    return (
+        buf,
+        f"{'cut' if delta < 0 else 'insert'} {abs(delta)} bytes at {at - box.offset} of {box.type}",
+    )
 
 
 # --------------------------------------------------------------------------- the oracle
@@ -318,13 +353,15 @@ SAMPLE_DIR = Path(origin.__file__).parent / "sample"
 
 
 def make_inputs(cache: Path, *, seconds: float | None = 4.0) -> list[tuple[str, bytes]]:
-    """The shipped sample's smallest rendition, progressive, fragmented (CMAF-style) and .ismv,
-    cut to ``seconds`` so hundreds of mutants build in seconds; made once into ``cache``."""
+    """The shipped sample's smallest rendition, progressive (moov first and last, and with
+    co64/stz2 tables), fragmented (CMAF-style) and .ismv, cut to ``seconds`` so hundreds of
+    mutants build in seconds; made once into ``cache``."""
     cache.mkdir(parents=True, exist_ok=True)
     source = SAMPLE_DIR / "sample_240p.mp4"
     cut = ("-t", str(seconds)) if seconds else ()
     variants = {
         "progressive.mp4": ("-movflags", "+faststart"),
+        "moov-last.mp4": (),  # resizing a box inside moov moves no sample data
         "fragmented.mp4": ("-movflags", "frag_keyframe+empty_moov+default_base_moof"),
         "smooth.ismv": ("-f", "ismv"),
     }
@@ -340,6 +377,9 @@ def make_inputs(cache: Path, *, seconds: float | None = 4.0) -> list[tuple[str, 
             )  # fmt: skip
             tmp.replace(path)
         out.append((name, path.read_bytes()))
+    # The other table forms, rewritten from the moov-last copy: co64 chunk offsets, stz2 sizes.
+    wide = rewrite_moov(rewrite_moov(dict(out)["moov-last.mp4"], to_co64(0)), to_stz2)
+    out.append(("co64-stz2.mp4", wide))
     return out
 
 
