@@ -20,7 +20,7 @@ from operator import sub
 from origin.core.errors import MediaError
 from origin.core.mux import adts, mpegts
 from origin.core.mux.fmp4 import SMOOTH_TIMESCALE
-from origin.core.track import Kind, Track
+from origin.core.track import AacConfig, Kind, Track
 from origin.core.urls import URL_TIMESCALE
 
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
@@ -74,7 +74,8 @@ def check_track(track: Track, where: str) -> None:
     lo_cto, hi_cto = min(s.cto), max(s.cto)
     if track.kind is Kind.AUDIO:
         try:
-            adts.header_prefix(track.codec)  # type: ignore[arg-type]
+            if isinstance(track.codec, AacConfig):  # what MPEG-TS can frame as ADTS
+                adts.header_prefix(track.codec)
         except MediaError as e:
             raise MediaError(f"{where}: {e}") from None
         if lo_cto or hi_cto:

@@ -99,6 +99,14 @@ def test_audio_access_unit_beyond_adts_and_pes_header_is_refused(
     refused(data, "more than ADTS")
 
 
+def test_chunk_offset_beyond_the_file_is_refused_before_overflowing(
+    fuzz_inputs: dict[str, bytes],
+) -> None:
+    # co64: version/flags, count, then 64-bit offsets; adding sizes to 2^64-1 overflowed.
+    data = patch(fuzz_inputs["co64-stz2.mp4"], "co64", 0, 8, ">Q", 2**64 - 1)
+    refused(data, "track 1: a chunk lies beyond the end of the file")
+
+
 def test_track_id_zero_is_refused(fuzz_inputs: dict[str, bytes]) -> None:
     # tkhd v0: version/flags, creation, modification, then track_ID.
     data = patch(fuzz_inputs["progressive.mp4"], "tkhd", VIDEO, 12, ">I", 0)

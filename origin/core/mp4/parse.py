@@ -473,6 +473,8 @@ def _sample_index(buf: bytes, stbl: BoxHeader, file_size: int, track_id: int) ->
         chunks = _chunk_offsets(buf, boxes["co64"], "Q", 8)
     else:
         raise MediaError(f"{where} has no stco or co64")
+    if chunks and max(chunks) > file_size:  # before adding sizes to them (64-bit columns)
+        raise MediaError(f"{where}: a chunk lies beyond the end of the file (truncated?)")
     offset = _offsets(buf, _require(boxes, "stsc", where), chunks, size, where)
     if n and max(map(add, offset, size)) > file_size:
         raise MediaError(f"{where}: sample data lies beyond the end of the file (truncated?)")
