@@ -27,6 +27,7 @@ def main() -> int:
     ap.add_argument("--replay", type=int, metavar="SEED", help="run one mutant, show it")
     ap.add_argument("--seconds", type=float, default=5.0, help="time bound per mutant")
     ap.add_argument("--show", type=int, default=5, help="findings printed in full")
+    ap.add_argument("--reasons", type=int, default=40, help="refusal reasons listed")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "origin-fuzz")
     args = ap.parse_args()
     inputs = fuzzing.make_inputs(args.cache)
@@ -56,8 +57,12 @@ def main() -> int:
     took = time.monotonic() - start
     print(f"mutants run:        {r.mutants} (seeds {seeds.start}..{seeds.stop - 1}, {took:.0f} s)")
     print(f"refused at load:    {r.refusals}")
-    for reason, n in r.refused.most_common():
+    reasons = r.refused.most_common()
+    for reason, n in reasons[: args.reasons]:
         print(f"  {n:7d}  {reason}")
+    if len(reasons) > args.reasons:
+        rest = sum(n for _, n in reasons[args.reasons :])
+        print(f"  {rest:7d}  ({len(reasons) - args.reasons} other reasons; --reasons N lists more)")
     print(f"fully built:        {r.built} ({r.outputs} outputs)")
     print(f"findings:           {len(r.findings)}")
     classes = Counter(fuzzing.finding_class(f[3]) for f in r.findings)
