@@ -64,6 +64,7 @@ def main() -> int:
         rest = sum(n for _, n in reasons[args.reasons :])
         print(f"  {rest:7d}  ({len(reasons) - args.reasons} other reasons; --reasons N lists more)")
     print(f"fully built:        {r.built} ({r.outputs} outputs)")
+    print(f"slowest mutant:     {r.slowest[0] * 1000:.0f} ms (seed {r.slowest[1]})")
     print(f"findings:           {len(r.findings)}")
     classes = Counter(fuzzing.finding_class(f[3]) for f in r.findings)
     for cls, n in classes.most_common():

@@ -24,6 +24,7 @@ import resource
 import signal
 import struct
 import subprocess
+import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -353,9 +354,9 @@ SAMPLE_DIR = Path(origin.__file__).parent / "sample"
 
 
 def make_inputs(cache: Path, *, seconds: float | None = 4.0) -> list[tuple[str, bytes]]:
-    """The shipped sample's smallest rendition, progressive (moov first and last, and with
-    co64/stz2 tables), fragmented (CMAF-style) and .ismv, cut to ``seconds`` so hundreds of
-    mutants build in seconds; made once into ``cache``."""
+    """The shipped sample's smallest rendition, progressive (moov first and last, with
+    co64/stz2 tables, audio only), fragmented (CMAF-style) and .ismv, cut to ``seconds`` so
+    hundreds of mutants build in seconds; made once into ``cache``."""
     cache.mkdir(parents=True, exist_ok=True)
     source = SAMPLE_DIR / "sample_240p.mp4"
     cut = ("-t", str(seconds)) if seconds else ()
@@ -364,6 +365,7 @@ def make_inputs(cache: Path, *, seconds: float | None = 4.0) -> list[tuple[str, 
         "moov-last.mp4": (),  # resizing a box inside moov moves no sample data
         "fragmented.mp4": ("-movflags", "frag_keyframe+empty_moov+default_base_moof"),
         "smooth.ismv": ("-f", "ismv"),
+        "audio-only.mp4": ("-vn", "-movflags", "+faststart"),  # cut without a video to follow
     }
     out = []
     for name, args in variants.items():
@@ -401,6 +403,7 @@ class Report:
     built: int = 0
     outputs: int = 0
     findings: list[tuple[int, str, list[str], str]] = field(default_factory=list)
+    slowest: tuple[float, int] = (0.0, -1)  # seconds, seed
 
     @property
     def refusals(self) -> int:
@@ -462,7 +465,9 @@ def run(
     with MemoryBound():
         for seed in seeds:
             name, files, done = mutant(inputs, seed)
+            start = time.perf_counter()
             out = check(files, seconds=seconds)
+            report.slowest = max(report.slowest, (time.perf_counter() - start, seed))
             report.mutants += 1
             if out.kind == "refused":
                 report.refused[reason_class(out.detail)] += 1
