@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fuzzing import make_inputs
 from tests.media import make_mp4
 
 
@@ -21,3 +22,9 @@ def bframes_mp4(media_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def moov_at_end_mp4(media_dir: Path) -> Path:
     return make_mp4(media_dir / "moov_end.mp4", faststart=False)
+
+
+@pytest.fixture(scope="session")
+def fuzz_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """The shipped sample cut to 4 s: progressive, fragmented and .ismv (tests/fuzzing.py)."""
+    return dict(make_inputs(tmp_path_factory.mktemp("fuzz")))

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import itertools
 import math
+import struct
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from origin.core import urls
+from origin.core import urls, validate
 from origin.core.crypto import padded_size
-from origin.core.errors import MediaError, NotFoundError
+from origin.core.errors import MediaError, NotFoundError, describe
 from origin.core.manifest import dash, hls, smooth
 from origin.core.mux import Run, fmp4, mpegts
-from origin.core.segmenter import Segmentation, cut_at, cut_audio, cut_video
+from origin.core.segmenter import Segmentation, cut_at, cut_audio, cut_video, without_empty
 from origin.core.track import AacConfig, AvcConfig, Kind, Movie, Track
 from origin.core.urls import Format, Options
 
@@ -125,26 +126,56 @@ def _unique_ids(bitrates: Sequence[int]) -> list[int]:
     return out
 
 
-def prepare(name: str, movies: Sequence[Movie], target: Fraction) -> Presentation:
-    """Index an asset: every video track is a rendition; the first audio track is the audio."""
+def prepare(
+    name: str, movies: Sequence[Movie], target: Fraction, *, names: Sequence[str] = ()
+) -> Presentation:
+    """Index an asset: every video track is a rendition; the first audio track is the audio.
+
+    Everything the writers will rely on is checked here (:mod:`origin.core.validate`): an asset
+    that prepares builds every manifest and segment. ``names`` (the files, for messages)
+    default to "file N".
+    """
+    try:
+        return _prepare(name, movies, target, names)
+    except MediaError:
+        raise
+    except (ArithmeticError, LookupError, ValueError, struct.error) as e:
+        # A validation is missing: still refuse this asset only, with what went wrong.
+        raise MediaError(f"cannot index the asset: {describe(e)}") from e
+
+
+def _prepare(
+    name: str, movies: Sequence[Movie], target: Fraction, names: Sequence[str]
+) -> Presentation:
+    def where(i: int) -> str:
+        return f"{names[i] if i < len(names) else f'file {i + 1}'}: "
+
     videos = [(i, t) for i, m in enumerate(movies) for t in m.video()]
     audios = [(i, t) for i, m in enumerate(movies) for t in m.audio()]
     if not videos and not audios:
         raise MediaError("no H.264 video or AAC audio track in any file")
+    for i, t in [*videos, *audios[:1]]:
+        validate.check_track(t, where(i))
     videos.sort(key=lambda it: it[1].bitrate())
     ids = _unique_ids([t.bitrate() for _, t in videos])
     video = tuple(
         _with_times(Rendition(rid, i, t, cut_video(t, target)))
         for rid, (i, t) in zip(ids, videos, strict=True)
     )
+    for r in video:
+        validate.check_times(r.times, f"{where(r.file)}track {r.track.track_id}")
     audio: Rendition | None = None
     muxed: dict[int, Segmentation] = {}
     if audios:
         ai, at = audios[0]
         aseg = cut_at(at, video[0].seg) if video else cut_audio(at, target)
-        audio = _with_times(Rendition(max(at.bitrate(), 1), ai, at, aseg))
         for r in video:
             muxed[r.id] = aseg if r.seg.times == video[0].seg.times else cut_at(at, r.seg)
+        # Served alone (CMAF, DASH, Smooth, the TS audio-only variant) every segment needs a
+        # sample; muxed into TS video segments the audio may be absent from some.
+        alone = without_empty(aseg, len(at.samples))
+        audio = _with_times(Rendition(max(at.bitrate(), 1), ai, at, alone))
+        validate.check_times(audio.times, f"{where(ai)}track {at.track_id}")
     pres = Presentation(name, target, video, audio, muxed, {}, {})
     return Presentation(
         name, target, video, audio, muxed, _ts_bandwidths(pres), _cmaf_bandwidths(pres)

@@ -143,3 +143,21 @@ def cut_audio(track: Track, target: Fraction) -> Segmentation:
             starts.append(i)
         m += 1
     return _finish(track, starts, target)
+
+
+def without_empty(seg: Segmentation, samples: int) -> Segmentation:
+    """``seg`` without its empty segments, for a track served on its own (a fragment needs a
+    sample): an empty one at the end (audio shorter than video) is dropped, one in the middle
+    (a gap in the audio) joins the segment before it. Muxed into MPEG-TS video segments, audio
+    keeps the video's segmentation, empty segments included."""
+    keep = [k for k in range(len(seg)) if seg.starts[k] < seg.starts[k + 1]]
+    if len(keep) == len(seg):
+        return seg
+    if not keep:
+        raise ValueError("a segmentation of a track with samples has a non-empty segment")
+    keep[0] = 0  # samples before the first kept start (none) would be orphaned otherwise
+    starts = array("I", [seg.starts[k] for k in keep])
+    starts.append(samples)
+    times = array("q", [seg.times[k] for k in keep])
+    times.append(seg.times[-1])
+    return Segmentation(seg.timescale, starts, times)

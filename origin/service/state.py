@@ -93,7 +93,7 @@ def load_asset(cfg: AssetConfig) -> Asset:
             except OSError as e:
                 raise MediaError(f"{path}: cannot open: {e.strerror or e}") from None
         movies = [load_movie(f) for f in files]
-        pres = prepare(cfg.name, movies, cfg.segment_duration)
+        pres = prepare(cfg.name, movies, cfg.segment_duration, names=[str(p) for p in cfg.files])
     except BaseException:
         close_all(files)
         raise

@@ -267,14 +267,24 @@ def test_aud_already_in_the_sample_is_dropped() -> None:
 
 
 @pytest.mark.parametrize(
-    "sample",
-    [b"\x00\x00\x00\x10\x65abc", b"\x00\x00\x00", b"\x00\x00\x00\x02\x65a\x00\x00"],
+    ("sample", "carried"),
+    [
+        (b"\x00\x00\x00\x10\x65abc", [b"\x65abc"]),
+        (b"\x00\x00\x00", []),
+        (b"\x00\x00\x00\x02\x65a\x00\x00", [b"\x65a"]),
+    ],
     ids=["overrun", "short-prefix", "truncated-second-prefix"],
 )
-def test_malformed_length_prefix_raises_media_error(sample: bytes) -> None:
+def test_damaged_length_prefixes_are_passed_on_not_fatal(
+    sample: bytes, carried: list[bytes]
+) -> None:
+    """Damaged payload (which loading cannot see) must not fail the request of a loaded asset:
+    a NAL that overruns is cut at the sample's end, a stray tail is dropped."""
     v, _ = avc_track(1)
-    with pytest.raises(MediaError):
-        mux_segment(Run(v, 0, 1, [sample]), None, sequence=0)
+    ts = mux_segment(Run(v, 0, 1, [sample]), None, sequence=0)
+    (pes,) = parse_pes_list(parse_packets(ts), VIDEO_PID)
+    nals = [n for n in annexb_nals(pes.payload) if n[0] & 0x1F not in (7, 8, 9)]
+    assert nals == carried
 
 
 def test_wrong_codec_or_no_track_is_refused(av: AV) -> None:

@@ -1,9 +1,10 @@
+from array import array
 from fractions import Fraction
 
 import pytest
 
 from origin.core.errors import MediaError
-from origin.core.segmenter import cut_at, cut_audio, cut_video
+from origin.core.segmenter import Segmentation, cut_at, cut_audio, cut_video, without_empty
 from tests.core.tracks import audio_track, video_track
 
 # 25 fps at timescale 12800 (512 ticks a frame); keyframe every 2 s = 50 frames.
@@ -71,3 +72,14 @@ def test_audio_only_assets_are_cut_by_time() -> None:
     assert len(seg) == 3
     assert abs(seg.duration(0) - 4) < Fraction(1024, 48000)
     assert seg.starts[-1] == 469
+
+
+def test_empty_segments_of_a_track_served_alone_are_dropped_or_joined() -> None:
+    # Segment 1 is empty (a gap in the audio), segment 4 too (the audio ends early).
+    seg = Segmentation(
+        1000, array("I", [0, 5, 5, 9, 12, 12]), array("q", [0, 40, 40, 90, 120, 120])
+    )
+    alone = without_empty(seg, 12)
+    assert list(alone.starts) == [0, 5, 9, 12]
+    assert list(alone.times) == [0, 40, 90, 120]
+    assert without_empty(alone, 12) is alone

@@ -40,6 +40,7 @@ _SAMPLE_CTO = 0x000800
 # sample_is_non_sync_sample, or sample_depends_on == 1 (depends on others): not a keyframe.
 # ffmpeg's mov demuxer tests the same two bits.
 _NOT_SYNC = 0x00010000 | 0x01000000
+_I64_MAX = 2**63 - 1  # decode time columns are signed 64-bit
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,8 @@ class Fragments:
         for tid, cols in self._tracks.items():
             rebase = -cols.dts[0] if len(cols.dts) and cols.dts[0] < 0 else 0
             if rebase:
+                if cols.next_dts + rebase > _I64_MAX:
+                    raise MediaError(f"track {tid}: fragment decode times span beyond 2^63")
                 cols.dts = array("q", map(add, cols.dts, repeat(rebase)))
             out[tid] = (cols.index(), rebase)
         return out
@@ -220,11 +223,18 @@ class Fragments:
         fields = [
             f for f in (_SAMPLE_DURATION, _SAMPLE_SIZE, _SAMPLE_FLAGS, _SAMPLE_CTO) if flags & f
         ]
-        if not fields and n > self._file_size:  # nothing bounds n by the box size: sanity check
+        default_duration, default_size, default_flags = defaults
+        # Nothing bounds n by the box size without per-sample fields: check it against the file
+        # before allocating columns for it.
+        if not fields and n > self._file_size:
             raise MediaError(f"{where}: trun declares {n} samples")
+        if _SAMPLE_SIZE not in fields and n * default_size > self._file_size:
+            raise MediaError(
+                f"truncated file: {where} declares {n} samples of {default_size} bytes, more "
+                f"than the {self._file_size}-byte file holds"
+            )
         words = r.table("I", n * len(fields), 4)
         columns = {f: words[k :: len(fields)] for k, f in enumerate(fields)}
-        default_duration, default_size, default_flags = defaults
 
         sizes = columns.get(_SAMPLE_SIZE) or array("I", [default_size]) * n
         if data < 0:
@@ -240,6 +250,8 @@ class Fragments:
             return start, end
 
         durations = columns.get(_SAMPLE_DURATION) or array("I", [default_duration]) * n
+        if start + sum(durations) > _I64_MAX:
+            raise MediaError(f"{where}: decode times pass 2^63 (tfdt {start})")
         dts = array("q", accumulate(durations, initial=start))
         next_dts = dts.pop()
         ctos = columns.get(_SAMPLE_CTO)

@@ -12,6 +12,7 @@ Sample tables are expanded into columns with C-level iteration (``array`` from b
 
 from __future__ import annotations
 
+import struct
 from array import array
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
@@ -20,7 +21,7 @@ from itertools import accumulate, chain, islice, repeat
 from operator import add, lt, sub
 from typing import NamedTuple, TypeVar
 
-from origin.core.errors import MediaError
+from origin.core.errors import MediaError, describe
 from origin.core.index import SampleIndex, make_index
 from origin.core.mp4.boxes import (
     HEADER_MAX,
@@ -122,22 +123,22 @@ def parse_movie(file_size: int) -> Generator[Need, bytes, Movie]:
             raise MediaError(f"corrupt file: no box header at offset {pos}")
         box = read_header(head, 0, avail)
         if box.size > avail:
-            partial = ""
+            tail = ""
             if frags is not None:  # a fragmented file cut short is most likely still being written
                 moof_at = pos if box.type == "moof" or last_moof < 0 else last_moof
-                partial = (
+                tail = (
                     f": the last fragment (moof at offset {moof_at}) is incomplete, perhaps the "
                     "file is still being written"
                 )
             raise MediaError(
                 f"truncated file: box '{box.type}' at offset {pos} needs {box.size} bytes, "
-                f"{avail} remain{partial}"
+                f"{avail} remain{tail}"
             )
         if box.type == "moov":
             if moov is not None:
                 raise MediaError("more than one moov box")
             data = yield from cache.fetch(pos, box.size)
-            moov = _parse_moov(data, file_size)
+            moov = _guarded(partial(_parse_moov, data, file_size), "moov", pos)
             if moov.trex is not None:
                 frags = Fragments(moov.trex, moov.fragment_tracks(), file_size)
                 ahead = _FIRST_AHEAD
@@ -147,7 +148,7 @@ def parse_movie(file_size: int) -> Generator[Need, bytes, Movie]:
                 where = "before the moov" if moov is None else "but the moov has no mvex"
                 raise MediaError(f"moof box at offset {pos} {where}")
             data = yield from cache.fetch(pos, box.size, HEADER_MAX)
-            frags.add_moof(data, pos)
+            _guarded(partial(frags.add_moof, data, pos), "moof", pos)
             last_moof = pos
         elif box.type == "mdat" and frags is not None:
             meta = pos + box.header_size - meta_start
@@ -156,7 +157,19 @@ def parse_movie(file_size: int) -> Generator[Need, bytes, Movie]:
         pos += box.size
     if moov is None:
         raise MediaError("no moov box: not an MP4 file, or its index is missing")
-    return moov.movie(frags)
+    return _guarded(partial(moov.movie, frags), "moov", 0)
+
+
+def _guarded(parse: Callable[[], T], box: str, offset: int) -> T:
+    """``parse()``, with an unexpected exception on malformed data turned into a refusal of
+    this file (the box and the error named), so it can never escape the loading of one asset.
+    The checks in the parser raise MediaError themselves; this is the net under them."""
+    try:
+        return parse()
+    except MediaError:
+        raise
+    except (ArithmeticError, LookupError, ValueError, struct.error) as e:
+        raise MediaError(f"corrupt box '{box}' at offset {offset}: {describe(e)}") from e
 
 
 # A fragmented file's first fragment: what styp + sidx + moof usually fit in.
@@ -460,6 +473,8 @@ def _sample_index(buf: bytes, stbl: BoxHeader, file_size: int, track_id: int) ->
         chunks = _chunk_offsets(buf, boxes["co64"], "Q", 8)
     else:
         raise MediaError(f"{where} has no stco or co64")
+    if chunks and max(chunks) > file_size:  # before adding sizes to them (64-bit columns)
+        raise MediaError(f"{where}: a chunk lies beyond the end of the file (truncated?)")
     offset = _offsets(buf, _require(boxes, "stsc", where), chunks, size, where)
     if n and max(map(add, offset, size)) > file_size:
         raise MediaError(f"{where}: sample data lies beyond the end of the file (truncated?)")

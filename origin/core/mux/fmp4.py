@@ -617,16 +617,16 @@ def _tfxd(time: int, duration: int) -> bytes:
 
 
 def _four_byte_nal_lengths(sample: bytes | memoryview, size: int) -> bytes:
-    """Re-prefix the NAL units of one AVC sample with 4-byte lengths."""
+    """Re-prefix the NAL units of one AVC sample with 4-byte lengths; damaged lengths are
+    passed on as in MPEG-TS (``mpegts._annexb``): a stray tail dropped, an overrun cut."""
     out: list[bytes | memoryview] = []
     pos, end = 0, len(sample)
     while pos < end:
-        if pos + size > end:
-            raise ValueError("AVC sample ends inside a NAL unit length")
+        if pos + size >= end:
+            break
         n = int.from_bytes(sample[pos : pos + size], "big")
         pos += size
-        if pos + n > end:
-            raise ValueError("AVC NAL unit runs past the end of its sample")
+        n = min(n, end - pos)
         out += (n.to_bytes(4, "big"), sample[pos : pos + n])
         pos += n
     return b"".join(out)

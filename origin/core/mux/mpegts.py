@@ -255,18 +255,22 @@ def _video_units(span: Span, data: Sequence[bytes | memoryview] | None) -> list[
 def _annexb(
     sample: bytes | memoryview, nls: int, parts: list[bytes | bytearray | memoryview]
 ) -> None:
-    """Append the NAL units of a length-prefixed sample to ``parts`` with start codes."""
+    """Append the NAL units of a length-prefixed sample to ``parts`` with start codes.
+
+    A sample whose NAL lengths do not add up (damaged payload, which loading cannot see without
+    reading all the media) is passed on as it is: a stray tail is dropped and a NAL that overruns
+    is cut at the sample's end. The decoder conceals the damage, as it would from the source;
+    failing the whole segment would fail a request of a loaded asset.
+    """
     mv = memoryview(sample)
     end = len(mv)
     p = 0
     while p < end:
         q = p + nls
-        if q > end:
-            raise MediaError("truncated NAL length prefix in H.264 sample")
+        if q >= end:
+            break
         n = int.from_bytes(mv[p:q], "big")
-        p = q + n
-        if p > end:
-            raise MediaError("NAL unit overruns its H.264 sample")
+        p = min(q + n, end)
         # Empty NAL units are dropped (nothing to decode); AUDs too, ours is already first.
         if n and mv[q] & 0x1F != _NAL_TYPE_AUD:
             parts.append(_START_CODE)
