@@ -20,6 +20,32 @@ SAMPLE_KEY = bytes.fromhex("3c9f2bd4a1e0475e8a7f6b2c1d0e9f8a")
 SAMPLE_KID = "da3813af-55e6-48e7-aa9f-a4d6031f7b4d"
 
 
+SAMPLE_DIR = ROOT / "origin" / "sample"
+
+
+def sample_config(tmp_path: Path, server: str = "", asset: str = "", more: str = "") -> Path:
+    """Write a config serving the sample ladder as asset ``bbb`` (AES-128) to ``tmp_path``;
+    ``server`` and ``asset`` are extra lines for those tables, ``more`` further tables."""
+    files = ", ".join(f'"{SAMPLE_DIR / f"sample_{n}.mp4"}"' for n in ("240p", "360p", "480p"))
+    cfg = tmp_path / "origin.toml"
+    cfg.write_text(
+        f"""
+[server]
+{server}
+[[assets]]
+name = "bbb"
+files = [{files}]
+segment_duration = 4.0
+protection = "aes-128"
+key_id = "{SAMPLE_KID}"
+key = "{SAMPLE_KEY.hex()}"
+{asset}
+{more}
+"""
+    )
+    return cfg
+
+
 @dataclass
 class Reply:
     status: int

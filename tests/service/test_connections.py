@@ -15,30 +15,9 @@ from urllib.parse import urljoin, urlsplit
 
 import m3u8
 
-from tests.server import ROOT, SAMPLE_KEY, SAMPLE_KID, Server, fetch, run_server
+from tests.server import Server, fetch, run_server, sample_config
 
-SAMPLE = ROOT / "origin" / "sample"
-MASTER = "/sample.ism/manifest(format=m3u8-aapl)"
-
-
-def _config(tmp_path: Path, server: str) -> Path:
-    files = ", ".join(f'"{SAMPLE / f"sample_{n}.mp4"}"' for n in ("240p", "360p", "480p"))
-    cfg = tmp_path / "origin.toml"
-    cfg.write_text(
-        f"""
-[server]
-{server}
-
-[[assets]]
-name = "sample"
-files = [{files}]
-segment_duration = 4.0
-protection = "aes-128"
-key_id = "{SAMPLE_KID}"
-key = "{SAMPLE_KEY.hex()}"
-"""
-    )
-    return cfg
+MASTER = "/bbb.ism/manifest(format=m3u8-aapl)"
 
 
 def _address(server: Server) -> tuple[str, int]:
@@ -89,13 +68,13 @@ def _sockets(n: int, address: tuple[str, int]) -> Iterator[list[socket.socket]]:
 
 
 def test_unfinished_request_heads_are_closed_after_header_timeout(tmp_path: Path) -> None:
-    cfg = _config(tmp_path, "header_timeout = 1\nkeepalive_timeout = 30")
+    cfg = sample_config(tmp_path, "header_timeout = 1\nkeepalive_timeout = 30")
     with run_server("--config", str(cfg)) as server:
         address = _address(server)
         opened = time.monotonic()
         with _sockets(30, address) as socks:
             for s in socks[:20]:
-                s.sendall(b"GET /sample.ism/manif")  # half a request line, then nothing
+                s.sendall(b"GET /bbb.ism/manif")  # half a request line, then nothing
             # socks[20:]: connected, silent
             trickler = socket.create_connection(address)
             # A client that keeps working on one connection is not cut by the head deadline.
@@ -103,7 +82,7 @@ def test_unfinished_request_heads_are_closed_after_header_timeout(tmp_path: Path
                 for i in range(4):
                     assert _get(busy, MASTER) == 200
                     with contextlib.suppress(OSError):  # closed under it at 1 s
-                        trickler.sendall(b"GET /sample.ism/manifest"[i : i + 1])
+                        trickler.sendall(b"GET /bbb.ism/manifest"[i : i + 1])
                     time.sleep(0.4)  # 1.6 s in all, past the 1 s deadline
                 after = [_closed_after(s, opened, 6) for s in socks]
                 assert _get(busy, MASTER) == 200
@@ -114,7 +93,7 @@ def test_unfinished_request_heads_are_closed_after_header_timeout(tmp_path: Path
 
 
 def test_idle_keepalive_connection_is_closed_after_keepalive_timeout(tmp_path: Path) -> None:
-    cfg = _config(tmp_path, "header_timeout = 10\nkeepalive_timeout = 1")
+    cfg = sample_config(tmp_path, "header_timeout = 10\nkeepalive_timeout = 1")
     with (
         run_server("--config", str(cfg)) as server,
         socket.create_connection(_address(server)) as s,
@@ -136,7 +115,7 @@ def _first_segment(server: Server) -> str:
 def test_sigterm_drain_ends_after_drain_timeout_with_a_client_that_does_not_read(
     tmp_path: Path,
 ) -> None:
-    cfg = _config(tmp_path, "drain_timeout = 1")
+    cfg = sample_config(tmp_path, "drain_timeout = 1")
     with run_server("--config", str(cfg)) as server:
         segment = _first_segment(server)
         slow = socket.socket()
@@ -163,7 +142,7 @@ def _low_nofile() -> None:
 
 
 def test_nofile_raised_to_hard_limit_and_a_warning_near_it(tmp_path: Path) -> None:
-    cfg = _config(tmp_path, "")
+    cfg = sample_config(tmp_path, "")
     env = {"ORIGIN_LOG_LEVEL": "INFO"}
     with run_server("--config", str(cfg), env=env, preexec_fn=_low_nofile) as server:
         with _sockets(105, _address(server)):

@@ -14,7 +14,16 @@ import pytest
 
 from origin.core.crypto import decrypt, sequence_iv
 from tests.media import FFMPEG, FFPROBE, decode_errors
-from tests.server import ROOT, SAMPLE_KEY, SAMPLE_KID, Server, fetch, run_server
+from tests.server import (
+    ROOT,
+    SAMPLE_DIR,
+    SAMPLE_KEY,
+    SAMPLE_KID,
+    Server,
+    fetch,
+    run_server,
+    sample_config,
+)
 
 FORMATS = ["m3u8-aapl", "m3u8-cmaf"]
 
@@ -296,32 +305,9 @@ def test_cors_wildcard_on_simple_requests_errors_and_preflight(server: Server) -
 
 # --- servers with their own configs -------------------------------------------------------------
 
-SAMPLE_DIR = ROOT / "origin" / "sample"
-
-
-def _config(tmp_path: Path, server_extra: str = "", asset_extra: str = "", more: str = "") -> Path:
-    files = ", ".join(f'"{SAMPLE_DIR / f"sample_{n}.mp4"}"' for n in ("240p", "360p", "480p"))
-    cfg = tmp_path / "origin.toml"
-    cfg.write_text(
-        f"""
-[server]
-{server_extra}
-[[assets]]
-name = "bbb"
-files = [{files}]
-segment_duration = 4.0
-protection = "aes-128"
-key_id = "{SAMPLE_KID}"
-key = "{SAMPLE_KEY.hex()}"
-{asset_extra}
-{more}
-"""
-    )
-    return cfg
-
 
 def test_cors_allow_list_reflects_listed_origins_with_credentials(tmp_path: Path) -> None:
-    cfg = _config(tmp_path, 'cors_origins = ["https://player.example"]')
+    cfg = sample_config(tmp_path, 'cors_origins = ["https://player.example"]')
     with run_server("--config", str(cfg)) as s:
         ok = s.request(
             "/bbb.ism/manifest(format=m3u8-aapl)", headers={"Origin": "https://player.example"}
@@ -345,7 +331,7 @@ def test_cors_allow_list_reflects_listed_origins_with_credentials(tmp_path: Path
 
 def test_fixed_iv_is_written_to_playlists_and_used_for_every_segment(tmp_path: Path) -> None:
     iv = bytes.fromhex("D7" * 16)
-    cfg = _config(tmp_path, asset_extra=f'iv = "0x{iv.hex().upper()}"')
+    cfg = sample_config(tmp_path, asset=f'iv = "0x{iv.hex().upper()}"')
     with run_server("--config", str(cfg)) as s:
         url = f"{s.base}/bbb.ism/manifest(format=m3u8-aapl)"
         child = urljoin(url, load(url).playlists[0].uri)
@@ -357,7 +343,7 @@ def test_fixed_iv_is_written_to_playlists_and_used_for_every_segment(tmp_path: P
 
 
 def test_clear_asset_streams_in_the_clear_unless_encryption_cbc_is_asked(tmp_path: Path) -> None:
-    cfg = _config(tmp_path)
+    cfg = sample_config(tmp_path)
     cfg.write_text(cfg.read_text().replace('protection = "aes-128"', 'protection = "clear"'))
     with run_server("--config", str(cfg)) as s:
         url = f"{s.base}/bbb.ism/manifest(format=m3u8-aapl)"
@@ -375,7 +361,7 @@ def test_clear_asset_streams_in_the_clear_unless_encryption_cbc_is_asked(tmp_pat
 
 
 def test_base_url_forces_absolute_urls(tmp_path: Path) -> None:
-    cfg = _config(tmp_path, 'base_url = "https://cdn.example/origin"')
+    cfg = sample_config(tmp_path, 'base_url = "https://cdn.example/origin"')
     with run_server("--config", str(cfg)) as s:
         master = load(f"{s.base}/bbb.ism/manifest(format=m3u8-cmaf)")
         assert all(
@@ -398,7 +384,7 @@ def test_a_broken_source_is_refused_at_start_and_the_other_assets_still_load(
         f'[[assets]]\nname = "truncated"\nfiles = ["{broken}"]\n'
         f'[[assets]]\nname = "notmp4"\nfiles = ["{text}"]\n'
     )
-    cfg = _config(tmp_path, more=more)
+    cfg = sample_config(tmp_path, more=more)
     with run_server("--config", str(cfg)) as s:
         # The summary's lines after the first arrive through the output-draining thread.
         assert _wait_for(lambda: "notmp4: REFUSED" in "".join(s.output)), "".join(s.output)
@@ -428,7 +414,7 @@ def test_a_damaged_moov_a_missing_file_and_a_directory_refuse_their_assets_and_t
             ("folder", tmp_path / "folder.mp4"),
         )
     )
-    cfg = _config(tmp_path, more=more)
+    cfg = sample_config(tmp_path, more=more)
     check = subprocess.run(
         [*_origin(), "check-config", str(cfg)], capture_output=True, text=True, timeout=60
     )
@@ -529,7 +515,7 @@ def test_sighup_reloads_the_config_and_a_bad_one_is_refused_and_the_old_kept(
     import http.client  # noqa: PLC0415
     import signal  # noqa: PLC0415
 
-    cfg = _config(tmp_path)
+    cfg = sample_config(tmp_path)
     with run_server("--config", str(cfg)) as s:
         assert s.request("/bbb.ism/manifest(format=m3u8-aapl)").status == 200
         assert s.request("/more.ism/manifest(format=m3u8-aapl)").status == 404
