@@ -88,7 +88,8 @@ def check_track(track: Track, where: str) -> None:
             )
         first_pts, last_pts = s.dts[0] + shift, s.dts[-1] + shift
     else:
-        # fMP4 writes cto + pts_shift as signed 32-bit trun v1 offsets.
+        # fMP4 writes the offsets raised to non-negative in 32-bit trun fields and the rest of
+        # the shift as a 32-bit elst media_time (fmp4.edit_of): this bounds both.
         if lo_cto + shift < I32_MIN or hi_cto + shift > I32_MAX:
             raise MediaError(
                 f"{where}: composition offsets plus the edit list shift ({shift}) do not fit "
