@@ -7,7 +7,6 @@ track has ~216,000 samples and the index must stay a few MB and load quickly.
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_left
 from dataclasses import dataclass, field
 
 
@@ -58,15 +57,6 @@ class SampleIndex:
     def byte_size(self, start: int, stop: int) -> int:
         """Payload bytes of samples ``start:stop``."""
         return sum(self.size[start:stop])
-
-    def first_keyframe_at_or_after(self, i: int) -> int | None:
-        k = bisect_left(self.keyframes, i)
-        return self.keyframes[k] if k < len(self.keyframes) else None
-
-    def nbytes(self) -> int:
-        """Memory held by the columns (for the start-up report)."""
-        cols = (self.dts, self.duration, self.cto, self.size, self.offset, self.keyframes)
-        return sum(c.itemsize * len(c) for c in cols) + len(self._sync)
 
 
 def make_index(

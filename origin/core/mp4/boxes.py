@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 from origin.core.errors import MediaError
@@ -15,7 +15,6 @@ HEADER_MAX = 16  # size(4) + type(4) + largesize(8); read this much to know any 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
-_I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _I64 = struct.Struct(">q")
 _U8 = struct.Struct(">B")
@@ -98,6 +97,17 @@ def be_array(typecode: str, data: bytes) -> array[int]:
     return out
 
 
+def _field(fmt: struct.Struct) -> Callable[[Reader], int]:
+    """A :class:`Reader` method reading one ``fmt`` field."""
+    size = fmt.size
+    unpack = fmt.unpack_from
+
+    def read(self: Reader) -> int:
+        return int(unpack(self.data, self.take(size))[0])
+
+    return read
+
+
 class Reader:
     """Sequential big-endian field reader over one box; overruns raise :class:`MediaError`."""
 
@@ -124,30 +134,13 @@ class Reader:
     def remaining(self) -> int:
         return self.end - self.pos
 
-    def u8(self) -> int:
-        return int(_U8.unpack_from(self.data, self.take(1))[0])
-
-    def u16(self) -> int:
-        return int(_U16.unpack_from(self.data, self.take(2))[0])
-
-    def i16(self) -> int:
-        return int(_I16.unpack_from(self.data, self.take(2))[0])
-
-    def u24(self) -> int:
-        pos = self.take(3)
-        return int.from_bytes(self.data[pos : pos + 3], "big")
-
-    def u32(self) -> int:
-        return int(_U32.unpack_from(self.data, self.take(4))[0])
-
-    def i32(self) -> int:
-        return int(_I32.unpack_from(self.data, self.take(4))[0])
-
-    def u64(self) -> int:
-        return int(_U64.unpack_from(self.data, self.take(8))[0])
-
-    def i64(self) -> int:
-        return int(_I64.unpack_from(self.data, self.take(8))[0])
+    # One big-endian field each (the struct module does the unpacking, in C).
+    u8 = _field(_U8)
+    u16 = _field(_U16)
+    u32 = _field(_U32)
+    i32 = _field(_I32)
+    u64 = _field(_U64)
+    i64 = _field(_I64)
 
     def raw(self, n: int) -> bytes:
         pos = self.take(n)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 from array import array
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from functools import partial
 from itertools import accumulate, chain, islice, repeat
 from operator import add, lt, sub
@@ -216,21 +216,11 @@ class _TrackHeader:
     channels: int = 0
 
     def with_samples(self, samples: SampleIndex) -> Track:
-        return Track(
-            track_id=self.track_id,
-            kind=self.kind,
-            timescale=self.timescale,
-            language=self.language,
-            codec=self.codec,
-            stsd=self.stsd,
-            pts_shift=self.pts_shift,
-            samples=samples,
-            width=self.width,
-            height=self.height,
-            par=self.par,
-            sample_rate=self.sample_rate,
-            channels=self.channels,
-        )
+        # Every header field is a Track field of the same name.
+        return Track(samples=samples, **{f: getattr(self, f) for f in _HEADER_FIELDS})
+
+
+_HEADER_FIELDS = tuple(f.name for f in fields(_TrackHeader))
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,6 +389,14 @@ def _sample_entry(buf: bytes, stsd: BoxHeader, where: str) -> BoxHeader:
     return entry
 
 
+def _config(parse: Callable[[bytes], T], buf: bytes, box: BoxHeader, where: str) -> T:
+    """A codec configuration box's payload parsed, its errors located at the track."""
+    try:
+        return parse(buf[box.payload : box.end])
+    except MediaError as e:
+        raise MediaError(f"{where}: {e}") from None
+
+
 def _video(buf: bytes, entry: BoxHeader, where: str) -> tuple[AvcConfig, int, int, tuple[int, int]]:
     r = Reader(buf, entry)
     r.skip(8 + 16)  # SampleEntry, pre_defined/reserved
@@ -408,10 +406,7 @@ def _video(buf: bytes, entry: BoxHeader, where: str) -> tuple[AvcConfig, int, in
     avcc = boxes.get("avcC")
     if avcc is None:
         raise MediaError(f"{where}: '{entry.type}' sample entry has no avcC")
-    try:
-        codec = parse_avcc(buf[avcc.payload : avcc.end])
-    except MediaError as e:
-        raise MediaError(f"{where}: {e}") from None
+    codec = _config(parse_avcc, buf, avcc, where)
     par = (1, 1)
     pasp = boxes.get("pasp")
     if pasp is not None:
@@ -439,10 +434,7 @@ def _audio(buf: bytes, entry: BoxHeader, where: str) -> tuple[AacConfig, int, in
         esds = child_map(buf, *_span(boxes["wave"])).get("esds")
     if esds is None:
         raise MediaError(f"{where}: 'mp4a' sample entry has no esds")
-    try:
-        codec = parse_esds(buf[esds.payload : esds.end])
-    except MediaError as e:
-        raise MediaError(f"{where}: {e}") from None
+    codec = _config(parse_esds, buf, esds, where)
     channels = codec.channels or entry_channels  # channel_config 0: the layout is in a PCE
     return codec, parse_asc(codec.asc).output_rate, channels
 

@@ -605,6 +605,3 @@ def _psi(has_video: bool, has_audio: bool, cc: int) -> bytes:
     pmt = bytes((0x02, 0xB0 | length >> 8, length & 0xFF, 0, PROGRAM_NUMBER, 0xC1, 0, 0))
     pmt += bytes((0xE0 | pcr_pid >> 8, pcr_pid & 0xFF, 0xF0, 0)) + streams
     return _section_packet(0, cc, pat) + _section_packet(PMT_PID, cc, pmt)
-
-
-segment_size = segment_size_bound
