@@ -36,7 +36,6 @@ from types import FrameType
 import origin
 from origin.core import pipeline, urls
 from origin.core.errors import MediaError
-from origin.core.manifest import hls
 from origin.core.mp4 import parse_bytes
 from origin.core.urls import Format, Options
 from tests.media import FFMPEG
@@ -286,11 +285,12 @@ def _all_outputs(p: pipeline.Presentation, files: Sequence[bytes]) -> int:
             pipeline.master_playlist(p, Options(format=fmt, audio_only=audio_only))
             n += 1
     renditions = [("video", r) for r in p.video] + ([("audio", p.audio)] if p.audio else [])
-    keys = (None, hls.Key("https://keys.example/key?kid=1"), hls.Key("k", iv=bytes(16)))
+    keys = ((None, None), ("https://keys.example/key?kid=1", None), ("k", bytes(16)))
     for fmt in (Format.HLS_TS, Format.HLS_CMAF):
         for track, r in renditions:
-            for key in keys:
-                pipeline.media_playlist(p, track, r.id, Options(format=fmt), key=key)
+            for key_uri, iv in keys:
+                options = Options(format=fmt)
+                pipeline.media_playlist(p, track, r.id, options, key_uri=key_uri, iv=iv)
                 n += 1
     for fmt in (Format.DASH_CSF, Format.DASH_CMAF):
         pipeline.dash_manifest(p, Options(format=fmt))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from origin.core.index import SampleIndex
-from origin.core.mp4.fragments import TFXD_UUID
+from origin.core.mp4.defs import TFXD_UUID
 from tests.media import FFPROBE
 
 # --------------------------------------------------------------------------- box building

@@ -18,8 +18,8 @@ from itertools import islice, pairwise
 from operator import sub
 
 from origin.core.errors import MediaError
+from origin.core.mp4.defs import SMOOTH_TIMESCALE
 from origin.core.mux import adts, mpegts
-from origin.core.mux.fmp4 import SMOOTH_TIMESCALE
 from origin.core.track import AacConfig, Kind, Track
 from origin.core.urls import URL_TIMESCALE
 

@@ -14,9 +14,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
 from origin.core import pipeline, urls
-from origin.core.crypto import sequence_iv
 from origin.core.errors import MediaError, NotFoundError
-from origin.core.manifest import hls
 from origin.core.urls import Format, Protocol, UrlError
 from origin.service import auth, http
 from origin.service.cache import ENTRY_OVERHEAD, ROUTE_CACHE_BYTES, ByteLRU
@@ -112,8 +110,8 @@ def _asset(state: State, name: str) -> Asset:
 
 def _content_key(state: State, asset: Asset, options: urls.Options) -> ContentKey | None:
     """The key a request is encrypted with, or None for clear delivery."""
-    if urls.protocol_of(options.format) is not Protocol.HLS:
-        return None  # AES-128 is an HLS scheme; the delivery policy allowed DASH/Smooth clear
+    if pipeline.scheme_for(options.format) is None:
+        return None  # no scheme for this protocol: the delivery policy allowed it clear
     if options.encryption is None and not asset.protected:
         return None
     kid = asset.config.key_id
@@ -205,18 +203,18 @@ def _manifest(
         if protocol is Protocol.DASH:
             return pipeline.dash_manifest(pres, route.options, base=base)
         return pipeline.master_playlist(pres, route.options, base=base, query=query)
-    hls_key = None
+    key_uri = None
     if key is not None:
-        uri = urls.key_uri(
+        key_uri = urls.key_uri(
             key.kid, depth=urls.playlist_depth(route), base_url=state.config.server.base_url
         )
-        hls_key = hls.Key(uri + (f"&{query}" if query else ""), asset.config.iv)
     return pipeline.media_playlist(
         pres,
         route.track,
         route.rendition,
         route.options,
-        key=hls_key,
+        key_uri=key_uri,
+        iv=asset.config.iv,
         base=base,
         query=query,
         segment_query=query if asset.config.token_segments else "",
@@ -261,10 +259,8 @@ async def _fragment(
     key = _content_key(state, asset, route.options)
     body: bytes | bytearray = await _clear_segment(request, state, asset, ref)
     iv = b""
-    # The init segment stays clear: the playlist puts EXT-X-MAP before EXT-X-KEY.
-    if key is not None and ref.index != urls.INIT:
-        iv = asset.config.iv or sequence_iv(ref.sequence)
-        body = key.cipher.encrypt(body, iv)
+    if key is not None:
+        body, iv = pipeline.encrypt_segment(ref, body, key.cipher, asset.config.iv)
     if route.options.format is Format.HLS_TS:
         ctype = http.CT_TS
     else:  # fMP4 for HLS, DASH and Smooth

@@ -112,7 +112,7 @@ def build(source: Path, root: Path) -> Built:
                 ref = pipeline.SegmentRef(fmt, track, r.id, k)
                 path.write_bytes(pipeline.segment_bytes(p, ref, read))
             if fmt is Format.HLS_CMAF:
-                playlist = pipeline.media_playlist(p, track, r.id, options, key=None)
+                playlist = pipeline.media_playlist(p, track, r.id, options)
                 (built.dir(fmt) / urls.media_uri(r.id, track, options)).write_text(playlist)
         if fmt is Format.HLS_CMAF:
             (built.dir(fmt) / "master.m3u8").write_text(pipeline.master_playlist(p, options))

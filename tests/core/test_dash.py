@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from origin.core.manifest import dash
+from origin.core.manifest import common, dash
 from origin.core.mp4 import parse_bytes
 from origin.core.mux.fmp4 import init_segment, media_segment
 from origin.core.mux.run import Run
@@ -84,7 +84,7 @@ def test_frame_rates_are_integers_or_fractions() -> None:
 def test_runs_collapse_equal_contiguous_durations(
     starts: list[int], durations: list[int], want: list[tuple[int | None, int, int]]
 ) -> None:
-    assert list(dash.runs(starts, durations)) == want
+    assert list(common.runs(starts, durations)) == want
 
 
 # --- building MPDs -------------------------------------------------------------------------------

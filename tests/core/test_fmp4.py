@@ -14,9 +14,8 @@ import pytest
 
 from origin.core.index import make_index
 from origin.core.mp4 import parse_bytes
+from origin.core.mp4.defs import NON_SYNC_SAMPLE_FLAGS, SYNC_SAMPLE_FLAGS
 from origin.core.mux.fmp4 import (
-    NON_SYNC_SAMPLE_FLAGS,
-    SYNC_SAMPLE_FLAGS,
     Fragment,
     fragment_of,
     init_segment,

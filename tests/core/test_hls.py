@@ -2,7 +2,7 @@ from fractions import Fraction
 
 import m3u8
 
-from origin.core.manifest import hls
+from origin.core.manifest import common, hls
 
 
 def _segments(durations: list[Fraction]) -> list[hls.Segment]:
@@ -69,6 +69,6 @@ def test_master_lists_variants_with_codecs_resolution_and_audio_group() -> None:
 
 
 def test_language_tags_prefer_two_letters_and_drop_und() -> None:
-    assert hls.language_tag("eng") == "en"
-    assert hls.language_tag("und") is None
-    assert hls.language_tag("tlh") == "tlh"
+    assert common.language_tag("eng") == "en"
+    assert common.language_tag("und") is None
+    assert common.language_tag("tlh") == "tlh"

@@ -9,7 +9,7 @@ from fractions import Fraction
 
 import pytest
 
-from origin.core import pipeline
+from origin.core import pipeline, presentation
 from origin.core.errors import MediaError
 from origin.core.mp4 import parse, parse_bytes
 from tests import fuzzing
@@ -138,7 +138,7 @@ def test_unexpected_exception_while_preparing_refuses_the_asset(
     def broken(*args: object) -> None:
         raise IndexError("array index out of range")
 
-    monkeypatch.setattr(pipeline, "cut_video", broken)
+    monkeypatch.setattr(presentation, "cut_video", broken)
     with pytest.raises(MediaError, match="IndexError: array index out of range"):
         pipeline.prepare("a", [movie], Fraction(2))
 

@@ -21,7 +21,7 @@ import pytest
 from origin.core import pipeline
 from origin.core.errors import MediaError
 from origin.core.mp4 import drive, parse_bytes, parse_movie
-from origin.core.mp4.fragments import TFXD_UUID
+from origin.core.mp4.defs import TFXD_UUID
 from origin.core.mux import fmp4
 from origin.core.mux.run import Run
 from origin.core.urls import Format

@@ -13,11 +13,9 @@ import pytest
 
 from origin.core.index import make_index
 from origin.core.manifest import smooth
-from origin.core.mp4 import parse_bytes
+from origin.core.mp4 import codecs, parse_bytes
+from origin.core.mp4.defs import NON_SYNC_SAMPLE_FLAGS, SYNC_SAMPLE_FLAGS, TFXD_UUID
 from origin.core.mux.fmp4 import (
-    NON_SYNC_SAMPLE_FLAGS,
-    SYNC_SAMPLE_FLAGS,
-    TFXD_UUID,
     smooth_duration,
     smooth_fragment,
     smooth_timing,
@@ -103,7 +101,7 @@ def test_avc_codec_private_data_is_every_sps_then_pps_behind_start_codes(source:
     want = "".join("00000001" + nal.hex().upper() for nal in sps + pps)
     track = next(t for t in parse_bytes(source.read_bytes()).tracks if t.kind is Kind.VIDEO)
     assert isinstance(track.codec, AvcConfig)
-    cpd = smooth.avc_codec_private_data(track.codec)
+    cpd = codecs.avc_codec_private_data(track.codec)
     assert cpd == want
     assert cpd == cpd.upper() and cpd.startswith("0000000167")
     # A client's avcC from it is the source's up to the end of the PPS (the High profile
@@ -116,20 +114,20 @@ def test_aac_codec_private_data_is_the_audio_specific_config(source: Path) -> No
     start, end = descriptors(esds, 4, len(esds))[0x05]
     track = next(t for t in parse_bytes(source.read_bytes()).tracks if t.kind is Kind.AUDIO)
     assert isinstance(track.codec, AacConfig)
-    assert smooth.aac_codec_private_data(track.codec) == esds[start:end].hex().upper()
+    assert codecs.aac_codec_private_data(track.codec) == esds[start:end].hex().upper()
     # LC, 48 kHz, stereo; ffmpeg adds a sync extension saying "no SBR", kept verbatim.
-    assert smooth.aac_codec_private_data(track.codec).startswith("1190")
-    assert smooth.aac_fourcc(track.codec) == "AACL"
+    assert codecs.aac_codec_private_data(track.codec).startswith("1190")
+    assert codecs.aac_fourcc(track.codec) == "AACL"
 
 
 def test_codec_private_data_of_hand_made_configs() -> None:
     avc = AvcConfig(100, 0, 31, 4, (b"\x67\x64\x00\x1f", b"\x67\x01"), (b"\x68\xee",), b"")
     want = "000000016764001F" + "000000016701" + "0000000168EE"
-    assert smooth.avc_codec_private_data(avc) == want
+    assert codecs.avc_codec_private_data(avc) == want
     he = AacConfig(5, 24000, 6, 2, bytes.fromhex("2b1188"), 0, 0)
-    assert smooth.aac_codec_private_data(he) == "2B1188"
-    assert smooth.aac_fourcc(he) == "AACH"
-    assert smooth.aac_fourcc(AacConfig(29, 24000, 6, 1, b"\xea", 0, 0)) == "AACH"
+    assert codecs.aac_codec_private_data(he) == "2B1188"
+    assert codecs.aac_fourcc(he) == "AACH"
+    assert codecs.aac_fourcc(AacConfig(29, 24000, 6, 1, b"\xea", 0, 0)) == "AACH"
 
 
 # --- the manifest --------------------------------------------------------------------------------
@@ -518,7 +516,7 @@ def test_a_client_decodes_fragments_from_the_manifest_alone(
                         video.bitrate(),
                         video.width,
                         video.height,
-                        smooth.avc_codec_private_data(video.codec),
+                        codecs.avc_codec_private_data(video.codec),
                     ),
                 ),
                 vstarts,
@@ -531,8 +529,8 @@ def test_a_client_decodes_fragments_from_the_manifest_alone(
                         audio.bitrate(),
                         audio.sample_rate,
                         audio.channels,
-                        smooth.aac_codec_private_data(audio.codec),
-                        smooth.aac_fourcc(audio.codec),
+                        codecs.aac_codec_private_data(audio.codec),
+                        codecs.aac_fourcc(audio.codec),
                     ),
                 ),
                 astarts,

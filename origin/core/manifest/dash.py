@@ -9,9 +9,11 @@ schema's sequences (DASH-MPD.xsd), which validating parsers and some players ins
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+
+from origin.core.manifest.common import runs
 
 __all__ = [
     "AUDIO_CHANNEL_SCHEME",
@@ -24,7 +26,6 @@ __all__ = [
     "frame_rate",
     "iso_duration",
     "mpd",
-    "runs",
 ]
 
 NAMESPACE = "urn:mpeg:dash:schema:mpd:2011"
@@ -55,28 +56,6 @@ class Timeline:
     @property
     def end(self) -> int:
         return self.starts[-1] + self.durations[-1]
-
-
-def runs(starts: Sequence[int], durations: Sequence[int]) -> Iterator[tuple[int | None, int, int]]:
-    """``(t, d, count)`` per run of contiguous segments of equal duration.
-
-    ``t`` is given for the first run and after a discontinuity (a start that is not the previous
-    segment's end), ``None`` where it follows from the previous run.
-    """
-    t: int | None = None
-    d = count = 0
-    end = -1
-    for start, duration in zip(starts, durations, strict=True):
-        if count and start == end and duration == d:
-            count += 1
-        else:
-            if count:
-                yield t, d, count
-            t = None if start == end else start
-            d, count = duration, 1
-        end = start + duration
-    if count:
-        yield t, d, count
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,22 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-# ISO 639-2/T (mdhd) to the shorter ISO 639-1 tag RFC 5646 prefers, for the common languages;
-# anything else stays a valid three-letter tag.
-_ISO639_1 = {
-    "ara": "ar", "chi": "zh", "zho": "zh", "dan": "da", "deu": "de", "ger": "de", "eng": "en",
-    "spa": "es", "fin": "fi", "fra": "fr", "fre": "fr", "heb": "he", "hin": "hi", "ita": "it",
-    "jpn": "ja", "kor": "ko", "nld": "nl", "dut": "nl", "nor": "no", "pol": "pl", "por": "pt",
-    "rus": "ru", "swe": "sv", "tur": "tr", "ukr": "uk",
-}  # fmt: skip
-
-
-def language_tag(iso639_2: str) -> str | None:
-    """RFC 5646 tag for an mdhd language, or None for 'und'."""
-    if not iso639_2 or iso639_2 == "und":
-        return None
-    return _ISO639_1.get(iso639_2, iso639_2)
-
 
 @dataclass(frozen=True, slots=True)
 class Key:

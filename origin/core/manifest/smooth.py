@@ -2,9 +2,9 @@
 
 Smooth clients have no init segment: they build the decoder set-up from ``CodecPrivateData`` and
 the QualityLevel attributes alone (dash.js writes its own moov from them), so those must be exact;
-:func:`avc_codec_private_data` and :func:`aac_codec_private_data` make them from the source's
-configuration records. Times and durations are in the manifest ``TimeScale`` (10 MHz) and must be
-those the fragments carry in ``tfxd`` (``origin.core.mux.fmp4.smooth_timing``).
+:func:`origin.core.mp4.codecs.avc_codec_private_data` and ``aac_codec_private_data`` make them
+from the source's configuration records. Times and durations are in the manifest ``TimeScale``
+(10 MHz) and must be those the fragments carry in ``tfxd`` (``origin.core.mux.fmp4.smooth_timing``).
 
 ``<c r="…">`` is written only on request: clients disagree on what it counts (dash.js and
 ExoPlayer read it as the number of fragments in the run, Shaka Player as repeats after the first,
@@ -17,39 +17,15 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from origin.core.manifest.dash import runs
-from origin.core.track import AacConfig, AvcConfig
+from origin.core.manifest.common import runs
+from origin.core.mp4.defs import SMOOTH_TIMESCALE
 
 __all__ = [
-    "TIMESCALE",
     "AudioLevel",
     "Stream",
     "VideoLevel",
-    "aac_codec_private_data",
-    "aac_fourcc",
-    "avc_codec_private_data",
     "manifest",
 ]
-
-TIMESCALE = 10_000_000
-_START_CODE = "00000001"
-_AOT_SBR = 5
-_AOT_PS = 29
-
-
-def avc_codec_private_data(config: AvcConfig) -> str:
-    """Every SPS then every PPS, each behind a 4-byte start code, as uppercase hex."""
-    return "".join(_START_CODE + nal.hex().upper() for nal in (*config.sps, *config.pps))
-
-
-def aac_codec_private_data(config: AacConfig) -> str:
-    """The AudioSpecificConfig verbatim, as uppercase hex."""
-    return config.asc.hex().upper()
-
-
-def aac_fourcc(config: AacConfig) -> str:
-    """``AACH`` for HE-AAC (explicit SBR/PS object type), else ``AACL``."""
-    return "AACH" if config.object_type in (_AOT_SBR, _AOT_PS) else "AACL"
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +153,7 @@ def manifest(streams: Sequence[Stream], *, duration: int, repeat: bool = False) 
         root,
         ("MajorVersion", 2),
         ("MinorVersion", 2),
-        ("TimeScale", TIMESCALE),
+        ("TimeScale", SMOOTH_TIMESCALE),
         ("Duration", duration),
     )
     for s in streams:

@@ -1,5 +1,6 @@
 """Codec configuration records: ``avcC`` (ISO/IEC 14496-15) and ``esds`` with its
-AudioSpecificConfig (ISO/IEC 14496-1 §7.2.6, 14496-3 §1.6.2)."""
+AudioSpecificConfig (ISO/IEC 14496-1 §7.2.6, 14496-3 §1.6.2), parsed, and rendered as the
+Smooth Streaming ``CodecPrivateData``/``FourCC`` a client builds its decoder from."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ _ES_DESCR = 0x03
 _DECODER_CONFIG = 0x04
 _DEC_SPECIFIC = 0x05
 _OTI_MPEG4_AUDIO = 0x40
+_START_CODE = "00000001"  # Smooth CodecPrivateData: Annex B parameter sets
 
 
 def parse_avcc(record: bytes) -> AvcConfig:
@@ -249,3 +251,21 @@ def parse_esds(payload: bytes) -> AacConfig:
 def output_rate(config: AacConfig) -> int:
     """The decoder output rate (doubled by SBR) of a config built by :func:`parse_esds`."""
     return parse_asc(config.asc).output_rate
+
+
+# --------------------------------------------------------------------------- Smooth codec data
+
+
+def avc_codec_private_data(config: AvcConfig) -> str:
+    """Every SPS then every PPS, each behind a 4-byte start code, as uppercase hex."""
+    return "".join(_START_CODE + nal.hex().upper() for nal in (*config.sps, *config.pps))
+
+
+def aac_codec_private_data(config: AacConfig) -> str:
+    """The AudioSpecificConfig verbatim, as uppercase hex."""
+    return config.asc.hex().upper()
+
+
+def aac_fourcc(config: AacConfig) -> str:
+    """``AACH`` for HE-AAC (explicit SBR/PS object type), else ``AACL``."""
+    return "AACH" if config.object_type in (AOT_SBR, AOT_PS) else "AACL"

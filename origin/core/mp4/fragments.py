@@ -17,29 +17,24 @@ from operator import add, and_, not_
 from origin.core.errors import MediaError
 from origin.core.index import SampleIndex, make_index
 from origin.core.mp4.boxes import BoxHeader, Reader, children, read_header
+from origin.core.mp4.defs import (
+    NON_SYNC_SAMPLE_FLAGS,
+    TFHD_BASE_DATA_OFFSET,
+    TFHD_DEFAULT_BASE_IS_MOOF,
+    TFHD_DEFAULT_DURATION,
+    TFHD_DEFAULT_FLAGS,
+    TFHD_DEFAULT_SIZE,
+    TFHD_DESCRIPTION_INDEX,
+    TFHD_DURATION_IS_EMPTY,
+    TFXD_UUID,
+    TRUN_CTO,
+    TRUN_DATA_OFFSET,
+    TRUN_DURATION,
+    TRUN_FIRST_FLAGS,
+    TRUN_SAMPLE_FLAGS,
+    TRUN_SIZE,
+)
 
-# Smooth Streaming's TfxdBox (MS-SSTR §2.2.4.4): the fragment's absolute time, used when a
-# file (ffmpeg's ismv) has no tfdt.
-TFXD_UUID = bytes.fromhex("6D1D9B0542D544E680E2141DAFF757B2")
-
-# tfhd flags
-_BASE_DATA_OFFSET = 0x000001
-_DESCRIPTION_INDEX = 0x000002
-_DEFAULT_DURATION = 0x000008
-_DEFAULT_SIZE = 0x000010
-_DEFAULT_FLAGS = 0x000020
-_DURATION_IS_EMPTY = 0x010000
-_DEFAULT_BASE_IS_MOOF = 0x020000
-# trun flags
-_DATA_OFFSET = 0x000001
-_FIRST_FLAGS = 0x000004
-_SAMPLE_DURATION = 0x000100
-_SAMPLE_SIZE = 0x000200
-_SAMPLE_FLAGS = 0x000400
-_SAMPLE_CTO = 0x000800
-# sample_is_non_sync_sample, or sample_depends_on == 1 (depends on others): not a keyframe.
-# ffmpeg's mov demuxer tests the same two bits.
-_NOT_SYNC = 0x00010000 | 0x01000000
 _I64_MAX = 2**63 - 1  # decode time columns are signed 64-bit
 
 
@@ -151,16 +146,16 @@ class Fragments:
             if cols is not None:
                 raise MediaError(f"{where}: the track has no trex in moov/mvex")
             trex = Defaults(1, 0, 0, 0)  # a track we skip: only its data extent matters
-        if flags & _BASE_DATA_OFFSET:
+        if flags & TFHD_BASE_DATA_OFFSET:
             base = r.u64()
-        elif flags & _DEFAULT_BASE_IS_MOOF:
+        elif flags & TFHD_DEFAULT_BASE_IS_MOOF:
             base = moof_offset
         else:
             base = implicit
-        description = r.u32() if flags & _DESCRIPTION_INDEX else trex.description
-        duration = r.u32() if flags & _DEFAULT_DURATION else trex.duration
-        size = r.u32() if flags & _DEFAULT_SIZE else trex.size
-        sample_flags = r.u32() if flags & _DEFAULT_FLAGS else trex.flags
+        description = r.u32() if flags & TFHD_DESCRIPTION_INDEX else trex.description
+        duration = r.u32() if flags & TFHD_DEFAULT_DURATION else trex.duration
+        size = r.u32() if flags & TFHD_DEFAULT_SIZE else trex.size
+        sample_flags = r.u32() if flags & TFHD_DEFAULT_FLAGS else trex.flags
         if description > 1 and cols is not None:
             raise MediaError(f"{where}: sample description {description} (only one is supported)")
 
@@ -173,7 +168,7 @@ class Fragments:
                     f"{where}: starts at {start}, before the previous samples end "
                     f"({cols.next_dts}); overlapping fragments are not supported"
                 )
-            if flags & _DURATION_IS_EMPTY:
+            if flags & TFHD_DURATION_IS_EMPTY:
                 cols.next_dts = start + duration  # a gap: no samples for this interval
         cursor = base
         for trun in boxes:
@@ -218,17 +213,15 @@ class Fragments:
         _, flags = r.full()
         n = r.u32()
         # Without a data_offset a run continues right after the previous run of the traf.
-        data = base + r.i32() if flags & _DATA_OFFSET else cursor
-        first_flags = r.u32() if flags & _FIRST_FLAGS else None
-        fields = [
-            f for f in (_SAMPLE_DURATION, _SAMPLE_SIZE, _SAMPLE_FLAGS, _SAMPLE_CTO) if flags & f
-        ]
+        data = base + r.i32() if flags & TRUN_DATA_OFFSET else cursor
+        first_flags = r.u32() if flags & TRUN_FIRST_FLAGS else None
+        fields = [f for f in (TRUN_DURATION, TRUN_SIZE, TRUN_SAMPLE_FLAGS, TRUN_CTO) if flags & f]
         default_duration, default_size, default_flags = defaults
         # Nothing bounds n by the box size without per-sample fields: check it against the file
         # before allocating columns for it.
         if not fields and n > self._file_size:
             raise MediaError(f"{where}: trun declares {n} samples")
-        if _SAMPLE_SIZE not in fields and n * default_size > self._file_size:
+        if TRUN_SIZE not in fields and n * default_size > self._file_size:
             raise MediaError(
                 f"truncated file: {where} declares {n} samples of {default_size} bytes, more "
                 f"than the {self._file_size}-byte file holds"
@@ -236,7 +229,7 @@ class Fragments:
         words = r.table("I", n * len(fields), 4)
         columns = {f: words[k :: len(fields)] for k, f in enumerate(fields)}
 
-        sizes = columns.get(_SAMPLE_SIZE) or array("I", [default_size]) * n
+        sizes = columns.get(TRUN_SIZE) or array("I", [default_size]) * n
         if data < 0:
             raise MediaError(f"{where}: sample data lies outside the file (at offset {data})")
         offsets = array("Q", accumulate(sizes, initial=data))
@@ -249,12 +242,12 @@ class Fragments:
         if cols is None:
             return start, end
 
-        durations = columns.get(_SAMPLE_DURATION) or array("I", [default_duration]) * n
+        durations = columns.get(TRUN_DURATION) or array("I", [default_duration]) * n
         if start + sum(durations) > _I64_MAX:
             raise MediaError(f"{where}: decode times pass 2^63 (tfdt {start})")
         dts = array("q", accumulate(durations, initial=start))
         next_dts = dts.pop()
-        ctos = columns.get(_SAMPLE_CTO)
+        ctos = columns.get(TRUN_CTO)
         # trun v0 offsets are unsigned by the spec, but as for ctts both versions are read
         # signed (as ffmpeg does).
         cto = array("i", ctos.tobytes()) if ctos is not None else array("i", bytes(4 * n))
@@ -267,17 +260,17 @@ class Fragments:
         cols.offset.extend(offsets)
         cols.next_dts = next_dts
         numbers = range(first, first + n)
-        per_sample = columns.get(_SAMPLE_FLAGS)
+        per_sample = columns.get(TRUN_SAMPLE_FLAGS)
         if cols.audio:
             cols.keyframes.extend(numbers)  # every audio access unit is a sync sample
         elif per_sample is not None:
             # Per-sample flags win over first_sample_flags, as in ffmpeg.
-            sync = map(not_, map(and_, per_sample, repeat(_NOT_SYNC)))
+            sync = map(not_, map(and_, per_sample, repeat(NON_SYNC_SAMPLE_FLAGS)))
             cols.keyframes.extend(compress(count(first), sync))
         else:
             head = default_flags if first_flags is None else first_flags
-            if n and not head & _NOT_SYNC:
+            if n and not head & NON_SYNC_SAMPLE_FLAGS:
                 cols.keyframes.append(first)
-            if not default_flags & _NOT_SYNC:
+            if not default_flags & NON_SYNC_SAMPLE_FLAGS:
                 cols.keyframes.extend(numbers[1:])
         return next_dts, end

@@ -8,14 +8,11 @@ MPEG-TS carries no such side channel (stream_type 0x0F is "ADTS AAC"), so every 
 from __future__ import annotations
 
 from origin.core.errors import MediaError
+from origin.core.mp4.codecs import SAMPLE_RATES
 from origin.core.track import AacConfig
 
 ADTS_HEADER_SIZE = 7
 MAX_FRAME_LENGTH = (1 << 13) - 1  # aac_frame_length is 13 bits and includes the header
-
-# samplingFrequencyIndex 0..12 (ISO/IEC 14496-3 Table 1.18); 13, 14 reserved, 15 = explicit.
-SAMPLING_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025,
-                  8000, 7350)  # fmt: skip
 
 # An explicit rate this far from every standard one would play at an audibly wrong speed if we
 # signalled the nearest index, so it is refused instead.
@@ -29,15 +26,15 @@ _ADTS_PROFILE = {1: 0, 2: 1, 3: 2, 4: 3, 5: 1, 29: 1}
 
 def sampling_index(config: AacConfig) -> int:
     """The ADTS samplingFrequencyIndex of the AAC core of ``config``."""
-    if config.sample_rate in SAMPLING_RATES:
-        return SAMPLING_RATES.index(config.sample_rate)
-    if config.sampling_index < len(SAMPLING_RATES):
+    if config.sample_rate in SAMPLE_RATES:
+        return SAMPLE_RATES.index(config.sample_rate)
+    if config.sampling_index < len(SAMPLE_RATES):
         return config.sampling_index
     rate = config.sample_rate
     if rate <= 0:
         raise MediaError("AAC sampling rate unknown")
-    best = min(range(len(SAMPLING_RATES)), key=lambda i: abs(SAMPLING_RATES[i] - rate))
-    if abs(SAMPLING_RATES[best] - rate) > rate * _EXPLICIT_RATE_TOLERANCE:
+    best = min(range(len(SAMPLE_RATES)), key=lambda i: abs(SAMPLE_RATES[i] - rate))
+    if abs(SAMPLE_RATES[best] - rate) > rate * _EXPLICIT_RATE_TOLERANCE:
         raise MediaError(f"AAC sampling rate {rate} Hz cannot be signalled in ADTS")
     return best
 

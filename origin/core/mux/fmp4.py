@@ -33,12 +33,23 @@ from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from origin.core.mp4.defs import (
+    SMOOTH_TIMESCALE,
+    SYNC_SAMPLE_FLAGS,
+    TFHD_DEFAULT_BASE_IS_MOOF,
+    TFHD_DEFAULT_FLAGS,
+    TFHD_OPTIONAL,
+    TFXD_UUID,
+    TRUN_CTO,
+    TRUN_DATA_OFFSET,
+    TRUN_DURATION,
+    TRUN_SAMPLE_FLAGS,
+    TRUN_SIZE,
+)
 from origin.core.mux.run import Run
 from origin.core.track import AvcConfig, Kind, Track
 
 __all__ = [
-    "SMOOTH_TIMESCALE",
-    "TFXD_UUID",
     "Edit",
     "Fragment",
     "SmoothTiming",
@@ -74,24 +85,9 @@ _FTYP_BRANDS = (b"iso6", b"cmfc")
 _STYP_SEGMENT = (b"msdh", b"cmfs", b"cmff")
 _STYP_CHUNK = (b"msdh", b"cmfl")
 
-# Sample flags (14496-12 8.8.3.1): sync = depends on nothing (sample_depends_on=2); non-sync =
-# depends on others (1) and sample_is_non_sync_sample.
-SYNC_SAMPLE_FLAGS = 0x02000000
-NON_SYNC_SAMPLE_FLAGS = 0x01010000
 # Bytes 0 and 1 of the big-endian flags word, indexed by the 0/1 sync byte of the sample index.
 _DEPENDS_ON_BYTE = bytes.maketrans(b"\x00\x01", b"\x01\x02")
 _NON_SYNC_BYTE = bytes.maketrans(b"\x00\x01", b"\x01\x00")
-
-# tfhd flags
-_TFHD_DEFAULT_FLAGS = 0x000020
-_TFHD_DEFAULT_BASE_IS_MOOF = 0x020000
-_TFHD_OPTIONAL = ((0x01, 8), (0x02, 4), (0x08, 4), (0x10, 4), (0x20, 4))
-# trun flags
-_TRUN_DATA_OFFSET = 0x000001
-_TRUN_DURATION = 0x000100
-_TRUN_SIZE = 0x000200
-_TRUN_SAMPLE_FLAGS = 0x000400
-_TRUN_CTO = 0x000800
 
 _MATRIX = struct.pack(">9I", 0x00010000, 0, 0, 0, 0x00010000, 0, 0, 0, 0x40000000)
 _HEADER = struct.Struct(">I4s")
@@ -324,18 +320,18 @@ class Fragment:
 
 
 def _tfhd_flags(*, per_sample_flags: bool) -> int:
-    flags = _TFHD_DEFAULT_BASE_IS_MOOF
+    flags = TFHD_DEFAULT_BASE_IS_MOOF
     if not per_sample_flags:
-        flags |= _TFHD_DEFAULT_FLAGS
+        flags |= TFHD_DEFAULT_FLAGS
     return flags
 
 
 def _trun_flags(*, per_sample_flags: bool, offsets: bool) -> int:
-    flags = _TRUN_DATA_OFFSET | _TRUN_DURATION | _TRUN_SIZE
+    flags = TRUN_DATA_OFFSET | TRUN_DURATION | TRUN_SIZE
     if per_sample_flags:
-        flags |= _TRUN_SAMPLE_FLAGS
+        flags |= TRUN_SAMPLE_FLAGS
     if offsets:
-        flags |= _TRUN_CTO
+        flags |= TRUN_CTO
     return flags
 
 
@@ -380,7 +376,7 @@ def _raised(cto: array[int], by: int) -> array[int]:
 
 
 def _tfhd_size(flags: int) -> int:
-    return 16 + sum(size for bit, size in _TFHD_OPTIONAL if flags & bit)
+    return 16 + sum(size for bit, size in TFHD_OPTIONAL if flags & bit)
 
 
 def _trun_size(flags: int, n: int) -> int:
@@ -425,7 +421,7 @@ def _mfhd(sequence: int) -> bytes:
 def _tfhd(fragment: Fragment) -> bytes:
     flags = fragment.tfhd_flags
     fields = struct.pack(">I", fragment.track_id)
-    if flags & _TFHD_DEFAULT_FLAGS:
+    if flags & TFHD_DEFAULT_FLAGS:
         fields += struct.pack(">I", SYNC_SAMPLE_FLAGS)
     return _full_box(b"tfhd", 0, flags, fields)
 
@@ -531,9 +527,6 @@ def media_segment_size(track: Track, start: int, stop: int) -> int:
 
 # --- Smooth Streaming fragments (MS-SSTR 2.2.4) ------------------------------------------------
 
-SMOOTH_TIMESCALE = 10_000_000
-# TfxdBox user type (MS-SSTR 2.2.4): the fragment's absolute time and duration.
-TFXD_UUID = bytes.fromhex("6D1D9B0542D544E680E2141DAFF757B2")
 _TFXD_SIZE = 8 + 16 + 4 + 16  # header, user type, version/flags, two 64-bit fields
 
 
@@ -608,7 +601,7 @@ def _smooth_tfhd(track_id: int, *, per_sample_flags: bool) -> bytes:
     if per_sample_flags:
         return _full_box(b"tfhd", 0, 0, struct.pack(">I", track_id))
     return _full_box(
-        b"tfhd", 0, _TFHD_DEFAULT_FLAGS, struct.pack(">II", track_id, SYNC_SAMPLE_FLAGS)
+        b"tfhd", 0, TFHD_DEFAULT_FLAGS, struct.pack(">II", track_id, SYNC_SAMPLE_FLAGS)
     )
 
 

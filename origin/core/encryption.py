@@ -1,0 +1,45 @@
+"""The encryption stage of the pipeline: which protocol gets which scheme, which segments stay
+clear, and which IV a segment is encrypted with.
+
+Today one scheme: HLS ``METHOD=AES-128`` (whole-segment CBC, RFC 8216 §5.2), for HLS only;
+DASH and Smooth are served clear. Common Encryption (``cenc``/``cbcs``, ISO/IEC 23001-7) goes
+beside it as another :class:`Scheme`: chosen per format in :func:`scheme_for`, applied per sample
+by its own branch of :func:`encrypt_segment`, signalled by its own playlist/manifest tags.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Protocol as TypingProtocol
+
+from origin.core import urls
+from origin.core.crypto import sequence_iv
+from origin.core.plan import SegmentRef
+from origin.core.urls import Format, Protocol
+
+
+class Scheme(Enum):
+    AES_128 = "AES-128"  # HLS whole-segment AES-128-CBC, PKCS#7 padded
+
+
+class SegmentCipher(TypingProtocol):
+    """A prepared key (``crypto.Aes128Cbc``): encrypts a whole segment with a given IV."""
+
+    def encrypt(self, data: bytes | bytearray | memoryview, iv: bytes) -> bytearray: ...
+
+
+def scheme_for(fmt: Format | None) -> Scheme | None:
+    """The scheme a protected asset is delivered with in ``fmt``; None: delivered clear."""
+    return Scheme.AES_128 if urls.protocol_of(fmt) is Protocol.HLS else None
+
+
+def encrypt_segment(
+    ref: SegmentRef, clear: bytes | bytearray, cipher: SegmentCipher, iv: bytes | None
+) -> tuple[bytes | bytearray, bytes]:
+    """(body, IV used) of segment ``ref``: ``iv`` is the asset's configured IV, None for the
+    media sequence number. The init segment stays clear (IV used ``b""``): the playlist puts
+    EXT-X-MAP before EXT-X-KEY, so the key does not apply to it."""
+    if ref.index == urls.INIT:
+        return clear, b""
+    used = iv or sequence_iv(ref.sequence)
+    return cipher.encrypt(clear, used), used

@@ -1,0 +1,259 @@
+"""Manifest adapters: a :class:`Presentation` described to the HLS, DASH and Smooth builders
+(:mod:`origin.core.manifest`), with this origin's URLs. Manifests never see media bytes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from fractions import Fraction
+
+from origin.core import urls
+from origin.core.errors import MediaError
+from origin.core.manifest import dash, hls, smooth
+from origin.core.manifest.common import language_tag
+from origin.core.mp4.codecs import aac_codec_private_data, aac_fourcc, avc_codec_private_data
+from origin.core.presentation import Bandwidth, Presentation, Rendition
+from origin.core.track import AacConfig, AvcConfig, Kind, Track
+from origin.core.urls import Format, Options
+
+
+def _with_query(uri: str, query: str) -> str:
+    """``uri`` carrying ``query`` (already encoded), e.g. a viewer's token for native players."""
+    if not query:
+        return uri
+    return uri + ("&" if "?" in uri else "?") + query
+
+
+def master_playlist(p: Presentation, options: Options, *, base: str = "", query: str = "") -> str:
+    """The HLS multivariant playlist for ``options.format``; ``query`` goes on every child URI."""
+    fmt = options.format or Format.HLS_TS
+    cmaf = fmt is Format.HLS_CMAF
+    bandwidths = p.cmaf_bandwidth if cmaf else p.ts_bandwidth
+    variants: list[hls.Variant] = []
+    media: list[hls.AudioRendition] = []
+    group = "audio" if cmaf and p.audio else None
+    if p.audio and cmaf:
+        media.append(
+            hls.AudioRendition(
+                group_id="audio",
+                name=language_tag(p.audio.track.language) or "audio",
+                uri=_with_query(base + urls.media_uri(p.audio.id, "audio", options), query),
+                language=language_tag(p.audio.track.language),
+                channels=p.audio.track.channels,
+            )
+        )
+    audio_bw = bandwidths["audio", p.audio.id] if p.audio else Bandwidth(0, 0)
+    for r in p.video:
+        bw = bandwidths["video", r.id]
+        codecs = [r.track.codec_string]
+        if p.audio:
+            codecs.append(p.audio.track.codec_string)
+        extra = audio_bw if cmaf else Bandwidth(0, 0)
+        variants.append(
+            hls.Variant(
+                uri=_with_query(base + urls.media_uri(r.id, "video", options), query),
+                bandwidth=bw.peak + extra.peak,
+                average_bandwidth=bw.average + extra.average,
+                codecs=codecs,
+                resolution=_display_size(r.track),
+                frame_rate=float(r.fps),
+                audio_group=group,
+            )
+        )
+    if p.audio and (options.audio_only or not p.video):
+        variants.append(
+            hls.Variant(
+                uri=_with_query(base + urls.media_uri(p.audio.id, "audio", options), query),
+                bandwidth=audio_bw.peak,
+                average_bandwidth=audio_bw.average,
+                codecs=[p.audio.track.codec_string],
+                audio_group=group,
+            )
+        )
+    return hls.master_playlist(variants, media)
+
+
+def _display_size(t: Track) -> tuple[int, int]:
+    w, h = t.width, t.height
+    num, den = t.par
+    if num and den and num != den:
+        w = round(w * num / den)
+    return w, h
+
+
+def media_playlist(
+    p: Presentation,
+    track: str,
+    rid: int,
+    options: Options,
+    *,
+    key_uri: str | None = None,
+    iv: bytes | None = None,
+    base: str = "",
+    query: str = "",
+    segment_query: str = "",
+) -> str:
+    """A VOD media playlist of one rendition (TS: video with muxed audio, or audio alone).
+
+    With ``key_uri`` (the key service's, complete) the segments are encrypted: an EXT-X-KEY
+    METHOD=AES-128 (HLS's scheme, :func:`origin.core.encryption.scheme_for`) with ``iv`` (the
+    asset's fixed IV; None: the media sequence number, left implicit). ``query`` goes on the
+    EXT-X-MAP and key URIs, ``segment_query`` on every segment URI.
+    """
+    r = p.rendition(track, rid)
+    cmaf = options.format is Format.HLS_CMAF
+    segments = [
+        hls.Segment(
+            r.seg.duration(k),
+            _with_query(base + urls.fragment_uri(track, r.times[k], options), segment_query),
+        )
+        for k in range(len(r.seg))
+    ]
+    map_uri = None
+    if cmaf:
+        map_uri = _with_query(base + urls.fragment_uri(track, urls.INIT, options), query)
+    key = None
+    if key_uri is not None:
+        key = hls.Key(_with_query(key_uri, query), iv)
+    return hls.media_playlist(segments, key=key, map_uri=map_uri)
+
+
+def _timeline_values(r: Rendition) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(starts, durations) of a rendition's segments in URL_TIMESCALE units."""
+    t = r.times
+    return t[:-1], tuple(b - a for a, b in itertools.pairwise(t))
+
+
+def _shared_times(renditions: Sequence[Rendition]) -> bool:
+    return len({r.times for r in renditions}) == 1
+
+
+def _sar(track: Track) -> str:
+    num, den = track.par
+    g = math.gcd(num, den) or 1
+    return f"{num // g}:{den // g}"
+
+
+DASH_PROFILES = {
+    Format.DASH_CSF: (dash.LIVE_PROFILE,),
+    Format.DASH_CMAF: (dash.CMAF_PROFILE, dash.LIVE_PROFILE),
+}
+
+
+def dash_manifest(p: Presentation, options: Options, *, base: str = "") -> str:
+    """A static MPD: one video Adaptation Set with every rendition, one audio set."""
+    fmt = options.format
+    assert fmt in DASH_PROFILES
+    sets = [
+        _adaptation_set(p, renditions, options, base)
+        for renditions in (p.video, (p.audio,) if p.audio else ())
+        if renditions
+    ]
+    return dash.mpd(
+        sets,
+        duration=p.duration,
+        min_buffer_time=max(Fraction(2), p.target),
+        profiles=DASH_PROFILES[fmt],
+    )
+
+
+def _timeline(r: Rendition) -> dash.Timeline:
+    return dash.Timeline(urls.URL_TIMESCALE, *_timeline_values(r))
+
+
+def _adaptation_set(
+    p: Presentation, renditions: Sequence[Rendition], options: Options, base: str
+) -> dash.AdaptationSet:
+    """The set of ``renditions`` (one kind): one shared timeline when they are cut alike."""
+    kind = renditions[0].kind
+    shared = _shared_times(renditions)
+    reps = tuple(_representation(p, r, None if shared else _timeline(r)) for r in renditions)
+    init, media = urls.dash_templates(kind.value, options)
+    audio = kind is Kind.AUDIO
+    return dash.AdaptationSet(
+        content_type=kind.value,
+        representations=reps,
+        media=base + media,
+        initialization=base + init,
+        timeline=_timeline(renditions[0]) if shared else None,
+        lang=language_tag(renditions[0].track.language) if audio else None,
+        segment_alignment=shared,
+        # stss marks IDR pictures for AVC (ISO/IEC 14496-15), and every segment starts on one:
+        # SAP type 1.
+        start_with_sap=True,
+        role="main" if audio else None,
+    )
+
+
+def _representation(
+    p: Presentation, r: Rendition, timeline: dash.Timeline | None
+) -> dash.Representation:
+    """Video fields for video, audio fields for audio; the others keep their defaults."""
+    t = r.track
+    video = r.kind is Kind.VIDEO
+    return dash.Representation(
+        id=str(r.id),
+        bandwidth=p.cmaf_bandwidth[r.kind.value, r.id].peak,
+        codecs=t.codec_string,
+        width=t.width if video else 0,
+        height=t.height if video else 0,
+        frame_rate=r.fps if video else None,
+        sar=_sar(t) if video else None,
+        sample_rate=0 if video else t.sample_rate,
+        channels=0 if video else t.channels,
+        timeline=timeline,
+    )
+
+
+def _avc(track: Track) -> AvcConfig:
+    if not isinstance(track.codec, AvcConfig):
+        raise MediaError(f"track {track.track_id} is not H.264")
+    return track.codec
+
+
+class UnsupportedError(ValueError):
+    """The asset cannot be expressed in the requested protocol (HTTP 409 with the reason)."""
+
+
+def smooth_manifest(p: Presentation) -> str:
+    """The Smooth Streaming client manifest (MS-SSTR): one video and one audio StreamIndex."""
+    streams: list[smooth.Stream] = []
+    if p.video:
+        if not _shared_times(p.video):
+            # A StreamIndex has one chunk timeline for all its QualityLevels.
+            raise UnsupportedError(
+                "Smooth Streaming needs every video rendition cut at the same times, and this "
+                "asset's keyframes are not aligned across renditions"
+            )
+        starts, durations = _timeline_values(p.video[0])
+        levels = tuple(
+            smooth.VideoLevel(
+                bitrate=r.id,
+                width=r.track.width,
+                height=r.track.height,
+                codec_private_data=avc_codec_private_data(_avc(r.track)),
+            )
+            for r in p.video
+        )
+        streams.append(smooth.Stream("video", levels, starts, durations))
+    if p.audio:
+        a = p.audio
+        assert isinstance(a.track.codec, AacConfig)
+        starts, durations = _timeline_values(a)
+        level = smooth.AudioLevel(
+            bitrate=a.id,
+            sampling_rate=a.track.sample_rate,
+            channels=a.track.channels,
+            codec_private_data=aac_codec_private_data(a.track.codec),
+            fourcc=aac_fourcc(a.track.codec),
+        )
+        streams.append(
+            smooth.Stream(
+                "audio", (level,), starts, durations, language=language_tag(a.track.language)
+            )
+        )
+    duration = round(p.duration * urls.URL_TIMESCALE)
+    # No `r`: dash.js and ExoPlayer read it as a count, Shaka as DASH repeats; t+d is unambiguous.
+    return smooth.manifest(streams, duration=duration)
