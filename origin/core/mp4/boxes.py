@@ -157,3 +157,16 @@ class Reader:
             raise MediaError(f"'{self.box}' box is truncated ({count} entries declared)")
         pos = self.take(count * width)
         return be_array(typecode, self.data[pos : pos + count * width])
+
+
+def span(box: BoxHeader) -> tuple[int, int]:
+    """(start, end) of a box's payload: the range its children are walked in."""
+    return box.payload, box.end
+
+
+def require(boxes: dict[str, BoxHeader], kind: str, where: str) -> BoxHeader:
+    """The child box ``kind`` of a :func:`child_map`, which the format requires."""
+    box = boxes.get(kind)
+    if box is None:
+        raise MediaError(f"{where} has no {kind}")
+    return box

@@ -1,4 +1,4 @@
-"""MP4 file → :class:`Movie`: top-level walk (sans-IO), ``moov`` and the sample tables.
+"""MP4 file → :class:`Movie`: top-level walk (sans-IO), ``moov`` → tracks.
 
 The walk is a generator in the style of nginx-vod's VOD_AGAIN: it yields :class:`Need`
 (offset, size) and is sent the bytes. It asks for box headers and the whole ``moov`` only, never
@@ -6,23 +6,19 @@ for ``mdat`` payload, so a file with ``moov`` at the end costs a few small reads
 file (``moov`` has ``mvex``) it also reads each ``moof``, which :mod:`.fragments` turns into the
 same columns.
 
-Sample tables are expanded into columns with C-level iteration (``array`` from bytes,
-``itertools.repeat``/``accumulate``/``map``), never a Python loop per sample.
+The sample tables become columns in :mod:`.tables`.
 """
 
 from __future__ import annotations
 
 import struct
-from array import array
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, fields, replace
 from functools import partial
-from itertools import accumulate, chain, islice, repeat
-from operator import add, lt, sub
 from typing import NamedTuple, TypeVar
 
 from origin.core.errors import MediaError, describe
-from origin.core.index import SampleIndex, make_index
+from origin.core.index import SampleIndex
 from origin.core.mp4.boxes import (
     HEADER_MAX,
     BoxHeader,
@@ -31,9 +27,12 @@ from origin.core.mp4.boxes import (
     children,
     plausible_type,
     read_header,
+    require,
+    span,
 )
 from origin.core.mp4.codecs import parse_asc, parse_avcc, parse_esds
 from origin.core.mp4.fragments import Defaults, Fragments, parse_mvex
+from origin.core.mp4.tables import sample_index
 from origin.core.track import AacConfig, AvcConfig, Kind, Movie, Track
 
 T = TypeVar("T")
@@ -268,31 +267,24 @@ def _parse_moov(buf: bytes, file_size: int) -> _Moov:
     # In a fragmented file the stbl tables are usually empty; any samples they do hold come
     # before the fragments' (see fragments.py).
     tracks = tuple(
-        (header, _sample_index(buf, stbl, file_size, header.track_id)) for header, stbl in headers
+        (header, sample_index(buf, stbl, file_size, header.track_id)) for header, stbl in headers
     )
     trex = parse_mvex(buf, mvex) if mvex is not None else None
     return _Moov(timescale, tracks, trex)
-
-
-def _require(boxes: dict[str, BoxHeader], kind: str, where: str) -> BoxHeader:
-    box = boxes.get(kind)
-    if box is None:
-        raise MediaError(f"{where} has no {kind}")
-    return box
 
 
 def _parse_trak(
     buf: bytes, trak: BoxHeader, movie_timescale: int
 ) -> tuple[_TrackHeader, BoxHeader] | None:
     """The track's header and its ``stbl``; None for tracks that are neither video nor audio."""
-    tb = child_map(buf, *_span(trak))
-    r = Reader(buf, _require(tb, "tkhd", "trak"))
+    tb = child_map(buf, *span(trak))
+    r = Reader(buf, require(tb, "tkhd", "trak"))
     version, _ = r.full()
     r.skip(16 if version == 1 else 8)
     track_id = r.u32()
     where = f"track {track_id}"
-    mdia = child_map(buf, *_span(_require(tb, "mdia", where)))
-    hdlr = Reader(buf, _require(mdia, "hdlr", where))
+    mdia = child_map(buf, *span(require(tb, "mdia", where)))
+    hdlr = Reader(buf, require(mdia, "hdlr", where))
     hdlr.skip(8)  # version/flags, pre_defined
     kind = _HANDLERS.get(hdlr.raw(4).decode("latin-1"))
     if kind is None:
@@ -302,7 +294,7 @@ def _parse_trak(
     r.skip(8 + 2 + 2 + 2 + 2 + 36)  # reserved, layer, alternate_group, volume, reserved, matrix
     tk_width, tk_height = r.u32() >> 16, r.u32() >> 16
 
-    r = Reader(buf, _require(mdia, "mdhd", where))
+    r = Reader(buf, require(mdia, "mdhd", where))
     version, _ = r.full()
     r.skip(16 if version == 1 else 8)
     timescale = r.u32()
@@ -311,12 +303,12 @@ def _parse_trak(
     r.skip(8 if version == 1 else 4)  # duration
     language = _language(r.u16())
 
-    minf = child_map(buf, *_span(_require(mdia, "minf", where)))
-    stbl = _require(minf, "stbl", where)
-    stsd = _require(child_map(buf, *_span(stbl)), "stsd", where)
+    minf = child_map(buf, *span(require(mdia, "minf", where)))
+    stbl = require(minf, "stbl", where)
+    stsd = require(child_map(buf, *span(stbl)), "stsd", where)
     pts_shift = 0
     edts = tb.get("edts")
-    elst = child_map(buf, *_span(edts)).get("elst") if edts is not None else None
+    elst = child_map(buf, *span(edts)).get("elst") if edts is not None else None
     if elst is not None:
         pts_shift = _pts_shift(buf, elst, movie_timescale, timescale)
 
@@ -339,10 +331,6 @@ def _parse_trak(
         return make(codec=avc, width=width or tk_width, height=height or tk_height, par=par), stbl
     aac, sample_rate, channels = _audio(buf, entry, where)
     return make(codec=aac, sample_rate=sample_rate, channels=channels), stbl
-
-
-def _span(box: BoxHeader) -> tuple[int, int]:
-    return box.payload, box.end
 
 
 def _language(code: int) -> str:
@@ -431,151 +419,9 @@ def _audio(buf: bytes, entry: BoxHeader, where: str) -> tuple[AacConfig, int, in
     boxes = child_map(buf, r.pos, entry.end)
     esds = boxes.get("esds")
     if esds is None and "wave" in boxes:  # QuickTime wraps esds in a 'wave' atom
-        esds = child_map(buf, *_span(boxes["wave"])).get("esds")
+        esds = child_map(buf, *span(boxes["wave"])).get("esds")
     if esds is None:
         raise MediaError(f"{where}: 'mp4a' sample entry has no esds")
     codec = _config(parse_esds, buf, esds, where)
     channels = codec.channels or entry_channels  # channel_config 0: the layout is in a PCE
     return codec, parse_asc(codec.asc).output_rate, channels
-
-
-# --------------------------------------------------------------------------- sample tables
-
-
-def _sample_index(buf: bytes, stbl: BoxHeader, file_size: int, track_id: int) -> SampleIndex:
-    where = f"track {track_id}"
-    boxes = child_map(buf, *_span(stbl))
-
-    if "stsz" in boxes:
-        size = _stsz(buf, boxes["stsz"], file_size, where)
-    elif "stz2" in boxes:
-        size = _stz2(buf, boxes["stz2"], where)
-    else:
-        raise MediaError(f"{where} has no stsz or stz2")
-    n = len(size)
-
-    duration = _runs(buf, _require(boxes, "stts", where), False, n, where)
-    dts = array("q", accumulate(duration, initial=0))
-    dts.pop()
-    cto = _runs(buf, boxes["ctts"], True, n, where) if "ctts" in boxes else array("i", bytes(4 * n))
-    keyframes = _stss(buf, boxes["stss"], n, where) if "stss" in boxes else array("I", range(n))
-    if "stco" in boxes:
-        chunks = _chunk_offsets(buf, boxes["stco"], "I", 4)
-    elif "co64" in boxes:
-        chunks = _chunk_offsets(buf, boxes["co64"], "Q", 8)
-    else:
-        raise MediaError(f"{where} has no stco or co64")
-    if chunks and max(chunks) > file_size:  # before adding sizes to them (64-bit columns)
-        raise MediaError(f"{where}: a chunk lies beyond the end of the file (truncated?)")
-    offset = _offsets(buf, _require(boxes, "stsc", where), chunks, size, where)
-    if n and max(map(add, offset, size)) > file_size:
-        raise MediaError(f"{where}: sample data lies beyond the end of the file (truncated?)")
-    return make_index(
-        dts=dts, duration=duration, cto=cto, size=size, offset=offset, keyframes=keyframes
-    )
-
-
-def _stsz(buf: bytes, box: BoxHeader, file_size: int, where: str) -> array[int]:
-    r = Reader(buf, box)
-    r.full()
-    uniform, count = r.u32(), r.u32()
-    if uniform:
-        if uniform * count > file_size:  # check before allocating a bogus count
-            raise MediaError(f"{where}: sample data lies beyond the end of the file (truncated?)")
-        return array("I", [uniform]) * count
-    return r.table("I", count, 4)
-
-
-# stz2 4-bit fields: two per byte, high nibble first.
-_HI_NIBBLE = bytes(b >> 4 for b in range(256))
-_LO_NIBBLE = bytes(b & 0x0F for b in range(256))
-
-
-def _stz2(buf: bytes, box: BoxHeader, where: str) -> array[int]:
-    r = Reader(buf, box)
-    r.full()
-    r.skip(3)
-    field, count = r.u8(), r.u32()
-    if field == 16:
-        return array("I", r.table("H", count, 2))
-    if field == 8:
-        return array("I", array("B", r.raw(count)))  # bytes alone would be read as a buffer
-    if field == 4:
-        packed = r.raw((count + 1) // 2)
-        both = bytearray(2 * len(packed))
-        both[0::2] = packed.translate(_HI_NIBBLE)
-        both[1::2] = packed.translate(_LO_NIBBLE)
-        return array("I", array("B", both[:count]))
-    raise MediaError(f"{where}: stz2 field size {field} is invalid")
-
-
-def _runs(buf: bytes, box: BoxHeader, signed: bool, n: int, where: str) -> array[int]:
-    """Expand a (sample_count, value) run table (stts, ctts) to one value per sample."""
-    r = Reader(buf, box)
-    r.full()
-    table = r.table("I", 2 * r.u32(), 4)
-    counts, values = table[0::2], table[1::2]
-    if signed:
-        # ctts v0 is unsigned by the spec, but muxers write negative offsets into v0 as well
-        # and the column is signed 32-bit: read both versions as signed, as ffmpeg does.
-        values = array("i", values.tobytes())
-    total = sum(counts)
-    if total != n:
-        raise MediaError(f"{where}: {box.type} describes {total} samples, the sample sizes {n}")
-    if len(counts) == n and 0 not in counts:  # all runs of length 1, frequent in ctts
-        return values
-    return array(values.typecode, chain.from_iterable(map(repeat, values, counts)))
-
-
-def _stss(buf: bytes, box: BoxHeader, n: int, where: str) -> array[int]:
-    r = Reader(buf, box)
-    r.full()
-    numbers = r.table("I", r.u32(), 4)
-    if numbers and (
-        numbers[0] < 1 or numbers[-1] > n or not all(map(lt, numbers, islice(numbers, 1, None)))
-    ):
-        raise MediaError(f"{where}: stss sample numbers are out of range or not increasing")
-    return array("I", map(sub, numbers, repeat(1)))
-
-
-def _chunk_offsets(buf: bytes, box: BoxHeader, typecode: str, width: int) -> array[int]:
-    r = Reader(buf, box)
-    r.full()
-    return r.table(typecode, r.u32(), width)
-
-
-def _offsets(
-    buf: bytes, stsc: BoxHeader, chunks: array[int], size: array[int], where: str
-) -> array[int]:
-    """Absolute offset of every sample, from stsc (samples per chunk) and chunk offsets.
-
-    Within a chunk samples are contiguous: offset[i] = chunk_offset[c] + (start[i] -
-    start[first sample of c]) where start is the running sum of sizes. Per chunk that is a
-    constant delta, repeated over the chunk's samples and added to ``start`` elementwise.
-    """
-    r = Reader(buf, stsc)
-    r.full()
-    table = r.table("I", 3 * r.u32(), 4)
-    firsts, per_chunk, descriptions = table[0::3], table[1::3], table[2::3]
-    nchunks = len(chunks)
-    if firsts and (
-        firsts[0] != 1 or firsts[-1] > nchunks or not all(map(lt, firsts, islice(firsts, 1, None)))
-    ):
-        raise MediaError(f"{where}: stsc chunk numbers are out of range or not increasing")
-    if descriptions.count(1) != len(descriptions):
-        raise MediaError(f"{where}: stsc refers to a missing sample description")
-    # One entry per chunk: how many samples it holds (runs end where the next one starts).
-    run_ends = [*firsts[1:], nchunks + 1]
-    spc = array("I", chain.from_iterable(map(repeat, per_chunk, map(sub, run_ends, firsts))))
-    first_sample = array("Q", accumulate(spc, initial=0))
-    n = len(size)
-    if first_sample[-1] != n:
-        raise MediaError(
-            f"{where}: stsc/stco describe {first_sample[-1]} samples, the sample sizes {n}"
-        )
-    if nchunks == n and 0 not in spc:  # one sample per chunk: nothing to add up
-        return array("Q", chunks)
-    start = array("Q", accumulate(size, initial=0))
-    delta = map(sub, chunks, map(start.__getitem__, first_sample[:-1]))
-    per_sample = chain.from_iterable(map(repeat, delta, spc))
-    return array("Q", map(add, start[:-1], per_sample))
