@@ -18,14 +18,11 @@ from itertools import islice, pairwise
 from operator import sub
 
 from origin.core.errors import MediaError
-from origin.core.mp4.defs import SMOOTH_TIMESCALE
+from origin.core.mp4.defs import I32_MAX, I32_MIN, I64_MAX, SMOOTH_TIMESCALE, U32_MAX
 from origin.core.mux import adts, mpegts
 from origin.core.track import AacConfig, Kind, Track
 from origin.core.urls import URL_TIMESCALE
 
-I32_MIN, I32_MAX = -(2**31), 2**31 - 1
-U32_MAX = 2**32 - 1
-I64_MAX = 2**63 - 1
 TS_CLOCK = 90_000
 _TS_LIMIT = 2**33  # PTS/DTS are 33-bit
 _TKHD_SIZE_LIMIT = 1 << 16  # tkhd width/height are 16.16 fixed point

@@ -1,10 +1,17 @@
 """ISO BMFF box definitions both the readers (:mod:`origin.core.mp4`) and the writers
-(:mod:`origin.core.mux`) use: ``tfhd``/``trun`` flag bits, sample flags, Smooth's ``tfxd``.
+(:mod:`origin.core.mux`) use: field widths, ``tfhd``/``trun`` flag bits, sample flags, Smooth's
+``tfxd``.
 
 One definition each, so a reader and a writer cannot disagree on a bit.
 """
 
 from __future__ import annotations
+
+# Field widths: the range a box field of each kind holds.
+I32_MIN, I32_MAX = -(2**31), 2**31 - 1
+U32_MAX = 2**32 - 1
+I64_MAX = 2**63 - 1
+U64_MAX = 2**64 - 1
 
 # tfhd flags (ISO/IEC 14496-12 §8.8.7.1)
 TFHD_BASE_DATA_OFFSET = 0x000001

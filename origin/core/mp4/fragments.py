@@ -18,6 +18,7 @@ from origin.core.errors import MediaError
 from origin.core.index import SampleIndex, make_index
 from origin.core.mp4.boxes import BoxHeader, Reader, children, read_header
 from origin.core.mp4.defs import (
+    I64_MAX,
     NON_SYNC_SAMPLE_FLAGS,
     TFHD_BASE_DATA_OFFSET,
     TFHD_DEFAULT_BASE_IS_MOOF,
@@ -34,8 +35,6 @@ from origin.core.mp4.defs import (
     TRUN_SAMPLE_FLAGS,
     TRUN_SIZE,
 )
-
-_I64_MAX = 2**63 - 1  # decode time columns are signed 64-bit
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +109,7 @@ class Fragments:
         for tid, cols in self._tracks.items():
             rebase = -cols.dts[0] if len(cols.dts) and cols.dts[0] < 0 else 0
             if rebase:
-                if cols.next_dts + rebase > _I64_MAX:
+                if cols.next_dts + rebase > I64_MAX:
                     raise MediaError(f"track {tid}: fragment decode times span beyond 2^63")
                 cols.dts = array("q", map(add, cols.dts, repeat(rebase)))
             out[tid] = (cols.index(), rebase)
@@ -243,7 +242,7 @@ class Fragments:
             return start, end
 
         durations = columns.get(TRUN_DURATION) or array("I", [default_duration]) * n
-        if start + sum(durations) > _I64_MAX:
+        if start + sum(durations) > I64_MAX:
             raise MediaError(f"{where}: decode times pass 2^63 (tfdt {start})")
         dts = array("q", accumulate(durations, initial=start))
         next_dts = dts.pop()

@@ -8,7 +8,7 @@ MPEG-TS carries no such side channel (stream_type 0x0F is "ADTS AAC"), so every 
 from __future__ import annotations
 
 from origin.core.errors import MediaError
-from origin.core.mp4.codecs import SAMPLE_RATES
+from origin.core.mp4.codecs import AAC_CORE_TYPES, AOT_PS, AOT_SBR, SAMPLE_RATES
 from origin.core.track import AacConfig
 
 ADTS_HEADER_SIZE = 7
@@ -19,9 +19,9 @@ MAX_FRAME_LENGTH = (1 << 13) - 1  # aac_frame_length is 13 bits and includes the
 _EXPLICIT_RATE_TOLERANCE = 0.02
 
 # AOTs whose raw frames an ADTS decoder handles: the 2-bit ADTS profile is audioObjectType - 1.
-# SBR (5) and PS (29) ride on an AAC-LC core; ADTS signals the core and decoders find the
+# SBR and PS ride on an AAC-LC core (profile 1); ADTS signals the core and decoders find the
 # extension implicitly in the payload.
-_ADTS_PROFILE = {1: 0, 2: 1, 3: 2, 4: 3, 5: 1, 29: 1}
+_ADTS_PROFILE = {aot: aot - 1 for aot in AAC_CORE_TYPES} | {AOT_SBR: 1, AOT_PS: 1}
 
 
 def sampling_index(config: AacConfig) -> int:

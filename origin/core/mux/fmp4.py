@@ -34,6 +34,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from origin.core.mp4.defs import (
+    I32_MAX,
+    I32_MIN,
     SMOOTH_TIMESCALE,
     SYNC_SAMPLE_FLAGS,
     TFHD_DEFAULT_BASE_IS_MOOF,
@@ -45,6 +47,8 @@ from origin.core.mp4.defs import (
     TRUN_DURATION,
     TRUN_SAMPLE_FLAGS,
     TRUN_SIZE,
+    U32_MAX,
+    U64_MAX,
 )
 from origin.core.mux.run import Run
 from origin.core.track import AvcConfig, Kind, Track
@@ -70,8 +74,6 @@ if array("I").itemsize != 4 or array("i").itemsize != 4:  # pragma: no cover - e
     raise ImportError("origin.core.mux.fmp4 needs 4-byte array('I') and array('i')")
 
 _LITTLE = sys.byteorder == "little"
-_U32 = 0xFFFFFFFF
-_U64 = 0xFFFFFFFFFFFFFFFF
 
 # ftyp: 'iso6' because the fragments use tfdt (an iso6 feature) and, for a source with negative
 # composition offsets, trun v1 (iso4+); 'cmfc' because each file is one CMAF track (ISO/IEC
@@ -155,7 +157,7 @@ def init_segment(track: Track, edit: Edit | None = None) -> bytes:
     """
     if track.stsd[4:8] != b"stsd" or len(track.stsd) != _HEADER.unpack_from(track.stsd)[0]:
         raise ValueError("track.stsd must be one whole stsd box")
-    if not 0 < track.track_id < _U32 or track.timescale <= 0:
+    if not 0 < track.track_id < U32_MAX or track.timescale <= 0:
         raise ValueError("track_id and timescale must be positive 32-bit values")
     edit = edit_of(track) if edit is None else edit
     return _brands_box(b"ftyp", _FTYP_BRANDS[0], _FTYP_BRANDS) + _moov(track, edit)
@@ -217,7 +219,7 @@ def _edts(trim: int) -> bytes:
 
 def _elst(edits: list[tuple[int, int]]) -> bytes:
     """Edits as ``(segment_duration, media_time)``, media_rate 1.0."""
-    fits_v0 = all(d <= _U32 and -(2**31) <= m < 2**31 for d, m in edits)
+    fits_v0 = all(d <= U32_MAX and I32_MIN <= m <= I32_MAX for d, m in edits)
     entry = struct.Struct(">Iih" if fits_v0 else ">Qqh")
     rows = [entry.pack(d, m, 1) + b"\x00\x00" for d, m in edits]
     return _full_box(b"elst", 0 if fits_v0 else 1, 0, struct.pack(">I", len(edits)), *rows)
@@ -299,7 +301,7 @@ class Fragment:
             raise ValueError("fragment columns differ in length")
         if self.offsets is not None and len(self.offsets) != n:
             raise ValueError("fragment columns differ in length")
-        if not 0 <= self.base_time <= _U64:
+        if not 0 <= self.base_time <= U64_MAX:
             raise ValueError(f"decode time {self.base_time} does not fit tfdt")
 
     def __len__(self) -> int:
@@ -398,7 +400,7 @@ def moof(
     fragment: Fragment, *, sequence: int, mdat_header_size: int = 8, traf_extra: bytes = b""
 ) -> bytes:
     """``moof`` whose trun points at the first payload byte of the ``mdat`` that follows it."""
-    if not 0 <= sequence <= _U32:
+    if not 0 <= sequence <= U32_MAX:
         raise ValueError(f"sequence number {sequence} does not fit 32 bits")
     size = moof_size(fragment, traf_extra=len(traf_extra))
     traf = _box(
@@ -419,8 +421,11 @@ def _mfhd(sequence: int) -> bytes:
 
 
 def _tfhd(fragment: Fragment) -> bytes:
-    flags = fragment.tfhd_flags
-    fields = struct.pack(">I", fragment.track_id)
+    return _tfhd_box(fragment.track_id, fragment.tfhd_flags)
+
+
+def _tfhd_box(track_id: int, flags: int) -> bytes:
+    fields = struct.pack(">I", track_id)
     if flags & TFHD_DEFAULT_FLAGS:
         fields += struct.pack(">I", SYNC_SAMPLE_FLAGS)
     return _full_box(b"tfhd", 0, flags, fields)
@@ -472,7 +477,7 @@ def _styp_brands(track: Track, start: int) -> tuple[bytes, ...]:
 
 
 def _mdat_header(payload_size: int) -> bytes:
-    if payload_size + 8 <= _U32:
+    if payload_size + 8 <= U32_MAX:
         return _HEADER.pack(payload_size + 8, b"mdat")
     return struct.pack(">I4sQ", 1, b"mdat", payload_size + 16)  # 64-bit largesize
 
@@ -566,7 +571,7 @@ def smooth_timing(track: Track, start: int, stop: int, *, time: int) -> SmoothTi
     relative to the first sample's presentation time, which thus equals ``time``.
     """
     _check_range(track, start, stop)
-    if not 0 <= time <= _U64:
+    if not 0 <= time <= U64_MAX:
         raise ValueError(f"fragment time {time} does not fit tfxd")
     s = track.samples
     ts = track.timescale
@@ -598,11 +603,7 @@ def smooth_timing(track: Track, start: int, stop: int, *, time: int) -> SmoothTi
 def _smooth_tfhd(track_id: int, *, per_sample_flags: bool) -> bytes:
     # No default-base-is-moof, as Smooth origins write it (PIFF predates the flag): with one traf
     # and no base_data_offset the base is the moof's first byte all the same (14496-12 8.8.7.1).
-    if per_sample_flags:
-        return _full_box(b"tfhd", 0, 0, struct.pack(">I", track_id))
-    return _full_box(
-        b"tfhd", 0, TFHD_DEFAULT_FLAGS, struct.pack(">II", track_id, SYNC_SAMPLE_FLAGS)
-    )
+    return _tfhd_box(track_id, 0 if per_sample_flags else TFHD_DEFAULT_FLAGS)
 
 
 def _tfxd(time: int, duration: int) -> bytes:
@@ -638,7 +639,7 @@ def smooth_fragment(run: Run, *, sequence: int, time: int, track_id: int | None 
     """
     if len(run) == 0:
         raise ValueError("empty run")
-    if not 0 <= sequence <= _U32:
+    if not 0 <= sequence <= U32_MAX:
         raise ValueError(f"sequence number {sequence} does not fit 32 bits")
     track = run.track
     timing = smooth_timing(track, run.start, run.stop, time=time)
@@ -646,7 +647,7 @@ def smooth_fragment(run: Run, *, sequence: int, time: int, track_id: int | None 
         raise ValueError("payload sizes differ from the sample index")
     if track_id is None:
         track_id = 1 if track.kind is Kind.VIDEO else 2
-    if not 0 < track_id < _U32:
+    if not 0 < track_id < U32_MAX:
         raise ValueError("track_id must be a positive 32-bit value")
     data: Sequence[bytes | memoryview] = run.data
     codec = track.codec
