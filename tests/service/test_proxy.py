@@ -27,24 +27,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from origin.service.config import load_config
-from origin.service.playlist_rewrite import (
+from origin.service.config.proxy import parse_proxy_config
+from origin.service.proxy.fetch import fetch_playlist, new_session
+from origin.service.proxy.guard import address_allowed, vet
+from origin.service.proxy.playlist_rewrite import (
     Rewriter,
     proxy_link,
     rewrite,
     rewrite_playlist,
     with_param,
 )
-from origin.service.proxy import (
-    HostRule,
-    ProxyConfig,
-    ProxyError,
-    address_allowed,
-    fetch_playlist,
-    new_session,
-    parse_proxy_config,
-    parse_target,
-    vet,
-)
+from origin.service.proxy.settings import HostRule, ProxyConfig
+from origin.service.proxy.target import ProxyError, parse_target
 from tests.media import FFMPEG
 from tests.proxy_upstream import (
     FORMATS,

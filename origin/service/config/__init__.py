@@ -1,7 +1,7 @@
 """TOML configuration: the file as a whole, its ``[server]`` and ``[[assets]]``, as dataclasses.
 
 Every error is reported at once (``check.Checker``); ``[policies.NAME]`` tables are read in
-``policies``, the ``[proxy]`` table in ``origin.service.proxy``.
+``policies``, the ``[proxy]`` table in ``proxy``.
 
 Each error names the file, the field (``assets[1].key``) and what is wrong. Key material is never
 echoed back, not even when it is malformed. A missing file (or a directory) in an asset's
@@ -23,9 +23,10 @@ from typing import Any
 from origin.service.addresses import IPNetwork, parse_network
 from origin.service.config.check import Checker
 from origin.service.config.policies import parse_policy
+from origin.service.config.proxy import parse_proxy_config
 from origin.service.keytext import parse_iv, parse_key
 from origin.service.policy import Policy
-from origin.service.proxy import ProxyConfig, parse_proxy_config
+from origin.service.proxy.settings import ProxyConfig
 
 PROTECTIONS = ("clear", "aes-128")
 # How DASH and Smooth are delivered for an asset whose `protection` is an HLS-only scheme
