@@ -17,11 +17,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from origin.service import swt
 from origin.service.policy import (
     CONTENT_KEY_CLAIM,
     Claim,
 )
+from origin.service.tokens import swt
 
 NOW = 1_700_000_000
 KID = uuid.UUID("da3813af-55e6-48e7-aa9f-a4d6031f7b4d")

@@ -20,7 +20,7 @@ from origin.service import auth, http
 from origin.service.cache import ENTRY_OVERHEAD, ROUTE_CACHE_BYTES, ByteLRU
 from origin.service.cors import Cors
 from origin.service.logs import REQUESTS, clean
-from origin.service.proxy import setup_proxy
+from origin.service.proxy.route import setup_proxy
 from origin.service.state import Asset, ContentKey, State
 from origin.service.storage import SourceUnavailable, read_spans
 

@@ -11,16 +11,68 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from aiohttp import web
 
 from origin.service import http
-from origin.service.policy import Decision, Policy, authorize, bearer_token, client_ip
+from origin.service.addresses import IPAddress, IPNetwork, in_networks, parse_address, unmapped
+from origin.service.policy import Decision, Policy, authorize
 
 QUERY_PARAMS = ("token", "MtsHlsUriToken")
 NIL_KID = uuid.UUID(int=0)
+
+
+def _parse_ip(text: str) -> IPAddress | None:
+    t = text.strip()
+    if t.startswith("["):  # [v6] or [v6]:port
+        end = t.find("]")
+        if end < 0 or (t[end + 1 :] and not t[end + 1 :].startswith(":")):
+            return None
+        t = t[1:end]
+    elif t.count(":") == 1:  # v4:port
+        t = t.partition(":")[0]
+    addr = parse_address(t)
+    return None if addr is None else unmapped(addr)
+
+
+def client_ip(
+    peer: str | None, forwarded_for: str | None, trusted_proxies: Sequence[IPNetwork]
+) -> IPAddress | None:
+    """The client's address: the direct peer, or, when the peer is a trusted proxy, the rightmost
+    X-Forwarded-For entry that is not itself a trusted proxy.
+
+    Only entries appended by trusted proxies are believed; anything further left could have been
+    written by the client. Several X-Forwarded-For headers must be joined with "," in order. An
+    entry that does not parse where an address must be gives None (unknown), which no address
+    restriction allows.
+    """
+    addr = _parse_ip(peer) if peer else None
+    if addr is None or not forwarded_for or not forwarded_for.strip():
+        return addr
+    if not in_networks(trusted_proxies, addr):
+        return addr
+    for entry in reversed(forwarded_for.split(",")):
+        hop = _parse_ip(entry)
+        if hop is None:
+            return None
+        addr = hop
+        if not in_networks(trusted_proxies, hop):
+            return hop
+    return addr  # every hop is a trusted proxy: the furthest one is the client
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (``Bearer=<token>`` too, as Azure
+    Media Player sends it); None for a missing header or another scheme."""
+    if not authorization:
+        return None
+    scheme, token = authorization[:6], authorization[6:]
+    if scheme.lower() != "bearer" or not token or token[0] not in " =":
+        return None
+    return token[1:].strip() or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +100,7 @@ def decide(
     request: web.Request,
     policy: Policy,
     kid: uuid.UUID | None,
-    trusted_proxies: tuple[object, ...],
+    trusted_proxies: Sequence[IPNetwork],
 ) -> Decision:
     token = request_token(request)
     forwarded = ",".join(request.headers.getall("X-Forwarded-For", [])) or None
@@ -56,7 +108,7 @@ def decide(
         policy,
         kid=kid or NIL_KID,
         token=token.value if token else None,
-        client_ip=client_ip(request.remote, forwarded, trusted_proxies),  # type: ignore[arg-type]
+        client_ip=client_ip(request.remote, forwarded, trusted_proxies),
         now=time.time(),
     )
 

@@ -33,11 +33,11 @@ from origin.service import logs
 from origin.service.app import STATE, AccessLogger, build_app
 from origin.service.config import Config, ConfigError, load_config
 from origin.service.connections import Limits, SafeAppRunner, raise_nofile_limit
-from origin.service.policy import sign_token
-from origin.service.proxy import PROXY
+from origin.service.proxy.route import PROXY
 from origin.service.reload import Reloader
 from origin.service.state import State, build_state
 from origin.service.storage import load_movie, open_source
+from origin.service.tokens.sign import sign_token
 
 log = logging.getLogger("origin")
 MAX_HEADER_BYTES = 16 * 1024

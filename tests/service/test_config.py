@@ -62,6 +62,26 @@ key = "AAECAwQFBgcICQoLDA0ODw=="
     assert cfg.assets[0].key == cfg.assets[1].key == bytes(range(16))
 
 
+def test_a_base64_key_with_a_stray_character_is_refused_not_read_as_another_key(
+    tmp_path: Path,
+) -> None:
+    # Content keys and token keys share one base64 reading: unpadded, URL-safe and spaced
+    # spellings are fine, a character outside the alphabet is not silently skipped.
+    assets = "".join(
+        f'[[assets]]\nname = "a{i}"\nfiles = ["a.mp4"]\nprotection = "aes-128"\n'
+        f'key_id = "{i:08x}-55e6-48e7-aa9f-a4d6031f7b4d"\nkey = "{key}"\n'
+        for i, key in enumerate(["AAECAwQFBgcICQoLDA0ODw", "AAEC AwQFBgcICQoLDA0ODw==", "AA-CAw=="])
+    )
+    cfg = load_config(_write(tmp_path, assets.replace("AA-CAw==", "AAECAwQFBgcICQoLDA0ODw==")))
+    assert [a.key for a in cfg.assets] == [bytes(range(16))] * 3
+    p = _write(tmp_path, assets.replace("AA-CAw==", "AAECAwQF!BgcICQoLDA0ODw=="))
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert e.value.problems == [
+        f"{p}: assets[2].key: must be 16 bytes as 32 hex digits or base64 (value not shown)"
+    ]
+
+
 def test_every_error_is_reported_with_file_and_field_and_no_key(tmp_path: Path) -> None:
     p = _write(
         tmp_path,

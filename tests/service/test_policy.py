@@ -13,6 +13,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from origin.service.auth import bearer_token, client_ip
 from origin.service.policy import (
     CONTENT_KEY_CLAIM,
     Claim,
@@ -20,12 +21,10 @@ from origin.service.policy import (
     Policy,
     PolicyOption,
     TokenRestriction,
-    VerificationKey,
     authorize,
-    bearer_token,
-    client_ip,
-    sign_token,
 )
+from origin.service.tokens.jwt import VerificationKey
+from origin.service.tokens.sign import sign_token
 from tests.policy_tokens import (
     ALTERNATE,
     AUDIENCE,

@@ -10,12 +10,12 @@ from typing import Any
 import jwt
 import pytest
 
+from origin.service.config.policies import parse_policy
 from origin.service.policy import (
     CONTENT_KEY_CLAIM,
     Claim,
     Policy,
     authorize,
-    parse_policy,
 )
 from tests.policy_tokens import (
     ALTERNATE,

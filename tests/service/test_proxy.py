@@ -12,7 +12,7 @@ import datetime
 import ipaddress
 import ssl
 import subprocess
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urljoin, urlsplit
@@ -27,71 +27,29 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from origin.service.config import load_config
-from origin.service.playlist_rewrite import (
+from origin.service.config.proxy import parse_proxy_config
+from origin.service.proxy.fetch import fetch_playlist, new_session
+from origin.service.proxy.guard import address_allowed, vet
+from origin.service.proxy.playlist_rewrite import (
     Rewriter,
     proxy_link,
     rewrite,
     rewrite_playlist,
     with_param,
 )
-from origin.service.proxy import (
-    HostRule,
-    ProxyConfig,
-    ProxyError,
-    address_allowed,
-    fetch_playlist,
-    new_session,
-    parse_proxy_config,
-    parse_target,
-    vet,
-)
+from origin.service.proxy.settings import HostRule, ProxyConfig
+from origin.service.proxy.target import ProxyError, parse_target
 from tests.media import FFMPEG
-from tests.proxy_upstream import Helper, run_helper
+from tests.proxy_upstream import (
+    FORMATS,
+    MAX_BYTES,
+    RICH_MASTER,
+    RICH_MEDIA,
+    TOKEN,
+    Helper,
+    run_helper,
+)
 from tests.server import SAMPLE_KEY, SAMPLE_KID, Reply, Server, fetch, run_server
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-TOKEN = "tok.SECRET-4711_x~y"
-MAX_BYTES = 65536
-FORMATS = ["m3u8-aapl", "m3u8-cmaf"]
-
-RICH_MASTER = """#EXTM3U
-#EXT-X-VERSION:6
-#EXT-X-INDEPENDENT-SEGMENTS
-#EXT-X-CONTENT-STEERING:SERVER-URI="/steer.json",PATHWAY-ID="a"
-#EXT-X-SESSION-DATA:DATA-ID="com.example.title",VALUE="x,URI="
-#EXT-X-SESSION-KEY:METHOD=AES-128,URI="/keys/s?kid=1"
-#EXT-FOO-VENDOR:whatever,URI="untouched.bin"
-#EXT-X-STREAM-INF:BANDWIDTH=1000,CODECS="avc1.4d401e,mp4a.40.2",AUDIO="aud"
-video/low.m3u8?x=1
-#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud",NAME="a,URI=",DEFAULT=YES,URI="audio/en.m3u8"
-# a plain comment
-#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=100,URI="video/iframes.m3u8"
-#EXT-X-STREAM-INF:BANDWIDTH=2000,CODECS="avc1.4d401e,mp4a.40.2",AUDIO="aud"
-https://cdn.example/video/high.m3u8
-"""
-
-RICH_MEDIA = """#EXTM3U\r
-#EXT-X-VERSION:6\r
-#EXT-X-ALLOW-CACHE:NO\r
-#EXT-X-TARGETDURATION:4\r
-#EXT-X-MEDIA-SEQUENCE:0\r
-#EXT-X-PLAYLIST-TYPE:VOD\r
-#EXT-X-MAP:URI="init.mp4",BYTERANGE="700@0"\r
-#EXT-X-KEY:METHOD=AES-128,URI="../keys/k?kid=7&token=stale",IV=0x00000000000000000000000000000001\r
-#EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:00:00Z\r
-#EXT-VENDOR-CUE:OUT=4\r
-#EXTINF:4.000,no-desc\r
-seg0.m4s\r
-#EXT-X-DISCONTINUITY\r
-#EXT-X-KEY:METHOD=SAMPLE-AES,URI="skd://asset-7",KEYFORMAT="com.apple.streamingkeydelivery"\r
-#EXT-X-BYTERANGE:100@700\r
-#EXTINF:4.000,\r
-/abs/seg1.m4s?sig=abc\r
-#EXT-X-KEY:METHOD=AES-128,URI="https://keys.elsewhere.example/k?kid=9"\r
-#EXTINF:2.000,\r
-http://other.example/seg2.m4s\r
-#EXT-X-ENDLIST\r
-"""
 
 
 @dataclass

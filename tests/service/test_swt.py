@@ -9,7 +9,7 @@ from urllib.parse import quote_plus
 
 import pytest
 
-from origin.service import swt
+from origin.service.tokens import swt
 
 KEY = bytes(range(32))  # 000102…1f
 KID = "da3813af-55e6-48e7-aa9f-a4d6031f7b4d"

@@ -9,7 +9,6 @@ answers "which of these keys signed this, and what does it say".
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
@@ -25,6 +24,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import Algorithm
+
+from origin.service.keytext import decode_base64
 
 KeyKind = Literal["symmetric", "rsa", "ec"]
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
@@ -110,7 +111,7 @@ class VerificationKey:
     @classmethod
     def from_text(cls, text: str) -> VerificationKey:
         """A symmetric key from standard or URL-safe base64 (padding optional)."""
-        secret = decode_base64_key(text)
+        secret = decode_base64(text)
         if secret is None:
             raise ValueError("must be base64 (standard or URL-safe)")
         return cls("symmetric", secret)
@@ -170,18 +171,6 @@ def _fit_algorithms(kind: str, material: object) -> frozenset[str]:
             raise ValueError("EC key must be on P-256, P-384 or P-521")
         return frozenset({alg})
     raise ValueError("kind must be symmetric, rsa or ec")
-
-
-def decode_base64_key(text: str) -> bytes | None:
-    """Standard or URL-safe base64, padding optional; None if it is neither."""
-    t = "".join(text.split())
-    t += "=" * (-len(t) % 4)
-    for altchars in (None, b"-_"):
-        try:
-            return base64.b64decode(t, altchars=altchars, validate=True)
-        except (binascii.Error, ValueError):
-            continue
-    return None
 
 
 _TO_STANDARD = bytes.maketrans(b"-_", b"+/")

@@ -1,4 +1,7 @@
-"""TOML configuration: parsed into frozen dataclasses, every error reported at once.
+"""TOML configuration: the file as a whole, its ``[server]`` and ``[[assets]]``, as dataclasses.
+
+Every error is reported at once (``check.Checker``); ``[policies.NAME]`` tables are read in
+``policies``, the ``[proxy]`` table in ``proxy``.
 
 Each error names the file, the field (``assets[1].key``) and what is wrong. Key material is never
 echoed back, not even when it is malformed. A missing file (or a directory) in an asset's
@@ -8,9 +11,6 @@ problem in ``Config.file_problems``, so one deleted title never takes a whole or
 
 from __future__ import annotations
 
-import base64
-import binascii
-import ipaddress
 import os
 import tomllib
 import uuid
@@ -20,8 +20,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from origin.service.policy import IPNetwork, Policy, parse_policy
-from origin.service.proxy import ProxyConfig, parse_proxy_config
+from origin.service.addresses import IPNetwork, parse_network
+from origin.service.config.check import Checker
+from origin.service.config.policies import parse_policy
+from origin.service.config.proxy import parse_proxy_config
+from origin.service.keytext import parse_iv, parse_key
+from origin.service.policy import Policy
+from origin.service.proxy.settings import ProxyConfig
 
 PROTECTIONS = ("clear", "aes-128")
 # How DASH and Smooth are delivered for an asset whose `protection` is an HLS-only scheme
@@ -95,62 +100,6 @@ _ASSET_FIELDS = {
 }  # fmt: skip
 
 
-def parse_key(text: str) -> bytes | None:
-    """16 bytes from 32 hex digits (optionally 0x-prefixed) or base64; None if neither."""
-    t = text.strip()
-    hex_text = t[2:] if t.lower().startswith("0x") else t
-    if len(hex_text) == 32:
-        try:
-            return bytes.fromhex(hex_text)
-        except ValueError:
-            pass
-    try:
-        raw = base64.b64decode(t, validate=True)
-    except (binascii.Error, ValueError):
-        try:
-            raw = base64.urlsafe_b64decode(t + "=" * (-len(t) % 4))
-        except (binascii.Error, ValueError):
-            return None
-    return raw if len(raw) == 16 else None
-
-
-def parse_iv(text: str) -> bytes | None:
-    t = text.strip()
-    if t[:2].lower() != "0x" or len(t) != 34:
-        return None
-    try:
-        return bytes.fromhex(t[2:])
-    except ValueError:
-        return None
-
-
-class _Checker:
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.problems: list[str] = []
-        self.asset_only: set[int] = set()  # indices into problems that refuse one asset only
-
-    def bad(self, where: str, what: str, *, asset_only: bool = False) -> None:
-        if asset_only:
-            self.asset_only.add(len(self.problems))
-        self.problems.append(f"{self.source}: {where}: {what}")
-
-    def fatal_count(self) -> int:
-        return len(self.problems) - len(self.asset_only)
-
-    def typed(self, table: dict[str, Any], name: str, where: str, kind: type, default: Any) -> Any:
-        if name not in table:
-            return default
-        value = table[name]
-        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            ok = True
-        if not ok:
-            self.bad(f"{where}.{name}", f"must be {kind.__name__}, got {type(value).__name__}")
-            return default
-        return value
-
-
 def load_config(path: Path) -> Config:
     """Read and validate a config file; raise ConfigError listing every problem."""
     try:
@@ -169,14 +118,14 @@ def load_config(path: Path) -> Config:
 def parse_config(
     raw: dict[str, Any], *, base: Path, source: str, path: Path | None = None
 ) -> Config:
-    c = _Checker(source)
+    c = Checker(source)
     for key in raw:
         if key not in ("server", "assets", "policies", "proxy"):
             c.bad(key, "unknown section (expected [server], [[assets]], [policies.NAME], [proxy])")
     server = _server(c, raw.get("server", {}))
     policies = _policies(c, raw.get("policies", {}), base)
     proxy, proxy_problems = parse_proxy_config(raw.get("proxy", {}), where="proxy")
-    c.problems += [f"{source}: {p}" for p in proxy_problems]
+    c.extend(proxy_problems)
     assets_raw = raw.get("assets", [])
     assets: list[AssetConfig] = []
     if not isinstance(assets_raw, list):
@@ -221,26 +170,24 @@ def parse_config(
     return Config(path, server, tuple(assets), policies, proxy, tuple(c.problems))
 
 
-def _policies(c: _Checker, raw: Any, base: Path) -> dict[str, Policy]:
+def _policies(c: Checker, raw: Any, base: Path) -> dict[str, Policy]:
     if not isinstance(raw, dict):
         c.bad("policies", "must be a table of [policies.NAME]")
         return {}
     out: dict[str, Policy] = {}
     for name, table in raw.items():
         policy, problems = parse_policy(name, table, where=f"policies.{name}", base=base)
-        c.problems += [f"{c.source}: {problem}" for problem in problems]
+        c.extend(problems)
         if policy is not None:
             out[name] = policy
     return out
 
 
-def _server(c: _Checker, t: Any) -> ServerConfig:
-    if not isinstance(t, dict):
-        c.bad("server", "must be a table")
+def _server(c: Checker, raw: Any) -> ServerConfig:
+    t = c.table(raw, "server")
+    if t is None:
         return ServerConfig()
-    for key in t:
-        if key not in _SERVER_FIELDS:
-            c.bad(f"server.{key}", "unknown field")
+    c.unknown(t, _SERVER_FIELDS, "server")
     d = ServerConfig()
     host = c.typed(t, "host", "server", str, d.host)
     port = c.typed(t, "port", "server", int, d.port)
@@ -261,10 +208,11 @@ def _server(c: _Checker, t: Any) -> ServerConfig:
             c.bad(f"server.cors_origins[{j}]", "must be an origin like https://player.example")
     proxies: list[IPNetwork] = []
     for j, cidr in enumerate(c.typed(t, "trusted_proxies", "server", list, [])):
-        try:
-            proxies.append(ipaddress.ip_network(str(cidr), strict=False))
-        except ValueError:
+        net = parse_network(cidr, strict=False)
+        if net is None:
             c.bad(f"server.trusted_proxies[{j}]", f"{cidr!r} is not an address or CIDR")
+        else:
+            proxies.append(net)
     ints = {}
     for name in ("cors_max_age", "manifest_max_age", "segment_max_age"):
         ints[name] = c.typed(t, name, "server", int, getattr(d, name))
@@ -311,15 +259,13 @@ def _file_problem(p: Path) -> str | None:
     return f"no such file: {p}"
 
 
-def _asset(c: _Checker, t: Any, where: str, base: Path) -> AssetConfig | None:
+def _asset(c: Checker, raw: Any, where: str, base: Path) -> AssetConfig | None:
     """The asset as far as it could be read (None only when it is not a table); its problems
     go to ``c``."""
-    if not isinstance(t, dict):
-        c.bad(where, "must be a table")
+    t = c.table(raw, where)
+    if t is None:
         return None
-    for key in t:
-        if key not in _ASSET_FIELDS:
-            c.bad(f"{where}.{key}", "unknown field")
+    c.unknown(t, _ASSET_FIELDS, where)
     name = c.typed(t, "name", where, str, "")
     if not name:
         c.bad(f"{where}.name", "is required")
@@ -391,7 +337,7 @@ def _asset(c: _Checker, t: Any, where: str, base: Path) -> AssetConfig | None:
     )
 
 
-def _key(c: _Checker, t: dict[str, Any], where: str, base: Path) -> bytes | None:
+def _key(c: Checker, t: dict[str, Any], where: str, base: Path) -> bytes | None:
     if "key" in t and "key_file" in t:
         c.bad(where, "give key or key_file, not both")
         return None

@@ -1,0 +1,1 @@
+"""Token formats for content key authorization: JWT and SWT verification, and signing."""
