@@ -213,11 +213,6 @@ def _extension(fmt: Format | None, time: int) -> str:
     return "mp4" if time == INIT else "m4s"
 
 
-def smooth_fragment_template(track: str) -> str:
-    """The StreamIndex ``Url`` of a Smooth manifest (MS-SSTR 2.2.2.3)."""
-    return f"QualityLevels({{bitrate}})/Fragments({track}={{start time}})"
-
-
 def dash_templates(track: str, options: Options) -> tuple[str, str]:
     """(initialization, media) SegmentTemplate attributes of a DASH AdaptationSet."""
     rep = "QualityLevels($RepresentationID$)"

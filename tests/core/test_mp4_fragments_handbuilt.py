@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from bisect import bisect_right
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -37,32 +36,6 @@ from tests.mp4_build import (
     u32,
     u64,
 )
-
-# --------------------------------------------------------------------------- ffmpeg fixtures
-
-FRAG = "+frag_keyframe+empty_moov"
-# name → (file suffix, make_mp4 keyword arguments). Every one is H.264 with 2 B-frames and/or AAC.
-VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "cmaf_default_base_moof": (".mp4", {"extra": ("-movflags", FRAG + "+default_base_moof")}),
-    "tfhd_base_data_offset": (".mp4", {"extra": ("-movflags", FRAG)}),
-    "implicit_base_omit_tfhd_offset": (
-        ".mp4",
-        {"extra": ("-movflags", FRAG + "+omit_tfhd_offset")},
-    ),
-    "dash_sidx": (".mp4", {"extra": ("-movflags", "+dash")}),
-    "frag_duration_with_moov_samples": (".mp4", {"extra": ("-frag_duration", "500000")}),
-    "cmaf_no_mfra_negative_cto": (
-        ".mp4",
-        {"extra": ("-movflags", FRAG + "+cmaf+default_base_moof+skip_trailer")},
-    ),
-    "delay_moov_edit_lists": (".mp4", {"extra": ("-movflags", FRAG + "+delay_moov")}),
-    "smooth_ismv": (".ismv", {"extra": ("-f", "ismv")}),
-    "smooth_ismv_video_only": (".ismv", {"audio": False, "extra": ("-f", "ismv")}),
-    "smooth_isma_audio_only": (".isma", {"video": False, "extra": ("-f", "ismv")}),
-    "video_only": (".mp4", {"audio": False, "extra": ("-movflags", FRAG)}),
-    "audio_only": (".mp4", {"video": False, "extra": ("-movflags", FRAG + "+default_base_moof")}),
-    "multi_track": (".mp4", {}),  # two H.264 renditions + AAC, three trafs per moof
-}
 
 
 def test_implicit_base_offsets_follow_the_spec_rule() -> None:
