@@ -202,6 +202,16 @@ def parse_path(path: str) -> Path | None:
     return None
 
 
+def root_url(host: str, port: int) -> str:
+    """``http://host:port`` of a listening address (an IPv6 host in brackets)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def master_uri(asset: str, fmt: Format | None = None) -> str:
+    """An asset's master manifest relative to the server root (Smooth Streaming for None)."""
+    return f"{asset}.ism/manifest" + (f"(format={fmt})" if fmt else "")
+
+
 def media_uri(rendition: int, track: str, options: Options) -> str:
     """A media playlist URI relative to the master playlist."""
     return f"QualityLevels({rendition})/Manifest({track},{options.suffix()})"

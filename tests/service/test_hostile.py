@@ -10,7 +10,7 @@ import io
 import logging
 import tracemalloc
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -22,9 +22,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from origin.service import logs
 from origin.service.app import ROUTES, AccessLogger, build_app
 from origin.service.cache import ByteLRU
-from origin.service.cli import MAX_HEADER_BYTES, sample_config_path
+from origin.service.cli import sample_config_path
 from origin.service.config import load_config
 from origin.service.connections import Limits, SafeAppRunner
+from origin.service.server import MAX_HEADER_BYTES
 from origin.service.state import State, build_state
 
 Client = TestClient[web.Request, web.Application]
@@ -55,12 +56,11 @@ class SafeTestServer(TestServer):
 
 
 @pytest.fixture
-def state() -> Iterator[State]:
+def state() -> State:
+    """The app built on it closes it on cleanup."""
     config = load_config(sample_config_path())
     config = replace(config, server=replace(config.server, header_timeout=0.5))
-    s = build_state(config)
-    yield s
-    s.close()
+    return build_state(config)
 
 
 @pytest.fixture
