@@ -276,3 +276,35 @@ async def test_a_post_body_that_never_arrives_is_answered_408(client: Client) ->
     finally:
         writer.close()
     assert reply.startswith(b"HTTP/1.1 408")
+
+
+# --- The request-head deadline on a kept-alive connection --------------------------------------
+
+
+async def test_a_later_request_head_left_unfinished_is_closed_after_header_timeout(
+    client: Client,
+) -> None:
+    """After a response, the next head's first bytes start its deadline (0.5 s here); aiohttp's
+    own keep-alive timeout (an hour by default) would leave the connection open."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    loop = asyncio.get_running_loop()
+    try:
+        for _ in range(2):  # kept alive: two requests, the second within the deadline
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 200")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            await reader.readexactly(length)
+            await asyncio.sleep(0.3)
+        writer.write(b"GET /heal")
+        sent = loop.time()
+        rest = await asyncio.wait_for(reader.read(), 5)
+        took = loop.time() - sent
+    finally:
+        writer.close()
+    assert rest == b""
+    assert 0.4 <= took < 2.5, took
