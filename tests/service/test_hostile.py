@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from origin.core import urls
 from origin.service import logs
 from origin.service.app import ROUTES, AccessLogger, build_app
 from origin.service.cache import ByteLRU
@@ -131,8 +132,10 @@ async def test_unique_manifest_urls_stay_within_the_caches_bytes(
     state: State, aiohttp_client: MakeClient
 ) -> None:
     app = build_app(state)
-    app[ROUTES] = routes = ByteLRU(64 * 1024)
-    state.manifests = manifests = ByteLRU(64 * 1024)
+    routes: ByteLRU[urls.Path] = ByteLRU(64 * 1024)
+    manifests: ByteLRU[bytes] = ByteLRU(64 * 1024)
+    app[ROUTES] = routes
+    state.manifests = manifests
     client = await aiohttp_client(SafeTestServer(app, Limits()))
 
     # Each a distinct, valid, cacheable master playlist: a new locator, padded options.
