@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need (ffmpeg and chromium from Debian, the package with its test extras,
 # the browser players from npm) and runs every quality gate: ruff check, ruff format --check, mypy
-# (strict), pytest.
+# (strict on the package, relaxed on tests/), pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -300,13 +300,13 @@ def _all_outputs(p: pipeline.Presentation, files: Sequence[bytes]) -> int:
     n += 1
     for track, r in renditions:
         times = (urls.INIT, *r.times[:-1])
-        for fmt in (Format.HLS_TS, Format.HLS_CMAF, Format.DASH_CSF, None):
+        for out in (Format.HLS_TS, Format.HLS_CMAF, Format.DASH_CSF, None):
             for t in times:
-                if t == urls.INIT and fmt in (Format.HLS_TS, None):
+                if t == urls.INIT and out in (Format.HLS_TS, None):
                     continue
-                if fmt is Format.DASH_CSF and t != urls.INIT:
+                if out is Format.DASH_CSF and t != urls.INIT:
                     continue  # DASH segments are the CMAF bytes (one writer): built above
-                path = urls.FragmentPath(None, "a", r.id, track, t, Options(format=fmt))
+                path = urls.FragmentPath(None, "a", r.id, track, t, Options(format=out))
                 ref = pipeline.resolve(p, path)
                 plan = pipeline.plan_reads(p, ref)
                 chunks = [bytes(views[s.file][s.offset : s.offset + s.size]) for s in plan.spans]

@@ -202,6 +202,16 @@ def parse_path(path: str) -> Path | None:
     return None
 
 
+def root_url(host: str, port: int) -> str:
+    """``http://host:port`` of a listening address (an IPv6 host in brackets)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def master_uri(asset: str, fmt: Format | None = None) -> str:
+    """An asset's master manifest relative to the server root (Smooth Streaming for None)."""
+    return f"{asset}.ism/manifest" + (f"(format={fmt})" if fmt else "")
+
+
 def media_uri(rendition: int, track: str, options: Options) -> str:
     """A media playlist URI relative to the master playlist."""
     return f"QualityLevels({rendition})/Manifest({track},{options.suffix()})"
@@ -211,11 +221,6 @@ def _extension(fmt: Format | None, time: int) -> str:
     if fmt is Format.HLS_TS:
         return "ts"
     return "mp4" if time == INIT else "m4s"
-
-
-def smooth_fragment_template(track: str) -> str:
-    """The StreamIndex ``Url`` of a Smooth manifest (MS-SSTR 2.2.2.3)."""
-    return f"QualityLevels({{bitrate}})/Fragments({track}={{start time}})"
 
 
 def dash_templates(track: str, options: Options) -> tuple[str, str]:

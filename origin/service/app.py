@@ -6,7 +6,7 @@ import asyncio
 import logging
 import posixpath
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -326,7 +326,15 @@ async def health(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def _close_state(app: web.Application) -> AsyncIterator[None]:
+    """The app owns the state it serves: on cleanup, the files of the one current then close (a
+    reload closes those of the states it replaced)."""
+    yield
+    app[STATE].current.close()
+
+
 def build_app(state: State) -> web.Application:
+    """The application serving ``state``; it closes the state's files on cleanup."""
     cors = Cors(state.config.server.cors_origins, state.config.server.cors_max_age)
     app = web.Application(
         middlewares=[cors.middleware, url_limit, errors], client_max_size=64 * 1024
@@ -339,4 +347,5 @@ def build_app(state: State) -> web.Application:
     app.router.add_post("/key", key_service)
     setup_proxy(app, state.config.proxy)  # before the catch-all route
     app.router.add_get("/{tail:.*}", stream)
+    app.cleanup_ctx.append(_close_state)
     return app

@@ -24,17 +24,13 @@ class ByteLRU(Generic[V]):
     def __init__(self, capacity_bytes: int) -> None:
         self.capacity = capacity_bytes
         self.used = 0
-        self.hits = 0
-        self.misses = 0
         self._items: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
 
     def get(self, key: Hashable) -> V | None:
         item = self._items.get(key)
         if item is None:
-            self.misses += 1
             return None
         self._items.move_to_end(key)
-        self.hits += 1
         return item[0]
 
     def put(self, key: Hashable, value: V, cost: int | None = None) -> None:

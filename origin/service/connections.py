@@ -4,9 +4,16 @@ before the open-files limit, and a drain on shutdown that ends.
 aiohttp's own ``keepalive_timeout`` closes a connection idle between requests (and, since it
 starts at accept, one that never sends a byte); it does not notice a client that sends part of a
 request head and then nothing, or trickles it. :class:`_SafeRequestHandler` adds that deadline.
-aiohttp has no hook for it: the handler reads three private attributes of aiohttp's
-``RequestHandler`` (``_request_count``, ``_request_in_progress``, ``_messages``, as in aiohttp
-3.14); tests/service/test_connections.py fails if they change.
+
+Built on aiohttp's public surface: ``web.Server``'s constructor arguments (``request_factory``:
+called once per request head read, readable or not, which ends the deadline) and attributes
+(``request_handler``, ``request_factory``), ``RequestHandler``'s protocol callbacks,
+``log_access`` (a response is sent) and ``handle_error``. One protected name remains:
+:meth:`SafeAppRunner._make_server`, the hook ``BaseRunner`` subclasses implement, because only
+aiohttp's Application knows its own request handler and factory (``Application._handle``,
+``_make_request``); the override lets aiohttp build its Server, then builds a
+:class:`_SafeServer` from that Server's public attributes. tests/service/test_connections.py and
+the hostile tests pin the behaviour.
 """
 
 from __future__ import annotations
@@ -15,12 +22,15 @@ import asyncio
 import logging
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, cast
+from typing import Any
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web import RequestHandler
+from aiohttp.web_log import AccessLogger
 
 from origin.service.logs import REQUESTS, clean
 
@@ -82,37 +92,53 @@ class _SafeRequestHandler(RequestHandler):
     exception text, which for an oversized ``Authorization`` is the viewer's token. Here: the
     status and a fixed reason only, and no header logged."""
 
-    def __init__(self, manager: web.Server, *, limits: Limits, **kwargs: Any) -> None:
-        super().__init__(manager, **kwargs)
+    def __init__(
+        self,
+        manager: _SafeServer,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        limits: Limits,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(manager, loop=loop, **kwargs)
+        self._timer_loop = loop
         self._limits = limits
         self._head_timer: asyncio.TimerHandle | None = None
-        self._heads_seen = 0
+        self._heads_read = 0  # request heads read (or found unreadable) on this connection
+        self._responses_sent = 0  # responses to them sent
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._arm_head_timer()  # a new connection owes its first request head from now
 
     def data_received(self, data: bytes) -> None:
-        # The first bytes of a later request on a kept-alive connection start its deadline; an
-        # idle connection (no byte yet) is aiohttp's keepalive_timeout's to close.
-        if self._head_timer is None and data and not self._busy():
+        # The first bytes of a later request on a kept-alive connection start its deadline. Not
+        # while a request is being handled: bytes then are its body, or pipelined requests that
+        # the keep-alive deadline aiohttp sets once the response is sent times. An idle
+        # connection (no byte yet) is aiohttp's keepalive_timeout's to close.
+        if self._head_timer is None and data and self._heads_read == self._responses_sent:
             self._arm_head_timer()
         super().data_received(data)
-        if self._head_timer is not None and self._request_count > self._heads_seen:
-            self._disarm_head_timer()  # a complete head (or an unreadable one) has arrived
+
+    def head_read(self) -> None:
+        """aiohttp makes a request of a head it read, or an error reply of one it could not."""
+        self._heads_read += 1
+        self._disarm_head_timer()
+
+    def log_access(
+        self, request: web.BaseRequest, response: web.StreamResponse, time: float | None
+    ) -> None:
+        self._responses_sent += 1  # aiohttp calls this once a response is written, sent or not
+        super().log_access(request, response, time)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._disarm_head_timer()
         super().connection_lost(exc)
 
-    def _busy(self) -> bool:
-        # A request being handled, or parsed ones queued: pipelined bytes after them are timed
-        # by the keep-alive deadline aiohttp sets once the response is sent.
-        return self._request_in_progress or bool(self._messages)
-
     def _arm_head_timer(self) -> None:
-        self._heads_seen = self._request_count
-        self._head_timer = self._loop.call_later(self._limits.header_timeout, self._head_timed_out)
+        self._head_timer = self._timer_loop.call_later(
+            self._limits.header_timeout, self._head_timed_out
+        )
 
     def _disarm_head_timer(self) -> None:
         if self._head_timer is not None:
@@ -121,7 +147,7 @@ class _SafeRequestHandler(RequestHandler):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if self._request_count > self._heads_seen or self.transport is None:
+        if self.transport is None:
             return
         peer = self.transport.get_extra_info("peername")
         REQUESTS.info(
@@ -144,10 +170,13 @@ class _SafeRequestHandler(RequestHandler):
             REQUESTS.info("unparsable request from %s (%d)", clean(request.remote), status)
         if request.writer.output_size > 0:
             raise ConnectionError("response already started, cannot send the error")
-        reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+        try:
+            reason = HTTPStatus(status).phrase.lower()
+        except ValueError:
+            reason = "error"
         resp = web.Response(
             status=status,
-            text=f"{reason.lower() or 'error'}: the request could not be read\n",
+            text=f"{reason}: the request could not be read\n",
             content_type="text/plain",
             headers={"Cache-Control": "no-store"},
         )
@@ -155,30 +184,64 @@ class _SafeRequestHandler(RequestHandler):
         return resp
 
 
+RequestFactory = Callable[..., web.BaseRequest]  # web.Server's request_factory
+
+
 class _SafeServer(web.Server):
     """Makes :class:`_SafeRequestHandler` connections; counts them; drains with a deadline."""
 
-    limits: Limits
+    def __init__(
+        self,
+        handler: Callable[..., Any],
+        *,
+        request_factory: RequestFactory,
+        loop: asyncio.AbstractEventLoop,
+        limits: Limits,
+        **kwargs: Any,
+    ) -> None:
+        def on_head(
+            message: Any, payload: Any, protocol: RequestHandler, writer: Any, task: Any
+        ) -> web.BaseRequest:
+            request = request_factory(message, payload, protocol, writer, task)
+            if isinstance(protocol, _SafeRequestHandler):
+                protocol.head_read()
+            return request
+
+        handler_kwargs = dict(kwargs)
+        handler_kwargs.pop("handler_cancellation", None)  # the Server's, not the handlers'
+        super().__init__(handler, request_factory=on_head, loop=loop, **kwargs)
+        self.limits = limits
+        self._handler_loop = loop
+        self._handler_kwargs = handler_kwargs
+        # Connections not yet lost, with their transports: what a drain past its deadline aborts.
+        self._open: dict[RequestHandler, asyncio.Transport] = {}
 
     def __call__(self) -> RequestHandler:
-        return _SafeRequestHandler(self, limits=self.limits, loop=self._loop, **self._kwargs)
+        return _SafeRequestHandler(
+            self, loop=self._handler_loop, limits=self.limits, **self._handler_kwargs
+        )
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
-        self.limits.check_connections(len(self._connections))
+        self._open[handler] = transport
+        self.limits.check_connections(len(self._open))
+
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        self._open.pop(handler, None)
+        super().connection_lost(handler, exc)
 
     async def shutdown(self, timeout: float | None = None) -> None:
         """aiohttp waits up to ``timeout`` for each handler, then up to ``timeout`` again for it
         to end once cancelled, and a response stuck behind a client that does not read is not
         cancelled at all: bound the whole drain by ``timeout``, then abort what is left."""
-        if self._connections:
-            log.info("draining %d connection(s), for up to %gs", len(self._connections), timeout)
+        if self._open:
+            log.info("draining %d connection(s), for up to %gs", len(self._open), timeout)
         try:
             async with asyncio.timeout(timeout):
                 await super().shutdown(timeout)
         except TimeoutError:
-            left = list(self._connections.values())
-            self._connections.clear()
+            left = list(self._open.values())
+            self._open.clear()
             for transport in left:
                 transport.abort()  # close() would wait to flush to a client that does not read
             log.warning(
@@ -188,15 +251,39 @@ class _SafeServer(web.Server):
 
 class SafeAppRunner(web.AppRunner):
     """An AppRunner whose connections are :class:`_SafeRequestHandler`\\ s under ``limits``;
-    ``shutdown_timeout`` bounds the whole drain."""
+    ``shutdown_timeout`` bounds the whole drain. The other keyword arguments are AppRunner's
+    (``handle_signals``, ``shutdown_timeout``) and the connections' (``access_log_class``,
+    ``keepalive_timeout``, ``max_field_size``, …)."""
 
-    def __init__(self, app: web.Application, *, limits: Limits, **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
+    def __init__(
+        self,
+        app: web.Application,
+        *,
+        limits: Limits,
+        handle_signals: bool = False,
+        shutdown_timeout: float = 60.0,
+        access_log_class: type[AbstractAccessLogger] = AccessLogger,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            app,
+            handle_signals=handle_signals,
+            shutdown_timeout=shutdown_timeout,
+            access_log_class=access_log_class,
+            **kwargs,
+        )
         self._limits = limits
+        self._server_kwargs = {"access_log_class": access_log_class, **kwargs}
 
     async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        # Same object and layout, only the protocol factory differs (aiohttp has no hook for it).
-        server.__class__ = _SafeServer
-        cast(_SafeServer, server).limits = self._limits
-        return server
+        # aiohttp's starts the app and builds a Server around the app's request handler and
+        # factory; the same again, from that Server's public attributes, with our connections.
+        # (The app's ``handler_args`` and debug flag are not carried over: this app sets neither.)
+        made = await super()._make_server()
+        return _SafeServer(
+            made.request_handler,
+            request_factory=made.request_factory,
+            loop=asyncio.get_running_loop(),
+            limits=self._limits,
+            **self._server_kwargs,
+        )

@@ -1,5 +1,6 @@
 from array import array
 from fractions import Fraction
+from typing import Any
 
 import pytest
 
@@ -8,7 +9,7 @@ from origin.core.segmenter import Segmentation, cut_at, cut_audio, cut_video, wi
 from tests.core.tracks import audio_track, video_track
 
 # 25 fps at timescale 12800 (512 ticks a frame); keyframe every 2 s = 50 frames.
-FPS25 = {"timescale": 12800, "frame": 512, "gop": 50}
+FPS25: dict[str, Any] = {"timescale": 12800, "frame": 512, "gop": 50}
 
 
 def test_cuts_land_on_keyframes_at_multiples_of_the_target() -> None:

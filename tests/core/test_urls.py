@@ -55,6 +55,17 @@ def test_fragment_and_media_urls_round_trip() -> None:
     assert isinstance(init, urls.FragmentPath) and init.time == urls.INIT
 
 
+@pytest.mark.parametrize("fmt", [*Format, None])
+def test_master_urls_round_trip(fmt: Format | None) -> None:
+    master = urls.parse_path("/" + urls.master_uri("a", fmt))
+    assert master == urls.MasterPath(None, "a", urls.Options(format=fmt))
+
+
+def test_root_url_brackets_an_ipv6_host() -> None:
+    assert urls.root_url("127.0.0.1", 8080) == "http://127.0.0.1:8080"
+    assert urls.root_url("::1", 8080) == "http://[::1]:8080"
+
+
 def test_non_stream_paths_are_not_ours() -> None:
     assert urls.parse_path("/favicon.ico") is None
 

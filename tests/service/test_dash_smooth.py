@@ -136,8 +136,8 @@ def _tfxd(fragment: bytes) -> tuple[int, int]:
     i = fragment.index(uuid)
     version = fragment[i + 16]
     if version == 1:
-        return struct.unpack(">QQ", fragment[i + 20 : i + 36])  # type: ignore[return-value]
-    return struct.unpack(">II", fragment[i + 20 : i + 28])  # type: ignore[return-value]
+        return struct.unpack(">QQ", fragment[i + 20 : i + 36])
+    return struct.unpack(">II", fragment[i + 20 : i + 28])
 
 
 def test_smooth_manifest_describes_every_level_exactly(server: Server) -> None:

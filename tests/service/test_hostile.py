@@ -10,7 +10,7 @@ import io
 import logging
 import tracemalloc
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -19,12 +19,14 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from origin.core import urls
 from origin.service import logs
 from origin.service.app import ROUTES, AccessLogger, build_app
 from origin.service.cache import ByteLRU
-from origin.service.cli import MAX_HEADER_BYTES, sample_config_path
+from origin.service.cli import sample_config_path
 from origin.service.config import load_config
 from origin.service.connections import Limits, SafeAppRunner
+from origin.service.server import MAX_HEADER_BYTES
 from origin.service.state import State, build_state
 
 Client = TestClient[web.Request, web.Application]
@@ -55,12 +57,11 @@ class SafeTestServer(TestServer):
 
 
 @pytest.fixture
-def state() -> Iterator[State]:
+def state() -> State:
+    """The app built on it closes it on cleanup."""
     config = load_config(sample_config_path())
     config = replace(config, server=replace(config.server, header_timeout=0.5))
-    s = build_state(config)
-    yield s
-    s.close()
+    return build_state(config)
 
 
 @pytest.fixture
@@ -131,8 +132,10 @@ async def test_unique_manifest_urls_stay_within_the_caches_bytes(
     state: State, aiohttp_client: MakeClient
 ) -> None:
     app = build_app(state)
-    app[ROUTES] = routes = ByteLRU(64 * 1024)
-    state.manifests = manifests = ByteLRU(64 * 1024)
+    routes: ByteLRU[urls.Path] = ByteLRU(64 * 1024)
+    manifests: ByteLRU[bytes] = ByteLRU(64 * 1024)
+    app[ROUTES] = routes
+    state.manifests = manifests
     client = await aiohttp_client(SafeTestServer(app, Limits()))
 
     # Each a distinct, valid, cacheable master playlist: a new locator, padded options.
@@ -276,3 +279,35 @@ async def test_a_post_body_that_never_arrives_is_answered_408(client: Client) ->
     finally:
         writer.close()
     assert reply.startswith(b"HTTP/1.1 408")
+
+
+# --- The request-head deadline on a kept-alive connection --------------------------------------
+
+
+async def test_a_later_request_head_left_unfinished_is_closed_after_header_timeout(
+    client: Client,
+) -> None:
+    """After a response, the next head's first bytes start its deadline (0.5 s here); aiohttp's
+    own keep-alive timeout (an hour by default) would leave the connection open."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    loop = asyncio.get_running_loop()
+    try:
+        for _ in range(2):  # kept alive: two requests, the second within the deadline
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 200")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            await reader.readexactly(length)
+            await asyncio.sleep(0.3)
+        writer.write(b"GET /heal")
+        sent = loop.time()
+        rest = await asyncio.wait_for(reader.read(), 5)
+        took = loop.time() - sent
+    finally:
+        writer.close()
+    assert rest == b""
+    assert 0.4 <= took < 2.5, took
