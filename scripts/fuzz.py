@@ -1,9 +1,9 @@
 """Mutation-fuzz the load → build path: ``python scripts/fuzz.py --mutants 100000 [--seed S]``.
 
 Each mutant of the shipped sample (progressive, fragmented and .ismv copies, see
-tests/fuzzing.py) must be refused at load with a MediaError or build every output. Prints the
-figures and the first findings with their seeds; ``--replay SEED`` reruns one mutant and prints
-what was mutated and its traceback. Exit status 1 when there is a finding.
+tests/support/fuzzing.py) must be refused at load with a MediaError or build every output.
+Prints the figures and the first findings with their seeds; ``--replay SEED`` reruns one mutant
+and prints what was mutated and its traceback. Exit status 1 when there is a finding.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests import fuzzing
+from tests.support import fuzzing
 
 
 def main() -> int:

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fuzzing import make_inputs
-from tests.media import make_mp4
+from tests.support.fuzzing import make_inputs
+from tests.support.media import make_mp4
 
 
 @pytest.fixture(scope="session")
@@ -26,5 +26,5 @@ def moov_at_end_mp4(media_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def fuzz_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    """The shipped sample cut to 4 s: progressive, fragmented and .ismv (tests/fuzzing.py)."""
+    """The shipped sample cut to 4 s: progressive, fragmented and .ismv (support/fuzzing.py)."""
     return dict(make_inputs(tmp_path_factory.mktemp("fuzz")))

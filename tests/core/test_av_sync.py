@@ -30,7 +30,7 @@ import pytest
 from origin.core import pipeline, urls
 from origin.core.mp4 import parse_bytes
 from origin.core.urls import Format, Options
-from tests.media import FFPROBE, make_mp4
+from tests.support.media import FFPROBE, make_mp4
 
 SAMPLE = Path(__file__).parents[2] / "origin" / "sample" / "sample_240p.mp4"
 # Agreement asked of every output: far under half a frame (20 ms at 25 fps) and under an AAC frame.

@@ -1,8 +1,9 @@
-"""DASH MPDs: parsed back element by element, and held to the structural check of tests.dash_check.
+"""DASH MPDs: parsed back element by element, and held to the structural check of
+tests.support.dash_check.
 
-No registry package ships DASH-MPD.xsd (see tests/dash_check.py), so schema conformance is the
-structural check's: element order per the schema's sequences, required attributes and types,
-templates, and SegmentTimeline consistency.
+No registry package ships DASH-MPD.xsd (see tests/support/dash_check.py), so schema conformance
+is the structural check's: element order per the schema's sequences, required attributes and
+types, templates, and SegmentTimeline consistency.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from origin.core.mp4 import parse_bytes
 from origin.core.mux.fmp4 import init_segment, media_segment
 from origin.core.mux.run import Run
 from origin.core.track import Kind
-from tests.dash_check import assert_valid_mpd, check_mpd, parse_duration
-from tests.media import FFPROBE, decode_errors, make_mp4
+from tests.support.dash_check import assert_valid_mpd, check_mpd, parse_duration
+from tests.support.media import FFPROBE, decode_errors, make_mp4
 
 Q = "{urn:mpeg:dash:schema:mpd:2011}"
 MEDIA = "QualityLevels($RepresentationID$)/Fragments(video=$Time$,format=mpd-time-csf)"

@@ -1,5 +1,6 @@
 """The mutation fuzzer's quick budget: every mutant of the sample is refused at load or builds
-every output (tests/fuzzing.py; the long run is ``python scripts/fuzz.py --mutants 100000``)."""
+every output (tests/support/fuzzing.py; the long run is
+``python scripts/fuzz.py --mutants 100000``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import struct
 import pytest
 
 from origin.core.mux import fmp4
-from tests import fuzzing
+from tests.support import fuzzing
 
 QUICK_SEEDS = range(0, 600)  # a few seconds; seeds differ from the long run's default start
 

@@ -12,7 +12,7 @@ import pytest
 from origin.core import pipeline, presentation
 from origin.core.errors import MediaError
 from origin.core.mp4 import parse, parse_bytes
-from tests import fuzzing
+from tests.support import fuzzing
 
 VIDEO, AUDIO = 0, 1  # track order in the sample files
 

@@ -13,8 +13,8 @@ from origin.core.errors import MediaError
 from origin.core.mp4 import Need, drive, parse_bytes, parse_movie
 from origin.core.mp4.codecs import parse_asc, parse_avcc, parse_esds
 from origin.core.track import AacConfig, AvcConfig, Kind, Movie
-from tests.media import FFMPEG, make_mp4
-from tests.mp4_build import (
+from tests.support.media import FFMPEG, make_mp4
+from tests.support.mp4_build import (
     ASC_LC_48K,
     AVCC,
     DATA_START,

@@ -25,8 +25,8 @@ from origin.core.mp4.defs import TFXD_UUID
 from origin.core.mux import fmp4
 from origin.core.mux.run import Run
 from origin.core.urls import Format
-from tests.media import FFMPEG, FFPROBE, decode_errors, make_mp4
-from tests.mp4_build import (
+from tests.support.media import FFMPEG, FFPROBE, decode_errors, make_mp4
+from tests.support.mp4_build import (
     sample_bytes,
     top_level,
 )

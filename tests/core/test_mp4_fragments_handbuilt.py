@@ -10,7 +10,7 @@ import pytest
 
 from origin.core.errors import MediaError
 from origin.core.mp4 import drive, parse_bytes, parse_movie
-from tests.mp4_build import (
+from tests.support.mp4_build import (
     CTO,
     DURATION,
     FLAGS,

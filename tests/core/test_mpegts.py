@@ -30,8 +30,8 @@ from origin.core.mux.mpegts import (
 )
 from origin.core.mux.run import Run
 from origin.core.track import AacConfig, AvcConfig, Kind, Track
-from tests.media import FFMPEG, FFPROBE, make_mp4, probe_frames
-from tests.ts_demux import (
+from tests.support.media import FFMPEG, FFPROBE, make_mp4, probe_frames
+from tests.support.ts_demux import (
     adts_frames,
     annexb_nals,
     check_continuity,

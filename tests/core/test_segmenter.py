@@ -6,7 +6,7 @@ import pytest
 
 from origin.core.errors import MediaError
 from origin.core.segmenter import Segmentation, cut_at, cut_audio, cut_video, without_empty
-from tests.core.tracks import audio_track, video_track
+from tests.support.tracks import audio_track, video_track
 
 # 25 fps at timescale 12800 (512 ticks a frame); keyframe every 2 s = 50 frames.
 FPS25: dict[str, Any] = {"timescale": 12800, "frame": 512, "gop": 50}

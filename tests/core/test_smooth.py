@@ -23,7 +23,7 @@ from origin.core.mux.fmp4 import (
 )
 from origin.core.mux.run import Run
 from origin.core.track import AacConfig, AvcConfig, Kind, Movie, Track
-from tests.core.test_fmp4 import (
+from tests.support.fmp4_read import (
     audio_track,
     frame_hashes,
     full,
@@ -33,8 +33,8 @@ from tests.core.test_fmp4 import (
     video_track,
     walk,
 )
-from tests.media import decode_errors, make_mp4, probe_frames
-from tests.smooth_client import (
+from tests.support.media import decode_errors, make_mp4, probe_frames
+from tests.support.smooth_client import (
     avcc_from_codec_private_data,
     client_init,
     read_chunks,

@@ -19,8 +19,8 @@ from aiohttp.test_utils import TestClient
 from origin.service.app import build_app
 from origin.service.config import load_config
 from origin.service.state import State, build_state
-from tests.media import make_mp4
-from tests.server import SAMPLE_KEY, SAMPLE_KID, sample_config
+from tests.support.media import make_mp4
+from tests.support.server import SAMPLE_KEY, SAMPLE_KID, sample_config
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.browser.harness import Browser, Playback, browser, missing_prerequisites, require
-from tests.server import SAMPLE_KID, Server, run_server
+from tests.support.server import SAMPLE_KID, Server, run_server
 
 TS, CMAF = "m3u8-aapl", "m3u8-cmaf"
 HEIGHTS = [240, 360, 480]  # the sample's ladder, in master order

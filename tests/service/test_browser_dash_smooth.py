@@ -18,8 +18,8 @@ import pytest
 
 from tests.browser.harness import Browser, Playback, Request, browser, missing_prerequisites
 from tests.browser.harness import require as require_player
-from tests.media import make_mp4
-from tests.server import Server, run_server
+from tests.support.media import make_mp4
+from tests.support.server import Server, run_server
 
 ASSET = "long"
 SECONDS = 24

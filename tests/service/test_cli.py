@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from origin.service.cli import main
-from tests.server import ROOT
+from tests.support.server import ROOT
 
 COMMANDS = ("serve", "check-config", "inspect", "token")
 

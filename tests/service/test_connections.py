@@ -15,7 +15,7 @@ from urllib.parse import urljoin, urlsplit
 
 import m3u8
 
-from tests.server import Server, fetch, run_server, sample_config
+from tests.support.server import Server, fetch, run_server, sample_config
 
 MASTER = "/bbb.ism/manifest(format=m3u8-aapl)"
 

@@ -14,10 +14,10 @@ from urllib.parse import urljoin
 
 import pytest
 
-from tests.dash_check import assert_valid_mpd
-from tests.media import FFMPEG, decode_errors
-from tests.server import ROOT, SAMPLE_KEY, SAMPLE_KID, Server, fetch, run_server
-from tests.smooth_client import client_init, read_chunks, read_levels
+from tests.support.dash_check import assert_valid_mpd
+from tests.support.media import FFMPEG, decode_errors
+from tests.support.server import ROOT, SAMPLE_KEY, SAMPLE_KID, Server, fetch, run_server
+from tests.support.smooth_client import client_init, read_chunks, read_levels
 
 NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
 DASH_FORMATS = ["mpd-time-csf", "mpd-time-cmaf"]

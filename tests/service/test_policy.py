@@ -25,7 +25,7 @@ from origin.service.policy import (
 )
 from origin.service.tokens.jwt import VerificationKey
 from origin.service.tokens.sign import sign_token
-from tests.policy_tokens import (
+from tests.support.policy_tokens import (
     ALTERNATE,
     AUDIENCE,
     DROP,

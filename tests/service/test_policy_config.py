@@ -17,7 +17,7 @@ from origin.service.policy import (
     Policy,
     authorize,
 )
-from tests.policy_tokens import (
+from tests.support.policy_tokens import (
     ALTERNATE,
     ALTERNATE_B64,
     AUDIENCE,

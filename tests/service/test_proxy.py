@@ -39,8 +39,8 @@ from origin.service.proxy.playlist_rewrite import (
 )
 from origin.service.proxy.settings import HostRule, ProxyConfig
 from origin.service.proxy.target import ProxyError, parse_target
-from tests.media import FFMPEG
-from tests.proxy_upstream import (
+from tests.support.media import FFMPEG
+from tests.support.proxy_upstream import (
     FORMATS,
     MAX_BYTES,
     RICH_MASTER,
@@ -49,7 +49,7 @@ from tests.proxy_upstream import (
     Helper,
     run_helper,
 )
-from tests.server import SAMPLE_KEY, SAMPLE_KID, Reply, Server, fetch, run_server
+from tests.support.server import SAMPLE_KEY, SAMPLE_KID, Reply, Server, fetch, run_server
 
 
 @dataclass

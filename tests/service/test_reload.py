@@ -25,8 +25,8 @@ from origin.service import reload as reload_module
 from origin.service.config import load_config
 from origin.service.reload import Reloader
 from origin.service.state import State, build_state
-from tests.server import ROOT, Server, run_server
-from tests.smooth_client import read_chunks, read_levels
+from tests.support.server import ROOT, Server, run_server
+from tests.support.smooth_client import read_chunks, read_levels
 
 SAMPLE_DIR = ROOT / "origin" / "sample"
 SOURCES = {n: SAMPLE_DIR / f"sample_{n}.mp4" for n in ("240p", "360p", "480p")}

@@ -13,8 +13,8 @@ import m3u8
 import pytest
 
 from origin.core.crypto import decrypt, sequence_iv
-from tests.media import FFMPEG, FFPROBE, decode_errors
-from tests.server import (
+from tests.support.media import FFMPEG, FFPROBE, decode_errors
+from tests.support.server import (
     ROOT,
     SAMPLE_DIR,
     SAMPLE_KEY,

@@ -13,7 +13,7 @@ from origin.service import state as state_module
 from origin.service.config import load_config
 from origin.service.state import build_state
 from origin.service.storage import SourceFile, load_movie
-from tests.server import ROOT
+from tests.support.server import ROOT
 
 SAMPLE = ROOT / "origin" / "sample" / "sample_240p.mp4"
 

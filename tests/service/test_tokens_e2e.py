@@ -19,8 +19,8 @@ import m3u8
 import pytest
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from tests.media import FFMPEG
-from tests.server import ROOT, SAMPLE_KEY, Server, fetch, run_server
+from tests.support.media import FFMPEG
+from tests.support.server import ROOT, SAMPLE_KEY, Server, fetch, run_server
 
 KID = uuid.UUID("9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d")
 OTHER_KID = uuid.UUID("11111111-2222-4333-8444-555555555555")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 SAMPLE_KEY = bytes.fromhex("3c9f2bd4a1e0475e8a7f6b2c1d0e9f8a")
 SAMPLE_KID = "da3813af-55e6-48e7-aa9f-a4d6031f7b4d"
 

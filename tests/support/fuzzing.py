@@ -38,8 +38,8 @@ from origin.core import pipeline, urls
 from origin.core.errors import MediaError
 from origin.core.mp4 import parse_bytes
 from origin.core.urls import Format, Options
-from tests.media import FFMPEG
-from tests.mp4_build import rewrite_moov, to_co64, to_stz2
+from tests.support.media import FFMPEG
+from tests.support.mp4_build import rewrite_moov, to_co64, to_stz2
 
 TARGET = Fraction(2)  # segment duration: several segments per short input
 

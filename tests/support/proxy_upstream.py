@@ -14,7 +14,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from tests.server import SAMPLE_KEY, SAMPLE_KID
+from tests.support.server import SAMPLE_KEY, SAMPLE_KID
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TOKEN = "tok.SECRET-4711_x~y"

@@ -12,7 +12,7 @@ from typing import Any
 
 from origin.core.index import SampleIndex
 from origin.core.mp4.defs import TFXD_UUID
-from tests.media import FFPROBE
+from tests.support.media import FFPROBE
 
 # --------------------------------------------------------------------------- box building
 
