@@ -1,3 +1,5 @@
+"""``python -m origin``: the ``origin`` command."""
+
 import sys
 
 from origin.service.cli import main

@@ -1,0 +1,1 @@
+"""Manifest builders (HLS, DASH, Smooth) over a description of the presentation, never bytes."""
