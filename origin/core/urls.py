@@ -22,7 +22,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import quote
 
-URL_TIMESCALE = 10_000_000
+from origin.core.mp4.defs import SMOOTH_TIMESCALE
+
+# Fragment URL times, DASH S@t and Smooth c@t share one clock: Smooth's 100 ns units.
+URL_TIMESCALE = SMOOTH_TIMESCALE
 
 
 class UrlError(ValueError):
