@@ -163,7 +163,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     # A response that embeds a viewer's token, or that only an authorized viewer may see, must
     # never be handed to another viewer by a shared cache.
     private = query or asset.config.require_token
-    manifest_cc = "private, no-store" if private else f"public, max-age={srv.manifest_max_age}"
+    manifest_cc = http.PRIVATE if private else f"public, max-age={srv.manifest_max_age}"
     etag = http.make_etag(asset.version, request.path, srv.base_url or "", query)
     body = None if query else state.manifests.get(request.path)
     if body is None:
@@ -314,7 +314,7 @@ async def key_service(request: web.Request) -> web.StreamResponse:
     return web.Response(
         body=key.key,
         content_type=http.CT_KEY,
-        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+        headers={**http.cache_headers(http.NO_STORE), "Pragma": "no-cache"},
     )
 
 
@@ -322,7 +322,7 @@ async def health(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE].current
     return web.json_response(
         {"assets": sorted(state.assets), "refused": sorted(state.refused)},
-        headers={"Cache-Control": "no-store"},
+        headers=http.cache_headers(http.NO_STORE),
     )
 
 

@@ -32,6 +32,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import RequestHandler
 from aiohttp.web_log import AccessLogger
 
+from origin.service.http import NO_STORE, cache_headers
 from origin.service.logs import REQUESTS, clean
 
 log = logging.getLogger("origin")
@@ -178,7 +179,7 @@ class _SafeRequestHandler(RequestHandler):
             status=status,
             text=f"{reason}: the request could not be read\n",
             content_type="text/plain",
-            headers={"Cache-Control": "no-store"},
+            headers=cache_headers(NO_STORE),
         )
         resp.force_close()
         return resp

@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
+from origin.service import http
+
 ALLOW_METHODS = "GET, HEAD, POST, OPTIONS"
 ALLOW_HEADERS = "Authorization, Range, Content-Type, If-None-Match, If-Range"
 EXPOSE_HEADERS = "Content-Length, Content-Range, ETag, Accept-Ranges, WWW-Authenticate"
@@ -44,7 +46,7 @@ class Cors:
             h["Access-Control-Allow-Headers"] = ALLOW_HEADERS
             h["Access-Control-Max-Age"] = str(self.max_age)
         h.pop("Access-Control-Expose-Headers", None)
-        h["Cache-Control"] = "no-store"
+        h.update(http.cache_headers(http.NO_STORE))
         return web.Response(status=204, headers=h)
 
     @web.middleware

@@ -23,6 +23,16 @@ CT_KEY = "application/octet-stream"
 CT_MPD = "application/dash+xml"
 CT_SMOOTH = "application/vnd.ms-sstr+xml"
 
+# Cache-Control values. PRIVATE: a response that embeds a viewer's token, or that only an
+# authorized viewer may see; no shared cache may keep it.
+NO_STORE = "no-store"
+PRIVATE = "private, no-store"
+
+
+def cache_headers(value: str) -> dict[str, str]:
+    """The Cache-Control header, as a fresh dict callers may add to."""
+    return {"Cache-Control": value}
+
 
 class RangeNotSatisfiable(Exception):
     pass
@@ -95,7 +105,7 @@ def entity_response(
     extra: Mapping[str, str] | None = None,
 ) -> web.Response:
     """A 200/206/304/416 response for a complete entity, honouring validators and Range."""
-    headers = {"Cache-Control": cache_control}
+    headers = cache_headers(cache_control)
     if etag:
         headers["ETag"] = etag
     if last_modified is not None:
@@ -137,7 +147,7 @@ def error_response(
     status: int, reason: str, headers: Mapping[str, str] | None = None
 ) -> web.Response:
     """A short plain-text error that no cache keeps."""
-    h = {"Cache-Control": "no-store"}
+    h = cache_headers(NO_STORE)
     if headers:
         h.update(headers)
     return web.Response(status=status, text=reason + "\n", content_type="text/plain", headers=h)

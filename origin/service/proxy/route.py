@@ -99,7 +99,7 @@ async def manifest_proxy(request: web.Request) -> web.StreamResponse:
         body=body.encode(),
         content_type=http.CT_M3U8,
         # It embeds the viewer's token: no shared cache may keep or serve it to anyone else.
-        headers={"Cache-Control": "private, no-store"},
+        headers=http.cache_headers(http.PRIVATE),
     )
 
 
