@@ -26,8 +26,9 @@ from pathlib import Path
 import pytest
 
 from tests.browser.harness import Browser, Playback, browser, missing_prerequisites, require
-from tests.service.test_browser import CMAF, TS, check_clean, check_key_cross_origin
-from tests.service.test_tokens_e2e import (
+from tests.support.hlsjs_checks import CMAF, TS, check_clean, check_key_cross_origin
+from tests.support.server import SAMPLE_KEY, SAMPLE_KID, Server, run_server
+from tests.support.token_server import (
     AUDIENCE,
     CK_CLAIM,
     FILES,
@@ -36,7 +37,6 @@ from tests.service.test_tokens_e2e import (
     b64,
     make_jwt,
 )
-from tests.support.server import SAMPLE_KEY, SAMPLE_KID, Server, run_server
 
 NAME = "secure"
 KID = uuid.UUID(SAMPLE_KID)
