@@ -1,12 +1,15 @@
 """Live (sliding-window) HLS media playlists, parsed back with the independent ``m3u8`` parser."""
 
+import subprocess
 from datetime import UTC, datetime, timedelta, timezone
 from fractions import Fraction
+from pathlib import Path
 
 import m3u8
 import pytest
 
 from origin.core.manifest import hls
+from tests.support.media import FFMPEG
 
 T0 = datetime(2026, 12, 2, 1, 0, 0, 250000, tzinfo=UTC)
 
@@ -154,3 +157,29 @@ def test_live_fmp4_playlist_keeps_map_before_key_and_the_key_before_the_first_se
     pl = m3u8.loads(text)
     assert pl.version == 6
     assert all(s.key is not None and s.key.uri == "key?kid=1" for s in pl.segments)
+
+
+def test_ended_live_playlist_plays_through_ffmpeg(tmp_path: Path) -> None:
+    # Three 2 s TS segments listed as a window that has slid to sequence 5, ended.
+    # ffmpeg's own HLS muxer cuts the segments; its playlist is discarded for ours.
+    encode = [FFMPEG, "-nostdin", "-v", "error", "-f", "lavfi"]
+    encode += ["-i", "testsrc2=size=160x90:rate=25:duration=6", "-c:v", "libx264", "-g", "50"]
+    encode += ["-f", "hls", "-hls_time", "2", "-hls_segment_filename", str(tmp_path / "seg%d.ts")]
+    subprocess.run(
+        [*encode, str(tmp_path / "ffmpeg.m3u8")],
+        check=True,
+    )
+    segs = [
+        hls.Segment(Fraction(2), f"seg{i}.ts", program_date_time=T0 if i == 0 else None)
+        for i in range(3)
+    ]
+    playlist = tmp_path / "live.m3u8"
+    playlist.write_text(hls.live_media_playlist(segs, media_sequence=5, target=2, ended=True))
+    run = subprocess.run(
+        [FFMPEG, "-nostdin", "-v", "warning", "-i", str(playlist), "-f", "framecrc", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert run.stderr.strip() == ""
+    assert sum(1 for line in run.stdout.splitlines() if not line.startswith("#")) == 150
