@@ -4,6 +4,10 @@ Written by hand rather than through the ``m3u8`` package's dumper for exact cont
 and number formatting: EXT-X-MAP goes *before* EXT-X-KEY so the initialization section stays in the
 clear (§4.3.2.4: a key applies to the EXT-X-MAP tags after it), and EXTINF keeps microseconds so
 long VOD playlists do not drift. The tests parse every playlist back with ``m3u8``.
+
+Live (sliding-window) media playlists come from the same writer: ``live_media_playlist`` differs
+from the VOD one only in the header (no PLAYLIST-TYPE or EVENT, a fixed channel TARGETDURATION,
+DISCONTINUITY-SEQUENCE) and in leaving ENDLIST out until the stream has ended.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from fractions import Fraction
+from typing import Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +57,12 @@ class Variant:
 class Segment:
     duration: Fraction  # seconds
     uri: str
+    # Live only. The wall-clock time of the segment's first sample (EXT-X-PROGRAM-DATE-TIME);
+    # must be timezone-aware.
+    program_date_time: datetime | None = None
+    # True when this segment starts a new timeline (encoder reconnected with a jump, codec
+    # parameters changed): EXT-X-DISCONTINUITY before it.
+    discontinuity: bool = False
 
 
 def _quote(value: str) -> str:
@@ -96,9 +108,23 @@ def extinf(duration: Fraction) -> str:
     return f"{float(duration):.6f}"
 
 
+def _rounded(duration: Fraction) -> int:
+    """The written EXTINF rounded to the nearest integer (half up), as §4.3.3.1 compares it."""
+    return math.floor(float(extinf(duration)) + 0.5)
+
+
 def target_duration(segments: Sequence[Segment]) -> int:
     """The ceiling of the longest segment duration as written in the playlist."""
     return max((math.ceil(float(extinf(s.duration))) for s in segments), default=1)
+
+
+def program_date_time(when: datetime) -> str:
+    """EXT-X-PROGRAM-DATE-TIME value (§4.3.2.6): ISO 8601, milliseconds, a zone (Z for UTC)."""
+    offset = when.utcoffset()
+    if offset is None:
+        raise ValueError("EXT-X-PROGRAM-DATE-TIME needs a timezone-aware datetime")
+    text = when.isoformat(timespec="milliseconds")
+    return text[: -len("+00:00")] + "Z" if offset == timedelta(0) else text
 
 
 def media_playlist(
@@ -109,26 +135,110 @@ def media_playlist(
     media_sequence: int = 0,
 ) -> str:
     """A VOD media playlist: PLAYLIST-TYPE VOD, exact EXTINFs, ENDLIST."""
+    return _media_playlist(
+        segments,
+        target=target_duration(segments),
+        media_sequence=media_sequence,
+        discontinuity_sequence=0,
+        playlist_type="VOD",
+        key=key,
+        map_uri=map_uri,
+        ended=True,
+    )
+
+
+def live_media_playlist(
+    segments: Sequence[Segment],
+    *,
+    media_sequence: int,
+    target: int | None = None,
+    discontinuity_sequence: int = 0,
+    ended: bool = False,
+    event: bool = False,
+    key: Key | None = None,
+    map_uri: str | None = None,
+) -> str:
+    """A live media playlist of the segments now in the window (RFC 8216 §6.2.2).
+
+    ``media_sequence`` is the sequence number of the first listed segment. The caller keeps a
+    segment's URI and sequence number for its whole life (the sequence-number IV depends on it)
+    and slides the window only by dropping segments from the start. ``target`` is the channel's
+    fixed target duration: §4.3.3.1 forbids it to change, so it is not derived from the window;
+    a segment whose EXTINF rounded to the nearest integer exceeds it is a cutting error and raises
+    ValueError. ``discontinuity_sequence`` counts the EXT-X-DISCONTINUITY tags of the segments
+    already slid out (a first listed segment keeps its own tag). ``ended`` adds EXT-X-ENDLIST
+    once the stream has stopped; ``event`` writes PLAYLIST-TYPE EVENT for a window that only grows.
+    The first segment and every segment after a discontinuity must carry a program date time
+    (§4.3.2.6 SHOULD; players map the new timeline by it).
+    """
+    if media_sequence < 0 or discontinuity_sequence < 0:
+        raise ValueError("media and discontinuity sequence numbers are non-negative")
+    if target is None:
+        target = target_duration(segments)
+    elif target < 1:
+        raise ValueError(f"target duration {target} must be at least 1 s")
+    for n, s in enumerate(segments, media_sequence):
+        if _rounded(s.duration) > target:
+            raise ValueError(
+                f"segment {n} lasts {extinf(s.duration)} s, longer than the target duration "
+                f"{target} s (RFC 8216 §4.3.3.1)"
+            )
+        if s.program_date_time is None and (n == media_sequence or s.discontinuity):
+            raise ValueError(f"segment {n} starts a timeline and needs a program date time")
+    return _media_playlist(
+        segments,
+        target=target,
+        media_sequence=media_sequence,
+        discontinuity_sequence=discontinuity_sequence,
+        playlist_type="EVENT" if event else None,
+        key=key,
+        map_uri=map_uri,
+        ended=ended,
+    )
+
+
+def _media_playlist(
+    segments: Sequence[Segment],
+    *,
+    target: int,
+    media_sequence: int,
+    discontinuity_sequence: int,
+    playlist_type: Literal["VOD", "EVENT"] | None,
+    key: Key | None,
+    map_uri: str | None,
+    ended: bool,
+) -> str:
+    """The one writer of media playlist tags, VOD and live."""
     # Version rules of RFC 8216 §7: IV attribute ⇒ 2, decimal EXTINF ⇒ 3, EXT-X-MAP without
     # I-FRAMES-ONLY ⇒ 6.
     version = 6 if map_uri else 3
     lines = [
         "#EXTM3U",
         f"#EXT-X-VERSION:{version}",
-        f"#EXT-X-TARGETDURATION:{target_duration(segments)}",
+        f"#EXT-X-TARGETDURATION:{target}",
         f"#EXT-X-MEDIA-SEQUENCE:{media_sequence}",
-        "#EXT-X-PLAYLIST-TYPE:VOD",
-        "#EXT-X-INDEPENDENT-SEGMENTS",
     ]
+    if discontinuity_sequence:
+        lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}")
+    if playlist_type:
+        lines.append(f"#EXT-X-PLAYLIST-TYPE:{playlist_type}")
+    lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
     if map_uri:
         lines.append(f"#EXT-X-MAP:URI={_quote(map_uri)}")
     if key:
+        # One key for the whole playlist, before the first segment: it applies to every segment
+        # after it (§6.2.1), so it stays valid however far the window slides.
         attrs = f"METHOD=AES-128,URI={_quote(key.uri)}"
         if key.iv is not None:
             attrs += f",IV=0x{key.iv.hex().upper()}"
         lines.append("#EXT-X-KEY:" + attrs)
     for s in segments:
+        if s.discontinuity:
+            lines.append("#EXT-X-DISCONTINUITY")
+        if s.program_date_time is not None:
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{program_date_time(s.program_date_time)}")
         lines.append(f"#EXTINF:{extinf(s.duration)},")
         lines.append(s.uri)
-    lines.append("#EXT-X-ENDLIST")
+    if ended:
+        lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
