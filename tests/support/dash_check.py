@@ -6,7 +6,11 @@ so this checks what the schema says for the elements origin writes (ISO/IEC 2300
 of the 5th edition): element names and their order in each sequence, cardinality, required
 attributes, attribute names and value types. On top of it, what the schema cannot say: URL
 templates, SegmentTimeline consistency (no overlaps or gaps, durations against
-mediaPresentationDuration within one frame) and the DASH-IF IOP fields players rely on.
+mediaPresentationDuration within one frame) and the DASH-IF IOP fields players rely on. Dynamic
+MPDs also get the rules of ISO/IEC 23009-1 Table 3 and the DASH-IF timing guidelines for live:
+availabilityStartTime and publishTime present with a time zone, Period@start, at least one
+UTCTiming with an HTTP time scheme, an update period or an end, a timeline within the time-shift
+window and no segment listed before it is complete at publishTime.
 
 ``check_mpd(text)`` returns the problems found; ``assert_valid_mpd(text)`` fails with all of them.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from datetime import datetime
 from fractions import Fraction
 
 NS = "urn:mpeg:dash:schema:mpd:2011"
@@ -61,6 +66,7 @@ SEQUENCES: dict[str, list[str]] = {
     "EssentialProperty": _DESCRIPTOR,
     "SupplementalProperty": _DESCRIPTOR,
     "Accessibility": _DESCRIPTOR,
+    "UTCTiming": _DESCRIPTOR,
 }  # fmt: skip
 AT_MOST_ONE = {
     "SegmentBase", "SegmentList", "SegmentTemplate", "AssetIdentifier", "OutputProtection",
@@ -105,6 +111,7 @@ ATTRIBUTES: dict[str, set[str]] = {
     "EssentialProperty": {"schemeIdUri", "value", "id"},
     "SupplementalProperty": {"schemeIdUri", "value", "id"},
     "Accessibility": {"schemeIdUri", "value", "id"},
+    "UTCTiming": {"schemeIdUri", "value", "id"},
 }  # fmt: skip
 REQUIRED = {
     "MPD": {"profiles", "minBufferTime"},
@@ -115,6 +122,7 @@ REQUIRED = {
     "EssentialProperty": {"schemeIdUri"},
     "SupplementalProperty": {"schemeIdUri"},
     "Accessibility": {"schemeIdUri"},
+    "UTCTiming": {"schemeIdUri"},
 }
 
 _UINT = re.compile(r"\d+")
@@ -125,6 +133,16 @@ _FRAME_RATE = re.compile(r"[0-9]*[0-9](/[0-9]*[0-9])?")  # FrameRateType
 _RATIO = re.compile(r"[0-9]*:[0-9]*")  # RatioType
 _LANGUAGE = re.compile(r"[a-zA-Z]{1,8}(-[a-zA-Z0-9]{1,8})*")  # xs:language
 _BOOL = re.compile(r"true|false|1|0")
+# xs:dateTime; group 1 the time zone, which live MPDs need (IOP: a time without one is ambiguous).
+_DATE_TIME = re.compile(
+    r"-?\d{4,}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d"
+    r"(?:\.\d+)?(Z|[+-](?:0\d|1[0-4]):[0-5]\d)?"
+)
+# UTCTiming schemes (ISO/IEC 23009-1 §5.8.5.7) whose @value is a URL of a time server.
+UTC_HTTP_SCHEMES = {
+    "urn:mpeg:dash:utc:http-iso:2014", "urn:mpeg:dash:utc:http-xsdate:2014",
+    "urn:mpeg:dash:utc:http-head:2014", "urn:mpeg:dash:utc:http-ntp:2014",
+}  # fmt: skip
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+")
 _MIME = re.compile(r"(video|audio|application|text|image)/[A-Za-z0-9.+-]+")
 # RFC 6381 sample-entry based codec strings; the common ones exactly.
@@ -151,12 +169,16 @@ TYPES = {
     "codecs": lambda v: all(_CODEC.fullmatch(c.strip()) for c in v.split(",")),
     "profiles": lambda v: all(_URI.fullmatch(p.strip()) for p in v.split(",")),
     "mpdType": lambda v: v in ("static", "dynamic"),
+    "dateTime": lambda v: _DATE_TIME.fullmatch(v) is not None,
     "contentType": lambda v: v in ("video", "audio", "text", "image", "font", "application"),
 }
 ATTRIBUTE_TYPES: dict[str, str] = {
     "mediaPresentationDuration": "duration", "minBufferTime": "duration", "start": "duration",
     "duration@Period": "duration", "maxSegmentDuration": "duration",
     "timeShiftBufferDepth@MPD": "duration", "profiles": "profiles", "type": "mpdType",
+    "minimumUpdatePeriod": "duration", "suggestedPresentationDelay": "duration",
+    "availabilityStartTime": "dateTime", "publishTime": "dateTime",
+    "availabilityEndTime": "dateTime",
     "id@AdaptationSet": "uint", "id@Representation": "noWhitespace", "bandwidth": "uint",
     "width": "uint", "height": "uint", "maxWidth": "uint", "maxHeight": "uint",
     "frameRate": "frameRate", "maxFrameRate": "frameRate", "sar": "ratio", "par": "ratio",
@@ -175,6 +197,14 @@ def parse_duration(value: str) -> Fraction:
         raise ValueError(f"unsupported duration {value!r}")
     days, hours, minutes = (int(g or 0) for g in m.group(3, 4, 5))
     return Fraction(m.group(6) or 0) + 60 * (minutes + 60 * (hours + 24 * days))
+
+
+def parse_date_time(value: str) -> datetime:
+    """An xs:dateTime with a time zone, as an aware datetime."""
+    m = _DATE_TIME.fullmatch(value)
+    if not m or not m.group(1):
+        raise ValueError(f"not an xs:dateTime with a time zone: {value!r}")
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def _local(tag: str) -> str | None:
@@ -326,6 +356,7 @@ def check_mpd(text: str, *, max_gap: int = 0) -> list[str]:
         return [f"document: root element is {root.tag}, not {{{NS}}}MPD"]
     c.schema(root, "MPD")
     static = root.get("type", "static") == "static"
+    live = None if static else _check_dynamic(c, root)
     duration: Fraction | None = None
     if "mediaPresentationDuration" in root.attrib:
         try:
@@ -338,6 +369,11 @@ def check_mpd(text: str, *, max_gap: int = 0) -> list[str]:
         )
     ends: list[tuple[Fraction, Fraction, str]] = []  # (end, tolerance, where)
     for p, period in enumerate(root.findall(_Q + "Period")):
+        try:
+            period_start = parse_duration(period.get("start", "PT0S"))
+        except ValueError as exc:
+            c.fail(f"Period[{p}]", str(exc))
+            period_start = Fraction(0)
         rep_ids: set[str] = set()
         set_ids: set[str] = set()
         if not period.findall(_Q + "AdaptationSet"):
@@ -351,7 +387,10 @@ def check_mpd(text: str, *, max_gap: int = 0) -> list[str]:
                 c.fail(where, f"duplicate AdaptationSet@id {sid}")
             else:
                 set_ids.add(sid)
-            ends += _check_set(c, aset, where, rep_ids)
+            spans = _check_set(c, aset, where, rep_ids, static=static)
+            ends += [(period_start + end, frame, w) for _, _, end, frame, w in spans]
+            if live is not None:
+                _check_window(c, live, period_start, [(a, b, e, w) for a, b, e, _, w in spans])
     if duration is not None and ends:
         ms = Fraction(1, 1000)  # the MPD's durations are rounded to the millisecond
         for end, frame, where in ends:
@@ -368,9 +407,10 @@ def check_mpd(text: str, *, max_gap: int = 0) -> list[str]:
 
 
 def _check_set(
-    c: _Checker, aset: ET.Element, where: str, rep_ids: set[str]
-) -> list[tuple[Fraction, Fraction, str]]:
-    """Checks one Adaptation Set; returns (timeline end, one frame, where) per Representation."""
+    c: _Checker, aset: ET.Element, where: str, rep_ids: set[str], *, static: bool
+) -> list[tuple[Fraction, Fraction, Fraction, Fraction, str]]:
+    """Checks one Adaptation Set; returns (timeline start, its first segment's end, its end, one
+    frame, where) per Representation, in seconds from the Period's start."""
     content = aset.get("contentType") or (aset.get("mimeType") or "").split("/")[0]
     set_template = aset.find(_Q + "SegmentTemplate")
     set_timeline = None
@@ -384,7 +424,7 @@ def _check_set(
     sample_rates: list[str] = []
     widths: list[int] = []
     heights: list[int] = []
-    spans: list[tuple[Fraction, Fraction, str]] = []  # (first start, end, where)
+    spans: list[tuple[Fraction, Fraction, Fraction, str]] = []  # (start, first's end, end, where)
     for k, rep in enumerate(reps):
         rwhere = f"{where}/Representation[{k}]"
         rid = rep.get("id", "")
@@ -428,16 +468,23 @@ def _check_set(
         elif set_template is None:
             c.fail(rwhere, "no SegmentTemplate for this Representation")
         if timeline is not None:
-            t0 = timeline.segments[0][0]
+            t0, d0 = timeline.segments[0]
             t, d = timeline.segments[-1]
             ts, pto = timeline.timescale, timeline.pto
-            spans.append((Fraction(t0 - pto, ts), Fraction(t + d - pto, ts), rwhere))
-    frame = _frame(rates, sample_rates)
-    for first, _, rwhere in spans:
-        if abs(first) > frame:
-            c.fail(
-                rwhere, f"first segment starts at {float(first):.6f}s, not at the Period's start"
+            spans.append(
+                (
+                    Fraction(t0 - pto, ts),
+                    Fraction(t0 + d0 - pto, ts),
+                    Fraction(t + d - pto, ts),
+                    rwhere,
+                )
             )
+    frame = _frame(rates, sample_rates)
+    for first, _, _, rwhere in spans:
+        # A static timeline starts at the Period's start; a live window anywhere after it.
+        if (static and abs(first) > frame) or first < -frame:
+            rel = "not at" if static else "before"
+            c.fail(rwhere, f"first segment starts at {float(first):.6f}s, {rel} the Period's start")
     for key, values in (("maxWidth", widths), ("maxHeight", heights)):
         given = aset.get(key, "")
         if values and TYPES["uint"](given) and int(given) < max(values):
@@ -446,7 +493,86 @@ def _check_set(
     rated = [Fraction(r) for r in rates if TYPES["frameRate"](r)]
     if max_rate and TYPES["frameRate"](max_rate) and rated and max(rated) > Fraction(max_rate):
         c.fail(where, "@maxFrameRate below a Representation's frame rate")
-    return [(end, frame, rwhere) for _, end, rwhere in spans]
+    return [(first, first_end, end, frame, rwhere) for first, first_end, end, rwhere in spans]
+
+
+@dataclass
+class _Live:
+    availability_start: datetime | None
+    publish_time: datetime | None
+    time_shift_buffer_depth: Fraction | None
+
+
+def _check_dynamic(c: _Checker, root: ET.Element) -> _Live:
+    """MPD-level rules of a dynamic MPD; returns its times for the timeline checks."""
+    times: dict[str, datetime | None] = {}
+    for key in ("availabilityStartTime", "publishTime"):
+        value = root.get(key)
+        times[key] = None
+        if value is None:
+            c.fail("MPD", f"a dynamic MPD needs @{key}")
+            continue
+        try:
+            times[key] = parse_date_time(value)
+        except ValueError as exc:
+            c.fail("MPD", f"@{key}: {exc}")
+    ast, publish = times["availabilityStartTime"], times["publishTime"]
+    if ast is not None and publish is not None and publish < ast:
+        c.fail("MPD", "@publishTime is before @availabilityStartTime")
+    if "minimumUpdatePeriod" not in root.attrib and "mediaPresentationDuration" not in root.attrib:
+        c.fail("MPD", "a dynamic MPD with no @minimumUpdatePeriod needs @mediaPresentationDuration")
+    depth = None
+    if "timeShiftBufferDepth" in root.attrib:
+        try:
+            depth = parse_duration(root.attrib["timeShiftBufferDepth"])
+        except ValueError as exc:
+            c.fail("MPD", str(exc))
+    periods = root.findall(_Q + "Period")
+    if periods and "start" not in periods[0].attrib:
+        c.fail("MPD/Period[0]", "the first Period of a dynamic MPD needs @start")
+    timings = root.findall(_Q + "UTCTiming")
+    if not timings:
+        c.fail("MPD", "a dynamic MPD needs a UTCTiming (DASH-IF timing guidelines)")
+    for k, timing in enumerate(timings):
+        if timing.get("schemeIdUri") in UTC_HTTP_SCHEMES and not _URI.fullmatch(
+            timing.get("value", "")
+        ):
+            c.fail(f"MPD/UTCTiming[{k}]", "an HTTP time scheme needs a URL in @value")
+    return _Live(ast, publish, depth)
+
+
+def _check_window(
+    c: _Checker,
+    live: _Live,
+    period_start: Fraction,
+    spans: list[tuple[Fraction, Fraction, Fraction, str]],
+) -> None:
+    """A live timeline lists, at publishTime, only segments still in the time-shift window and
+    only complete ones. ``spans``: (start, end of the first segment, end, where) per timeline."""
+    if not spans:
+        return
+    if live.availability_start is None or live.publish_time is None:
+        return
+    published = Fraction(
+        round((live.publish_time - live.availability_start).total_seconds() * 1000), 1000
+    )
+    ms = Fraction(1, 1000)  # publishTime is written to the millisecond
+    for first, first_end, end, where in spans:
+        # ISO/IEC 23009-1 §5.3.9.5: a segment stays available for timeShiftBufferDepth plus its
+        # duration after it completes.
+        depth = live.time_shift_buffer_depth
+        if depth is not None and period_start + 2 * first_end - first + depth < published - ms:
+            c.fail(
+                where,
+                f"first segment ({float(period_start + first):.6f}s) slid out of the "
+                f"time-shift window before publishTime ({float(published):.3f}s)",
+            )
+        if period_start + end > published + ms:
+            c.fail(
+                where,
+                f"timeline ends at {float(period_start + end):.6f}s after availabilityStartTime, "
+                f"after publishTime ({float(published):.3f}s): a segment not yet complete",
+            )
 
 
 def assert_valid_mpd(text: str, *, max_gap: int = 0) -> None:

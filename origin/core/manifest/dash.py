@@ -1,9 +1,14 @@
 """DASH MPDs (ISO/IEC 23009-1, DASH-IF IOP), built from a plain description of the presentation.
 
-One static Period, one ``SegmentTemplate`` with a ``SegmentTimeline`` per Adaptation Set (or per
+One Period, one ``SegmentTemplate`` with a ``SegmentTimeline`` per Adaptation Set (or per
 Representation when their timelines differ), ``$RepresentationID$`` / ``$Time$`` addressing.
 Written through ``xml.etree`` so every attribute is escaped; children follow the order of the
 schema's sequences (DASH-MPD.xsd), which validating parsers and some players insist on.
+
+Static (VOD) by default; with ``live`` a dynamic MPD (ISO/IEC 23009-1 §5.4, DASH-IF IOP live
+services with SegmentTimeline): the timeline lists the time-shift window only, its S@t stay media
+times of the one timeline that began at the Period's start, and UTCTiming lets players sync their
+clocks to the origin's.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from fractions import Fraction
 
 from origin.core.manifest.common import runs
@@ -20,9 +26,14 @@ __all__ = [
     "CMAF_PROFILE",
     "LIVE_PROFILE",
     "NAMESPACE",
+    "UTC_HTTP_ISO",
+    "UTC_HTTP_XSDATE",
     "AdaptationSet",
+    "Live",
     "Representation",
     "Timeline",
+    "UtcTiming",
+    "date_time",
     "frame_rate",
     "iso_duration",
     "mpd",
@@ -34,6 +45,10 @@ CMAF_PROFILE = "urn:mpeg:dash:profile:cmaf:2019"  # ISO/IEC 23009-1 §8.12
 AUDIO_CHANNEL_SCHEME = "urn:mpeg:dash:23003:3:audio_channel_configuration:2011"
 ROLE_SCHEME = "urn:mpeg:dash:role:2011"
 _MIME = {"video": "video/mp4", "audio": "audio/mp4"}
+# UTCTiming schemes (ISO/IEC 23009-1 §5.8.5.7) whose value is a URL answering with the time:
+UTC_HTTP_ISO = "urn:mpeg:dash:utc:http-iso:2014"  # an ISO 8601 date-time in the body
+UTC_HTTP_XSDATE = "urn:mpeg:dash:utc:http-xsdate:2014"  # an xs:dateTime in the body
+_UTC_HTTP_SCHEMES = (UTC_HTTP_ISO, UTC_HTTP_XSDATE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +112,67 @@ class AdaptationSet:
             raise ValueError("a Representation has no timeline and its Adaptation Set neither")
         if self.mime_type is None and self.content_type not in _MIME:
             raise ValueError(f"no default mimeType for contentType {self.content_type!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class UtcTiming:
+    """One UTCTiming element: a clock source for players (DASH-IF IOP wants one per live MPD)."""
+
+    url: str  # what the time endpoint answers at
+    scheme: str = UTC_HTTP_ISO
+
+    def __post_init__(self) -> None:
+        if self.scheme not in _UTC_HTTP_SCHEMES:
+            raise ValueError(f"UTCTiming scheme must be one of {_UTC_HTTP_SCHEMES}")
+        if not self.url or any(c.isspace() for c in self.url):
+            raise ValueError("UTCTiming needs a URL without whitespace")
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    """What makes an MPD dynamic. Durations in seconds, times timezone-aware (written in UTC).
+
+    ``ended``: the encoder has stopped. The MPD then stays dynamic, drops
+    ``minimumUpdatePeriod`` and gains ``mediaPresentationDuration`` (ISO/IEC 23009-1 §5.4: no
+    more updates; the presentation ends there), the end of a live event the DASH-IF timing
+    guidelines describe. A switch to ``type="static"`` would announce another presentation (the
+    MPD's time model changes under a playing client; DASH-IF IOP issue 169) and stopped Shaka
+    (shaka-player issues 2581, 3567) until its 2024 fix, while dash.js, Shaka and ExoPlayer all
+    end a dynamic MPD that carries a duration and no update period.
+    """
+
+    availability_start: datetime  # the wall-clock time of the first Period's media time 0
+    publish_time: datetime  # when this MPD was generated
+    minimum_update_period: Fraction
+    time_shift_buffer_depth: Fraction  # the DVR window
+    suggested_presentation_delay: Fraction
+    utc_timing: tuple[UtcTiming, ...]
+    ended: bool = False
+
+    def __post_init__(self) -> None:
+        for t in (self.availability_start, self.publish_time):
+            if t.utcoffset() is None:
+                raise ValueError("live MPD times must be timezone-aware")
+        if self.publish_time < self.availability_start:
+            raise ValueError("publishTime before availabilityStartTime")
+        if self.minimum_update_period < 0 or self.suggested_presentation_delay < 0:
+            raise ValueError("minimumUpdatePeriod and suggestedPresentationDelay must be >= 0")
+        if self.time_shift_buffer_depth <= 0:
+            raise ValueError("timeShiftBufferDepth must be positive")
+        if not self.utc_timing:
+            raise ValueError("a live MPD needs at least one UTCTiming (DASH-IF IOP)")
+
+
+def date_time(t: datetime) -> str:
+    """xs:dateTime in UTC to the millisecond (truncated): ``2026-12-02T02:44:25.5Z``."""
+    if t.utcoffset() is None:
+        raise ValueError("a naive datetime has no defined UTC time")
+    t = t.astimezone(UTC)
+    out = t.strftime("%Y-%m-%dT%H:%M:%S")
+    ms = t.microsecond // 1000
+    if ms:
+        out += f".{ms:03d}".rstrip("0")
+    return out + "Z"
 
 
 def iso_duration(seconds: Fraction | int) -> str:
@@ -194,34 +270,67 @@ def _adaptation_set(period: ET.Element, a: AdaptationSet, set_id: int) -> None:
         _representation(e, a, r, None if shared is not None else (r.timeline or a.timeline))
 
 
+def _mpd_attributes(
+    profiles: Sequence[str],
+    duration: Fraction | None,
+    min_buffer_time: Fraction,
+    live: Live | None,
+) -> dict[str, str]:
+    """MPD@ attributes, in the order written: static ones as always, live ones around them."""
+    if not profiles or any("," in p or not p for p in profiles):
+        raise ValueError("profiles must be non-empty URIs without commas")
+    ends = live is None or live.ended
+    if ends and duration is None:
+        raise ValueError("a static or ended MPD needs its duration")
+    if not ends and duration is not None:
+        raise ValueError("a running live MPD has no duration yet")
+    attrs = {
+        "xmlns": NAMESPACE,
+        "type": "static" if live is None else "dynamic",
+        "profiles": ",".join(profiles),
+    }
+    if live is not None:
+        attrs["availabilityStartTime"] = date_time(live.availability_start)
+        attrs["publishTime"] = date_time(live.publish_time)
+    if duration is not None:
+        attrs["mediaPresentationDuration"] = iso_duration(duration)
+    if live is not None:
+        if not live.ended:
+            attrs["minimumUpdatePeriod"] = iso_duration(live.minimum_update_period)
+        attrs["timeShiftBufferDepth"] = iso_duration(live.time_shift_buffer_depth)
+        attrs["suggestedPresentationDelay"] = iso_duration(live.suggested_presentation_delay)
+    attrs["minBufferTime"] = iso_duration(min_buffer_time)
+    return attrs
+
+
 def mpd(
     adaptation_sets: Sequence[AdaptationSet],
     *,
-    duration: Fraction,
+    duration: Fraction | None,
     min_buffer_time: Fraction,
     profiles: Sequence[str],
     period_id: str = "0",
+    period_start: Fraction = Fraction(0),
+    live: Live | None = None,
 ) -> str:
-    """A static MPD with one Period starting at 0. ``duration`` and ``min_buffer_time`` in s."""
+    """An MPD with one Period; static unless ``live`` is given. Times in seconds.
+
+    ``duration``: the presentation's (mediaPresentationDuration), for a static or an ended live
+    MPD; None for a running one. ``period_start``: Period@start, from the availabilityStartTime
+    for a live MPD (a later Period after a discontinuity starts later; one Period for now).
+    """
     if not adaptation_sets:
         raise ValueError("an MPD needs at least one Adaptation Set")
-    if not profiles or any("," in p or not p for p in profiles):
-        raise ValueError("profiles must be non-empty URIs without commas")
-    root = ET.Element(
-        "MPD",
-        {
-            "xmlns": NAMESPACE,
-            "type": "static",
-            "profiles": ",".join(profiles),
-            "mediaPresentationDuration": iso_duration(duration),
-            "minBufferTime": iso_duration(min_buffer_time),
-        },
-    )
-    period = _sub(root, "Period", id=period_id, start="PT0S")
+    if period_start < 0:
+        raise ValueError("Period@start must be >= 0")
+    root = ET.Element("MPD", _mpd_attributes(profiles, duration, min_buffer_time, live))
+    period = _sub(root, "Period", id=period_id, start=iso_duration(period_start))
     ids = [k if a.id is None else a.id for k, a in enumerate(adaptation_sets)]
     if len(set(ids)) != len(ids) or min(ids) < 0:
         raise ValueError("AdaptationSet ids must be unique unsigned integers")
     for a, set_id in zip(adaptation_sets, ids, strict=True):
         _adaptation_set(period, a, set_id)
+    for timing in live.utc_timing if live is not None else ():
+        _sub(root, "UTCTiming", schemeIdUri=timing.scheme, value=timing.url)  # last child of MPD
     ET.indent(root, space="  ")
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
