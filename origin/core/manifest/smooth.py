@@ -9,6 +9,15 @@ from the source's configuration records. Times and durations are in the manifest
 ``<c r="…">`` is written only on request: clients disagree on what it counts (dash.js and
 ExoPlayer read it as the number of fragments in the run, Shaka Player as repeats after the first,
 as DASH's ``S@r``), while ``t`` on the first chunk and ``d`` on every chunk reads the same in all.
+
+Live (:class:`Live`): the streams carry the DVR window's fragments only, ``t`` absolute on the
+channel's timeline; the root gets ``IsLive="TRUE"``, ``DVRWindowLength`` and ``Duration="0"``
+(MS-SSTR §2.2.2.1: the duration of a live presentation is not known). ``LookAheadFragmentCount``
+is written only when look-ahead is asked for: dash.js never reads it (it takes the next
+fragments from a ``tfrf`` box, which it wants in every live fragment whatever the count), Shaka
+and ExoPlayer refresh the manifest instead. Once ended the document is on-demand: MS-SSTR
+requires ``DVRWindowLength`` and ``LookAheadFragmentCount`` be omitted then, and ``IsLive`` with a
+non-zero ``Duration`` would make dash.js treat it as "start-over" and demand ``tfrf`` again.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from origin.core.mp4.defs import SMOOTH_TIMESCALE
 
 __all__ = [
     "AudioLevel",
+    "Live",
     "Stream",
     "VideoLevel",
     "manifest",
@@ -87,6 +97,19 @@ class Stream:
         return f"QualityLevels({{bitrate}})/Fragments({self.name or self.type}={{start time}})"
 
 
+@dataclass(frozen=True, slots=True)
+class Live:
+    """A live presentation's root attributes; times in TimeScale (100 ns) units."""
+
+    dvr_window: int  # DVRWindowLength; 0 = unbounded (MS-SSTR)
+    look_ahead: int = 0  # LookAheadFragmentCount: next fragments each fragment's tfrf announces
+    ended: bool = False  # the encoder stopped: write an on-demand document of what remains
+
+    def __post_init__(self) -> None:
+        if self.dvr_window < 0 or self.look_ahead < 0:
+            raise ValueError("DVR window and look-ahead count must be >= 0")
+
+
 def _attrs(e: ET.Element, *pairs: tuple[str, object]) -> None:
     for key, value in pairs:
         e.set(key, str(value))
@@ -139,8 +162,13 @@ def _stream(root: ET.Element, s: Stream, *, repeat: bool) -> None:
                 c.set("r", str(count))  # the number of fragments in the run (dash.js, ExoPlayer)
 
 
-def manifest(streams: Sequence[Stream], *, duration: int, repeat: bool = False) -> str:
-    """A VOD SmoothStreamingMedia document; ``duration`` in TimeScale (100 ns) units."""
+def manifest(
+    streams: Sequence[Stream], *, duration: int, repeat: bool = False, live: Live | None = None
+) -> str:
+    """A SmoothStreamingMedia document; ``duration`` in TimeScale (100 ns) units.
+
+    With ``live`` (not ended) ``Duration`` is written as 0 whatever ``duration`` says.
+    """
     if not streams:
         raise ValueError("a manifest needs at least one stream")
     if duration < 0:
@@ -148,14 +176,19 @@ def manifest(streams: Sequence[Stream], *, duration: int, repeat: bool = False) 
     names = [s.name or s.type for s in streams]
     if len(set(names)) != len(names):
         raise ValueError("StreamIndex names must differ: they address the fragments")
+    on_air = live is not None and not live.ended
     root = ET.Element("SmoothStreamingMedia")
     _attrs(
         root,
         ("MajorVersion", 2),
         ("MinorVersion", 2),
         ("TimeScale", SMOOTH_TIMESCALE),
-        ("Duration", duration),
+        ("Duration", 0 if on_air else duration),
     )
+    if live is not None and on_air:
+        _attrs(root, ("IsLive", "TRUE"), ("DVRWindowLength", live.dvr_window))
+        if live.look_ahead:
+            root.set("LookAheadFragmentCount", str(live.look_ahead))
     for s in streams:
         _stream(root, s, repeat=repeat)
     ET.indent(root, space="  ")

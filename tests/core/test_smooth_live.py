@@ -1,0 +1,89 @@
+"""Smooth Streaming live client manifests: root attributes and the DVR window's chunks."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from origin.core.manifest import smooth
+
+HOUR = 36_000_000_000  # 100 ns units
+VIDEO_D = 20_000_000  # 2 s fragments
+AUDIO_D = 20_053_333
+# A 6-fragment window ten hours into the channel: t must stay on the channel's timeline.
+VIDEO_STARTS = tuple(10 * HOUR + k * VIDEO_D for k in range(6))
+AUDIO_STARTS = tuple(10 * HOUR + 3 + k * AUDIO_D for k in range(6))
+
+
+def window() -> list[smooth.Stream]:
+    video = smooth.Stream(
+        "video",
+        (smooth.VideoLevel(400_000, 640, 360, "00000001674D401E0000000168EE3C80"),),
+        VIDEO_STARTS,
+        (VIDEO_D,) * 6,
+    )
+    audio = smooth.Stream(
+        "audio",
+        (smooth.AudioLevel(64_000, 48_000, 2, "1190"),),
+        AUDIO_STARTS,
+        (AUDIO_D,) * 6,
+    )
+    return [video, audio]
+
+
+def root_of(**kw: object) -> ET.Element:
+    return ET.fromstring(smooth.manifest(window(), **kw))  # type: ignore[arg-type]
+
+
+def fragments(stream: ET.Element) -> list[tuple[int, int]]:
+    """(t, d) per fragment, reading r as the number of fragments (dash.js, ExoPlayer)."""
+    out: list[tuple[int, int]] = []
+    for c in stream.findall("c"):
+        d = int(c.attrib["d"])
+        t = int(c.attrib["t"]) if "t" in c.attrib else out[-1][0] + out[-1][1]
+        out += [(t + k * d, d) for k in range(int(c.get("r", "1")))]
+    return out
+
+
+def test_live_root_is_live_with_dvr_window_and_zero_duration() -> None:
+    root = root_of(duration=6 * VIDEO_D, live=smooth.Live(dvr_window=120 * 10_000_000))
+    assert root.attrib["IsLive"] == "TRUE"
+    assert root.attrib["DVRWindowLength"] == "1200000000"
+    assert root.attrib["Duration"] == "0"
+    assert root.attrib["TimeScale"] == "10000000"
+    # No look-ahead asked for: the attribute is absent, not "0".
+    assert "LookAheadFragmentCount" not in root.attrib
+
+
+def test_look_ahead_count_is_written_when_asked_for() -> None:
+    root = root_of(duration=0, live=smooth.Live(dvr_window=0, look_ahead=2))
+    assert root.attrib["LookAheadFragmentCount"] == "2"
+    assert root.attrib["DVRWindowLength"] == "0"  # 0 = unbounded DVR (MS-SSTR)
+
+
+@pytest.mark.parametrize("repeat", [False, True])
+def test_live_chunks_are_the_window_with_absolute_t(repeat: bool) -> None:
+    root = root_of(duration=0, repeat=repeat, live=smooth.Live(dvr_window=12 * 10_000_000))
+    video, audio = root.findall("StreamIndex")
+    assert video.attrib["Chunks"] == audio.attrib["Chunks"] == "6"
+    assert int(video.find("c").attrib["t"]) == 10 * HOUR  # type: ignore[union-attr]
+    assert fragments(video) == [(t, VIDEO_D) for t in VIDEO_STARTS]
+    assert fragments(audio) == [(t, AUDIO_D) for t in AUDIO_STARTS]
+
+
+def test_ended_live_is_on_demand_with_its_duration() -> None:
+    span = 6 * VIDEO_D
+    root = root_of(duration=span, live=smooth.Live(dvr_window=HOUR, look_ahead=2, ended=True))
+    assert root.attrib["Duration"] == str(span)
+    # MS-SSTR: DVRWindowLength / LookAheadFragmentCount are omitted on demand; IsLive with a
+    # Duration would make dash.js play it as "start-over" and demand tfrf boxes.
+    for name in ("IsLive", "DVRWindowLength", "LookAheadFragmentCount"):
+        assert name not in root.attrib
+    assert fragments(root.findall("StreamIndex")[0]) == [(t, VIDEO_D) for t in VIDEO_STARTS]
+
+
+@pytest.mark.parametrize(("dvr_window", "look_ahead"), [(-1, 0), (0, -1)])
+def test_negative_live_parameters_are_refused(dvr_window: int, look_ahead: int) -> None:
+    with pytest.raises(ValueError, match=">= 0"):
+        smooth.Live(dvr_window, look_ahead)
