@@ -1,12 +1,16 @@
-"""Smooth Streaming live client manifests: root attributes and the DVR window's chunks."""
+"""Smooth Streaming live: client manifests (root attributes, the DVR window's chunks), tfrf."""
 
 from __future__ import annotations
 
+import struct
+import uuid
 import xml.etree.ElementTree as ET
 
 import pytest
 
 from origin.core.manifest import smooth
+from origin.core.mp4.defs import TFRF_UUID
+from origin.core.mux import fmp4
 
 HOUR = 36_000_000_000  # 100 ns units
 VIDEO_D = 20_000_000  # 2 s fragments
@@ -87,3 +91,34 @@ def test_ended_live_is_on_demand_with_its_duration() -> None:
 def test_negative_live_parameters_are_refused(dvr_window: int, look_ahead: int) -> None:
     with pytest.raises(ValueError, match=">= 0"):
         smooth.Live(dvr_window, look_ahead)
+
+
+def read_tfrf(box: bytes) -> list[tuple[int, int]]:
+    """MS-SSTR 2.2.4.5, read independently: header, user type, version/flags, count, entries."""
+    size, kind = struct.unpack_from(">I4s", box)
+    assert (size, kind) == (len(box), b"uuid")
+    assert box[8:24] == uuid.UUID("D4807EF2-CA39-4695-8E54-26CB9E46A79F").bytes
+    version, count = box[24], box[28]
+    assert version == 1 and box[25:28] == b"\0\0\0"
+    width = 16 if version == 1 else 8
+    assert len(box) == 29 + count * width
+    return [struct.unpack_from(">QQ", box, 29 + k * width) for k in range(count)]
+
+
+def test_tfrf_carries_the_next_fragments_times_and_durations() -> None:
+    nexts = [(10 * HOUR + VIDEO_D, VIDEO_D), (10 * HOUR + 2 * VIDEO_D, VIDEO_D - 1)]
+    assert read_tfrf(fmp4.tfrf(nexts)) == nexts
+
+
+def test_tfrf_without_look_ahead_is_an_empty_box() -> None:
+    assert read_tfrf(fmp4.tfrf([])) == []
+
+
+def test_tfrf_uuid_is_the_spec_one() -> None:
+    assert uuid.UUID("D4807EF2-CA39-4695-8E54-26CB9E46A79F").bytes == TFRF_UUID
+
+
+@pytest.mark.parametrize("nexts", [[(0, 1)] * 256, [(-1, 1)], [(0, 0)]])
+def test_tfrf_refuses_what_it_cannot_encode(nexts: list[tuple[int, int]]) -> None:
+    with pytest.raises(ValueError):
+        fmp4.tfrf(nexts)

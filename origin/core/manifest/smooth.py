@@ -13,9 +13,11 @@ as DASH's ``S@r``), while ``t`` on the first chunk and ``d`` on every chunk read
 Live (:class:`Live`): the streams carry the DVR window's fragments only, ``t`` absolute on the
 channel's timeline; the root gets ``IsLive="TRUE"``, ``DVRWindowLength`` and ``Duration="0"``
 (MS-SSTR §2.2.2.1: the duration of a live presentation is not known). ``LookAheadFragmentCount``
-is written only when look-ahead is asked for: dash.js never reads it (it takes the next
-fragments from a ``tfrf`` box, which it wants in every live fragment whatever the count), Shaka
-and ExoPlayer refresh the manifest instead. Once ended the document is on-demand: MS-SSTR
+is written only when look-ahead is asked for (default 0): dash.js never reads the attribute, but
+it wants a ``tfrf`` box in every live fragment (MSS_NO_TFRF otherwise) and, since it does not
+refresh a live Smooth manifest, learns each next fragment only from that box's first entry, so for
+dash.js the fragments must announce at least one next fragment (``origin.core.mux.fmp4.tfrf``).
+Once ended the document is on-demand: MS-SSTR
 requires ``DVRWindowLength`` and ``LookAheadFragmentCount`` be omitted then, and ``IsLive`` with a
 non-zero ``Duration`` would make dash.js treat it as "start-over" and demand ``tfrf`` again.
 """

@@ -48,3 +48,5 @@ NON_SYNC_SAMPLE_FLAGS = 0x01010000
 # the TfxdBox (a 'uuid' box of this user type) carries a fragment's absolute time and duration.
 SMOOTH_TIMESCALE = 10_000_000
 TFXD_UUID = bytes.fromhex("6D1D9B0542D544E680E2141DAFF757B2")
+# TfrfBox (MS-SSTR 2.2.4.5): in a live fragment, the times and durations of the next fragments.
+TFRF_UUID = bytes.fromhex("D4807EF2CA3946958E5426CB9E46A79F")

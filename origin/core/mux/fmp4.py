@@ -41,6 +41,7 @@ from origin.core.mp4.defs import (
     TFHD_DEFAULT_BASE_IS_MOOF,
     TFHD_DEFAULT_FLAGS,
     TFHD_OPTIONAL,
+    TFRF_UUID,
     TFXD_UUID,
     TRUN_CTO,
     TRUN_DATA_OFFSET,
@@ -68,6 +69,7 @@ __all__ = [
     "smooth_duration",
     "smooth_fragment",
     "smooth_timing",
+    "tfrf",
 ]
 
 if array("I").itemsize != 4 or array("i").itemsize != 4:  # pragma: no cover - exotic ABIs only
@@ -608,6 +610,21 @@ def _smooth_tfhd(track_id: int, *, per_sample_flags: bool) -> bytes:
 
 def _tfxd(time: int, duration: int) -> bytes:
     return _box(b"uuid", TFXD_UUID, struct.pack(">IQQ", 0x01000000, time, duration))
+
+
+def tfrf(next_fragments: Sequence[tuple[int, int]]) -> bytes:
+    """A TfrfBox announcing the ``(time, duration)`` of the fragments after this one (10 MHz).
+
+    Version 1 (64-bit fields), as ``tfxd``. dash.js wants one in every live fragment (a missing
+    box is its MSS_NO_TFRF error) and extends its timeline from the first entry only; it accepts
+    an empty box but then learns of no new fragment from it.
+    """
+    if len(next_fragments) > 255:
+        raise ValueError("a tfrf box holds at most 255 fragments (FragmentCount is 8 bits)")
+    if any(t < 0 or d <= 0 for t, d in next_fragments):
+        raise ValueError("fragment times must be >= 0 and durations > 0")
+    entries = b"".join(struct.pack(">QQ", t, d) for t, d in next_fragments)
+    return _box(b"uuid", TFRF_UUID, struct.pack(">IB", 0x01000000, len(next_fragments)), entries)
 
 
 def _four_byte_nal_lengths(sample: bytes | memoryview, size: int) -> bytes:
