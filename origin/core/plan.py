@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from origin.core import urls
 from origin.core.errors import MediaError, NotFoundError
-from origin.core.mux import Run, fmp4, mpegts
+from origin.core.mux import Run, fmp4, mpegts, smooth
 from origin.core.presentation import Presentation
 from origin.core.track import Kind, Track
 from origin.core.urls import Format
@@ -125,7 +125,7 @@ def build_segment(
         for track, start, stop, where in plan.runs
     ]
     if ref.format is None:
-        return fmp4.smooth_fragment(
+        return smooth.smooth_fragment(
             runs[0],
             sequence=ref.index + 1,
             time=r.times[ref.index],

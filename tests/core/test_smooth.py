@@ -16,12 +16,8 @@ from origin.core.index import make_index
 from origin.core.manifest import smooth
 from origin.core.mp4 import codecs, parse_bytes
 from origin.core.mp4.defs import NON_SYNC_SAMPLE_FLAGS, SYNC_SAMPLE_FLAGS, TFXD_UUID
-from origin.core.mux.fmp4 import (
-    smooth_duration,
-    smooth_fragment,
-    smooth_timing,
-)
 from origin.core.mux.run import Run
+from origin.core.mux.smooth import smooth_duration, smooth_fragment, smooth_timing
 from origin.core.track import AacConfig, AvcConfig, Kind, Movie, Track
 from tests.support.fmp4_read import (
     audio_track,

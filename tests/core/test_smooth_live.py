@@ -10,7 +10,7 @@ import pytest
 
 from origin.core.manifest import smooth
 from origin.core.mp4.defs import TFRF_UUID
-from origin.core.mux import fmp4
+from origin.core.mux import smooth as smooth_mux
 
 HOUR = 36_000_000_000  # 100 ns units
 VIDEO_D = 20_000_000  # 2 s fragments
@@ -107,11 +107,11 @@ def read_tfrf(box: bytes) -> list[tuple[int, int]]:
 
 def test_tfrf_carries_the_next_fragments_times_and_durations() -> None:
     nexts = [(10 * HOUR + VIDEO_D, VIDEO_D), (10 * HOUR + 2 * VIDEO_D, VIDEO_D - 1)]
-    assert read_tfrf(fmp4.tfrf(nexts)) == nexts
+    assert read_tfrf(smooth_mux.tfrf(nexts)) == nexts
 
 
 def test_tfrf_without_look_ahead_is_an_empty_box() -> None:
-    assert read_tfrf(fmp4.tfrf([])) == []
+    assert read_tfrf(smooth_mux.tfrf([])) == []
 
 
 def test_tfrf_uuid_is_the_spec_one() -> None:
@@ -121,4 +121,4 @@ def test_tfrf_uuid_is_the_spec_one() -> None:
 @pytest.mark.parametrize("nexts", [[(0, 1)] * 256, [(-1, 1)], [(0, 0)]])
 def test_tfrf_refuses_what_it_cannot_encode(nexts: list[tuple[int, int]]) -> None:
     with pytest.raises(ValueError):
-        fmp4.tfrf(nexts)
+        smooth_mux.tfrf(nexts)

@@ -4,7 +4,7 @@ Smooth clients have no init segment: they build the decoder set-up from ``CodecP
 the QualityLevel attributes alone (dash.js writes its own moov from them), so those must be exact;
 :func:`origin.core.mp4.codecs.avc_codec_private_data` and ``aac_codec_private_data`` make them
 from the source's configuration records. Times and durations are in the manifest ``TimeScale``
-(10 MHz) and must be those the fragments carry in ``tfxd`` (``origin.core.mux.fmp4.smooth_timing``).
+(10 MHz) and must be those the fragments carry in ``tfxd`` (``mux.smooth.smooth_timing``).
 
 ``<c r="…">`` is written only on request: clients disagree on what it counts (dash.js and
 ExoPlayer read it as the number of fragments in the run, Shaka Player as repeats after the first,
@@ -16,7 +16,7 @@ channel's timeline; the root gets ``IsLive="TRUE"``, ``DVRWindowLength`` and ``D
 is written only when look-ahead is asked for (default 0): dash.js never reads the attribute, but
 it wants a ``tfrf`` box in every live fragment (MSS_NO_TFRF otherwise) and, since it does not
 refresh a live Smooth manifest, learns each next fragment only from that box's first entry, so for
-dash.js the fragments must announce at least one next fragment (``origin.core.mux.fmp4.tfrf``).
+dash.js the fragments must announce at least one next fragment (``origin.core.mux.smooth.tfrf``).
 Once ended the document is on-demand: MS-SSTR
 requires ``DVRWindowLength`` and ``LookAheadFragmentCount`` be omitted then, and ``IsLive`` with a
 non-zero ``Duration`` would make dash.js treat it as "start-over" and demand ``tfrf`` again.
