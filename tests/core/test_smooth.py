@@ -33,6 +33,7 @@ from tests.support.media import decode_errors, make_mp4, probe_frames
 from tests.support.smooth_client import (
     avcc_from_codec_private_data,
     client_init,
+    expand_chunks,
     read_chunks,
     read_levels,
 )
@@ -153,16 +154,6 @@ def two_streams() -> list[smooth.Stream]:
     return [video, audio]
 
 
-def expand(stream: ET.Element) -> list[tuple[int, int]]:
-    """(t, d) per fragment, reading r as the number of fragments (dash.js, ExoPlayer)."""
-    out: list[tuple[int, int]] = []
-    for c in stream.findall("c"):
-        d = int(c.attrib["d"])
-        t = int(c.attrib["t"]) if "t" in c.attrib else out[-1][0] + out[-1][1]
-        out += [(t + k * d, d) for k in range(int(c.get("r", "1")))]
-    return out
-
-
 def test_manifest_root_and_stream_attributes_are_exact() -> None:
     text = smooth.manifest(two_streams(), duration=75_000_000)
     assert text.startswith('<?xml version="1.0" encoding="UTF-8"?>\n<SmoothStreamingMedia ')
@@ -240,7 +231,7 @@ def test_chunks_carry_t_first_and_after_a_discontinuity_and_d_everywhere() -> No
         {"d": "11000000"},
         {"d": "4000000"},
     ]
-    assert expand(video) == list(zip(VIDEO_STARTS, VIDEO_DURATIONS, strict=True))
+    assert expand_chunks(video) == list(zip(VIDEO_STARTS, VIDEO_DURATIONS, strict=True))
     gap = smooth.Stream("video", two_streams()[0].levels, (0, 10, 25), (10, 10, 5))
     chunks = [c.attrib for c in ET.fromstring(smooth.manifest([gap], duration=30)).iter("c")]
     assert chunks == [{"t": "0", "d": "10"}, {"d": "10"}, {"t": "25", "d": "5"}]
@@ -255,7 +246,7 @@ def test_repeat_writes_r_as_the_number_of_fragments_in_the_run() -> None:
         {"d": "4000000"},
     ]
     assert video.get("Chunks") == "5"
-    assert expand(video) == list(zip(VIDEO_STARTS, VIDEO_DURATIONS, strict=True))
+    assert expand_chunks(video) == list(zip(VIDEO_STARTS, VIDEO_DURATIONS, strict=True))
 
 
 def test_names_languages_display_size_and_packet_size() -> None:

@@ -11,6 +11,7 @@ import pytest
 from origin.core.manifest import smooth
 from origin.core.mp4.defs import TFRF_UUID
 from origin.core.mux import smooth as smooth_mux
+from tests.support.smooth_client import expand_chunks
 
 HOUR = 36_000_000_000  # 100 ns units
 VIDEO_D = 20_000_000  # 2 s fragments
@@ -40,16 +41,6 @@ def root_of(**kw: object) -> ET.Element:
     return ET.fromstring(smooth.manifest(window(), **kw))  # type: ignore[arg-type]
 
 
-def fragments(stream: ET.Element) -> list[tuple[int, int]]:
-    """(t, d) per fragment, reading r as the number of fragments (dash.js, ExoPlayer)."""
-    out: list[tuple[int, int]] = []
-    for c in stream.findall("c"):
-        d = int(c.attrib["d"])
-        t = int(c.attrib["t"]) if "t" in c.attrib else out[-1][0] + out[-1][1]
-        out += [(t + k * d, d) for k in range(int(c.get("r", "1")))]
-    return out
-
-
 def test_live_root_is_live_with_dvr_window_and_zero_duration() -> None:
     root = root_of(duration=6 * VIDEO_D, live=smooth.Live(dvr_window=120 * 10_000_000))
     assert root.attrib["IsLive"] == "TRUE"
@@ -72,8 +63,8 @@ def test_live_chunks_are_the_window_with_absolute_t(repeat: bool) -> None:
     video, audio = root.findall("StreamIndex")
     assert video.attrib["Chunks"] == audio.attrib["Chunks"] == "6"
     assert int(video.find("c").attrib["t"]) == 10 * HOUR  # type: ignore[union-attr]
-    assert fragments(video) == [(t, VIDEO_D) for t in VIDEO_STARTS]
-    assert fragments(audio) == [(t, AUDIO_D) for t in AUDIO_STARTS]
+    assert expand_chunks(video) == [(t, VIDEO_D) for t in VIDEO_STARTS]
+    assert expand_chunks(audio) == [(t, AUDIO_D) for t in AUDIO_STARTS]
 
 
 def test_ended_live_is_on_demand_with_its_duration() -> None:
@@ -84,7 +75,7 @@ def test_ended_live_is_on_demand_with_its_duration() -> None:
     # Duration would make dash.js play it as "start-over" and demand tfrf boxes.
     for name in ("IsLive", "DVRWindowLength", "LookAheadFragmentCount"):
         assert name not in root.attrib
-    assert fragments(root.findall("StreamIndex")[0]) == [(t, VIDEO_D) for t in VIDEO_STARTS]
+    assert expand_chunks(root.findall("StreamIndex")[0]) == [(t, VIDEO_D) for t in VIDEO_STARTS]
 
 
 @pytest.mark.parametrize(("dvr_window", "look_ahead"), [(-1, 0), (0, -1)])

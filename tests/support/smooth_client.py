@@ -76,7 +76,14 @@ def read_levels(manifest: str) -> list[Level]:
 def read_chunks(manifest: str, stream_type: str) -> list[tuple[int, int]]:
     """(t, d) of every fragment of a stream, expanding ``r`` as dash.js does (a count)."""
     root = ET.fromstring(manifest)
-    stream = next(s for s in root.findall("StreamIndex") if s.get("Type") == stream_type)
+    return expand_chunks(
+        next(s for s in root.findall("StreamIndex") if s.get("Type") == stream_type)
+    )
+
+
+def expand_chunks(stream: ET.Element) -> list[tuple[int, int]]:
+    """(t, d) per fragment of a StreamIndex, reading ``r`` as the number of fragments (dash.js,
+    ExoPlayer); a ``c`` without ``t`` starts where the previous one ends."""
     out: list[tuple[int, int]] = []
     for c in stream.findall("c"):
         d = int(c.attrib["d"])
