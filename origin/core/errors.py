@@ -14,3 +14,23 @@ def describe(e: BaseException) -> str:
     kind = type(e)
     name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"
     return f"{name}: {e}"
+
+
+class IngestError(MediaError):
+    """Live ingest that cannot be accepted: malformed boxes, timestamps going backwards, a
+    fragment too large. The service answers the encoder's connection with ``status`` and keeps
+    what was already indexed. The message names what is wrong, never key material."""
+
+    status = 400
+
+
+class IngestConflict(IngestError):
+    """A stream contradicts what the channel already serves (a track's codec changed)."""
+
+    status = 409
+
+
+class IngestTooLarge(IngestError):
+    """A box or fragment beyond the configured limit."""
+
+    status = 413
