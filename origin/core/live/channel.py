@@ -1,0 +1,619 @@
+"""The live index of one channel: ingested fragments cut into segments on one grid, a sliding
+window bounded in time (and so in memory), and an immutable :class:`ChannelView` after each change.
+
+The grid. Video is cut by consistent chunking on channel time, as VOD is: a segment closes at the
+end of the fragment that reaches the next multiple of the segment duration after the segment's
+start (every fragment of a keyframe-aligned stream starts with a keyframe, so the next one starts
+a segment), or, for a stream whose fragments do not all start with one, when a fragment starting
+with a keyframe arrives past that multiple. The first rendition to close a segment at a time
+defines a grid interval and its media sequence number; every other video rendition must close the
+same interval (aligned keyframes, as every live origin requires of a ladder) and gets the same
+number, so sequence numbers, and the sequence-number IV, agree across renditions. Audio is cut at
+the grid's times, once its samples reach an interval's end.
+
+Channel time. Each connection maps the encoder's timestamps to channel time with the channel's
+offset (whole seconds, exact in every timescale). A connection that continues the timeline keeps
+it, so players see no break; one that jumps back (an encoder restarted at 0) gets a new offset
+that places it at the wall-clock live edge, and the first interval after it is a discontinuity.
+Fragments of a time already indexed (a redundant encoder) are dropped: the first one wins.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+
+from origin.core.errors import IngestConflict, IngestError, IngestTooLarge
+from origin.core.live.buffer import URL_SECOND, Pending, from_url, to_url
+from origin.core.live.model import (
+    ChannelView,
+    Chunk,
+    LiveRendition,
+    LiveSegment,
+    StreamTrack,
+)
+from origin.core.mux import fmp4, mpegts
+from origin.core.presentation import frame_rate
+from origin.core.track import Kind, Track
+
+TOLERANCE = 10_000  # 1 ms in URL units: renditions' keyframe times differ by timescale rounding
+GAP = 1_000_000  # 100 ms: a jump in a track's timeline larger than this is a discontinuity
+RECENT = 30.0  # seconds a new channel offset is offered to other reconnecting streams
+
+
+@dataclass(slots=True)
+class _Interval:
+    number: int
+    time: int  # URL units
+    end: int
+    discontinuity: bool
+    epoch: int
+
+
+@dataclass(slots=True)
+class _Track:
+    key: tuple[str, int]
+    template: StreamTrack
+    pending: Pending = field(default_factory=Pending)
+    segments: deque[LiveSegment] = field(default_factory=deque)
+    received_end: int | None = None  # decode end of the last accepted sample (channel ticks)
+    aligned: bool = True  # every fragment so far started with a keyframe
+    break_next: bool = False  # the next segment starts after a timeline break
+    rid: int = 0  # URL id once published
+    edit: fmp4.Edit | None = None
+    fps: Fraction = Fraction(0)
+    last_wall: float | None = None  # when its last fragment arrived
+
+    @property
+    def track(self) -> Track:
+        return self.template.track
+
+    @property
+    def kind(self) -> Kind:
+        return self.template.track.kind
+
+    @property
+    def ts(self) -> int:
+        return self.template.track.timescale
+
+    def presentation(self, dts: int, cto: int) -> int:
+        """Presentation time in URL units of a sample at channel decode time ``dts``."""
+        return to_url(dts + cto + self.track.pts_shift, self.ts)
+
+
+@dataclass(slots=True)
+class _Stream:
+    tracks: dict[int, _Track] = field(default_factory=dict)
+    connections: int = 0
+    ended: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStatus:
+    stream_id: str
+    connections: int
+    tracks: tuple[str, ...]  # "video 640x360 avc1.64001e", ...
+    last_fragment: float | None  # wall-clock time of its newest fragment
+    lag: float | None  # seconds between the wall clock and the newest media time received
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelStatus:
+    name: str
+    state: str  # "idle" (nothing published), "live", "ended"
+    streams: tuple[StreamStatus, ...]
+    window: tuple[float, float] | None  # channel seconds of the window's first and last segment
+    segments: int  # intervals in the window
+
+
+class Channel:
+    """One channel's index. Not thread-safe: the service calls it from its event loop only.
+
+    ``now`` arguments are wall-clock seconds since the epoch (the caller's clock, so tests drive
+    time). Every change that publishes something makes a new :attr:`view`.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        segment_duration: Fraction,
+        window: Fraction,
+        max_segment_bytes: int = 256 << 20,
+    ) -> None:
+        if segment_duration <= 0 or window < 3 * segment_duration:
+            raise ValueError("the window must hold at least three segments")
+        self.name = name
+        self.segment_duration = segment_duration
+        self.window = window
+        self._d = round(segment_duration * URL_SECOND)
+        self._window = round(window * URL_SECOND)
+        self.max_segment_bytes = max_segment_bytes
+        self._streams: dict[str, _Stream] = {}
+        self._grid: deque[_Interval] = deque()
+        self._number = 0
+        self._epoch = 0
+        self._offset: int | None = None  # URL units, whole seconds
+        self._offset_at = 0.0
+        self._anchor: float | None = None  # wall-clock seconds of channel time 0
+        self._target = max(1, math.ceil(segment_duration))
+        self._rids: dict[tuple[str, int], int] = {}
+        self._audio: tuple[str, int] | None = None  # the channel's audio track
+        self._ended = False
+        self._restart = False  # the next interval follows an ended session
+        self._version = 0
+        self.view: ChannelView | None = None
+
+    # --- ingest -------------------------------------------------------------------------------
+
+    def connect(self, stream_id: str) -> Connection:
+        """A new ingest connection (one POST) for ``stream_id``."""
+        stream = self._streams.setdefault(stream_id, _Stream())
+        stream.connections += 1
+        stream.ended = False
+        if self._ended:
+            self._ended = False
+            self._restart = True
+        return Connection(self, stream_id, stream)
+
+    def stop(self, now: float) -> None:
+        """End the channel as if every encoder had stopped cleanly."""
+        for stream in self._streams.values():
+            stream.ended = True
+        self._finish(now)
+
+    def _finish(self, now: float) -> None:
+        for stream in self._streams.values():
+            for t in stream.tracks.values():
+                if t.kind is Kind.VIDEO:
+                    self._flush_video(t, now)
+        for stream in self._streams.values():
+            for t in stream.tracks.values():
+                if t.kind is Kind.AUDIO:
+                    self._cut_audio(t, now, final=True)
+        self._ended = True
+        self._publish(now)
+
+    def _closed(self, stream: _Stream, now: float, clean: bool) -> None:
+        stream.connections -= 1
+        if stream.connections == 0 and clean:
+            stream.ended = True
+        if all(s.connections == 0 for s in self._streams.values()) and all(
+            s.ended for s in self._streams.values()
+        ):
+            self._finish(now)
+        else:
+            self._publish(now)
+
+    # --- time ---------------------------------------------------------------------------------
+
+    def _media_now(self, now: float) -> int | None:
+        if self._anchor is None:
+            return None
+        return round((now - self._anchor) * URL_SECOND)
+
+    def _grid_end(self) -> int | None:
+        return self._grid[-1].end if self._grid else None
+
+    def _choose_offset(
+        self, t: _Track, raw_pts: int, length: int, now: float, *, concurrent: bool
+    ) -> tuple[int, bool]:
+        """The offset for a connection whose first chunk starts at ``raw_pts`` and lasts ``length``
+        (URL units), and
+        whether it breaks the timeline."""
+        if self._offset is None:
+            self._offset = -(-max(0, -raw_pts) // URL_SECOND) * URL_SECOND
+            self._offset_at = now
+            return self._offset, False
+        at = raw_pts + self._offset
+        own_end = to_url(t.received_end, t.ts) if t.received_end is not None else None
+        edge = self._grid_end()
+        behind = own_end if own_end is not None else edge
+        recent = now - self._offset_at <= RECENT
+        # A redundant encoder (another connection of the stream is open) may lag by up to the
+        # window; an encoder reconnecting alone may resend what it sent last (AMS encoders
+        # resend their last fragment), but starting further back it was restarted.
+        slack = self._window if concurrent else 2 * self._d
+        if behind is None or (at >= behind - slack and (recent or at <= behind + 2 * self._window)):
+            return self._offset, own_end is not None and at > own_end + GAP
+        # A jump back (or very far ahead): place the stream at the live edge of the wall clock,
+        # where a fragment of this length that just arrived started.
+        media_now = self._media_now(now)
+        live = max(edge or 0, own_end or 0, (media_now or 0) - length)
+        self._offset = -(-(live - raw_pts) // URL_SECOND) * URL_SECOND
+        self._offset_at = now
+        return self._offset, True
+
+    # --- video --------------------------------------------------------------------------------
+
+    def _add_video(self, t: _Track, chunk: Chunk, shift: int, now: float) -> None:
+        s = chunk.samples
+        start = s.dts[0] + shift
+        if t.received_end is not None and start < t.received_end - from_url(TOLERANCE, t.ts):
+            return  # a time already indexed: a redundant encoder's duplicate
+        sync = s.is_sync(0)
+        p = t.pending
+        if t.received_end is not None and start > t.received_end + from_url(GAP, t.ts):
+            self._close_video(t, len(p), now)  # a break: what came before ends here
+            t.break_next = True
+        elif len(p) and start > p.end:
+            p.stretch_last(start)
+        first_pts = t.presentation(start, s.cto[0])
+        if not len(t.pending):
+            if not sync:
+                raise IngestError(
+                    f"video fragment at {first_pts / URL_SECOND:.3f} s does not start with a "
+                    "keyframe and no segment is open (live ingest fragments must start with one)"
+                )
+        elif not sync:
+            t.aligned = False
+        elif not t.aligned and first_pts >= self._next_cut(t) - TOLERANCE:
+            self._close_video(t, len(t.pending), now)
+        p = t.pending
+        p.extend(s, chunk.payload, shift)
+        t.received_end = p.end
+        if p.payload_size() > self.max_segment_bytes:
+            raise IngestTooLarge(
+                f"a segment would exceed {self.max_segment_bytes} bytes: fragments without "
+                "keyframes for too long"
+            )
+        if t.aligned and self._pending_end(t) >= self._next_cut(t) - TOLERANCE:
+            self._close_video(t, len(p), now)
+
+    def _pending_end(self, t: _Track) -> int:
+        p = t.pending
+        return t.presentation(p.end, p.cto[0])
+
+    def _next_cut(self, t: _Track) -> int:
+        start = t.presentation(t.pending.dts[0], t.pending.cto[0])
+        return ((start + TOLERANCE) // self._d + 1) * self._d
+
+    def _flush_video(self, t: _Track, now: float) -> None:
+        self._close_video(t, len(t.pending), now)
+
+    def _close_video(self, t: _Track, stop: int, now: float) -> None:
+        p = t.pending
+        if stop == 0:
+            return
+        time = t.presentation(p.dts[0], p.cto[0])
+        end = t.presentation(p.dts[stop - 1] + p.duration[stop - 1], p.cto[0])
+        interval = self._interval(t, time, end, now)
+        track, payload = p.take(stop, t.track)
+        if interval is None:
+            return  # older than the window
+        self._append(t, interval, track, payload, now)
+
+    def _interval(self, t: _Track, time: int, end: int, now: float) -> _Interval | None:
+        """The grid interval a closed video segment fills, made if it starts at the grid's end."""
+        for iv in reversed(self._grid):
+            if abs(iv.time - time) <= TOLERANCE:
+                if abs(iv.end - end) > TOLERANCE and not self._ended:
+                    raise IngestConflict(
+                        f"keyframes not aligned with the channel's other renditions: a segment "
+                        f"at {time / URL_SECOND:.3f} s ends at {end / URL_SECOND:.3f} s, theirs "
+                        f"at {iv.end / URL_SECOND:.3f} s"
+                    )
+                return iv
+            if iv.time < time:
+                break
+        grid_end = self._grid_end()
+        if grid_end is not None and time < grid_end - TOLERANCE:
+            if time < self._grid[0].time:
+                return None
+            raise IngestConflict(
+                f"keyframes not aligned with the channel's other renditions: a segment at "
+                f"{time / URL_SECOND:.3f} s starts inside another"
+            )
+        return self._new_interval(time, end, t.break_next or self._jump(grid_end, time), now)
+
+    def _jump(self, grid_end: int | None, time: int) -> bool:
+        return grid_end is not None and time > grid_end + GAP
+
+    def _new_interval(self, time: int, end: int, broken: bool, now: float) -> _Interval:
+        broken = broken or self._restart
+        self._restart = False
+        if self._anchor is None:
+            self._anchor = now - end / URL_SECOND  # the segment's end is "now" on the wall clock
+        if broken and self._grid:
+            self._epoch += 1
+        iv = _Interval(self._number, time, end, broken and bool(self._grid), self._epoch)
+        self._number += 1
+        self._grid.append(iv)
+        self._target = max(self._target, round(Fraction(end - time, URL_SECOND)))
+        return iv
+
+    # --- audio --------------------------------------------------------------------------------
+
+    def _add_audio(self, t: _Track, chunk: Chunk, shift: int, now: float) -> None:
+        s = chunk.samples
+        first = 0
+        if t.received_end is not None:
+            # Samples of a time already indexed (a redundant encoder) are dropped one by one.
+            limit = t.received_end - from_url(TOLERANCE, t.ts) - shift
+            while first < len(s) and s.dts[first] < limit:
+                first += 1
+            if first == len(s):
+                return
+        start = s.dts[first] + shift
+        if start < 0:
+            while first < len(s) and s.dts[first] + shift < 0:
+                first += 1  # priming before channel time 0
+            if first == len(s):
+                return
+            start = s.dts[first] + shift
+        p = t.pending
+        if t.received_end is not None and start > t.received_end + from_url(GAP, t.ts):
+            self._cut_audio(t, now, final=True)
+            t.break_next = True
+        elif len(p) and start > p.end:
+            p.stretch_last(start)
+        p.extend(s, chunk.payload, shift, first)
+        t.received_end = p.end
+        if p.payload_size() > self.max_segment_bytes:
+            raise IngestTooLarge(f"pending audio exceeds {self.max_segment_bytes} bytes")
+        self._cut_audio(t, now)
+
+    def _has_video(self) -> bool:
+        return any(t.kind is Kind.VIDEO for s in self._streams.values() for t in s.tracks.values())
+
+    def _cut_audio(self, t: _Track, now: float, *, final: bool = False) -> None:
+        """Close the audio segments whose grid interval the samples have reached."""
+        if t.key != self._audio:
+            return
+        p = t.pending
+        if not self._has_video():
+            self._cut_audio_alone(t, now, final=final)
+            return
+        last = t.segments[-1].number if t.segments else None
+        for iv in list(self._grid):
+            if last is not None and iv.number <= last:
+                continue
+            if not len(p):
+                return
+            if last is None and not t.segments:
+                # Before the first interval: keep at most half a segment of lead-in.
+                lead = p.first_at(from_url(iv.time - self._d // 2, t.ts) - t.track.pts_shift)
+                if lead:
+                    p.take(lead, t.track)
+                    if not len(p):
+                        return
+            reached = to_url(p.end + t.track.pts_shift, t.ts) >= iv.end - TOLERANCE
+            if not reached and not final:
+                return
+            stop = p.first_at(from_url(iv.end, t.ts) - t.track.pts_shift)
+            if stop == 0:
+                continue
+            track, payload = p.take(stop, t.track)
+            self._append(t, iv, track, payload, now)
+            last = iv.number
+
+    def _cut_audio_alone(self, t: _Track, now: float, *, final: bool) -> None:
+        """Audio-only channel: the audio defines the grid, cut at multiples of the duration."""
+        p = t.pending
+        while len(p):
+            start = to_url(p.dts[0] + t.track.pts_shift, t.ts)
+            cut = ((start + TOLERANCE) // self._d + 1) * self._d
+            stop = p.first_at(from_url(cut, t.ts) - t.track.pts_shift)
+            if stop >= len(p) and not final:
+                return
+            stop = min(stop, len(p))
+            end = to_url(p.dts[stop - 1] + p.duration[stop - 1] + t.track.pts_shift, t.ts)
+            iv = self._interval(t, start, end, now)
+            track, payload = p.take(stop, t.track)
+            if iv is not None:
+                self._append(t, iv, track, payload, now)
+
+    # --- segments and publication ------------------------------------------------------------
+
+    def _append(self, t: _Track, iv: _Interval, track: Track, payload: bytes, now: float) -> None:
+        if t.segments and iv.number <= t.segments[-1].number:
+            return
+        if t.edit is None:
+            t.edit = fmp4.edit_of(track)
+            t.fps = frame_rate(track) if t.kind is Kind.VIDEO else Fraction(0)
+        n = len(track.samples)
+        if t.kind is Kind.VIDEO:
+            time, duration = iv.time, iv.end - iv.time
+            ts_size = mpegts.segment_size_bound((track, 0, n), None)
+        else:
+            time = to_url(track.samples.dts[0] + t.edit.lead, t.ts)
+            duration = to_url(track.samples.total_duration(), t.ts)
+            ts_size = mpegts.segment_size_bound(None, (track, 0, n))
+        if duration <= 0:
+            return
+        assert self._anchor is not None
+        seg = LiveSegment(
+            number=iv.number,
+            time=time,
+            duration=duration,
+            track=track,
+            payload=payload,
+            wallclock=datetime.fromtimestamp(self._anchor, UTC) + timedelta(microseconds=time / 10),
+            discontinuity=iv.discontinuity,
+            epoch=iv.epoch,
+            ts_size=ts_size,
+            cmaf_size=fmp4.media_segment_size(track, 0, n),
+        )
+        t.break_next = False
+        if not t.rid:
+            t.rid = self._rendition_id(t, seg)
+        t.segments.append(seg)
+        self._slide()
+        self._publish(now)
+
+    def _rendition_id(self, t: _Track, seg: LiveSegment) -> int:
+        """The URL id: kept for the channel's life; the declared bitrate, else the first
+        segment's, made unique among the channel's renditions."""
+        if t.key in self._rids:
+            return self._rids[t.key]
+        bitrate = t.template.bitrate or round(len(seg.payload) * 8 * URL_SECOND / seg.duration)
+        taken = set(self._rids.values())
+        rid = max(bitrate, 1)
+        while rid in taken:
+            rid += 1
+        self._rids[t.key] = rid
+        return rid
+
+    def _slide(self) -> None:
+        """Drop what ended more than a window before the newest interval's end."""
+        if not self._grid:
+            return
+        horizon = self._grid[-1].end - self._window
+        while len(self._grid) > 1 and self._grid[0].end <= horizon:
+            self._grid.popleft()
+        first = self._grid[0].number
+        for stream in self._streams.values():
+            for t in stream.tracks.values():
+                while t.segments and t.segments[0].number < first:
+                    t.segments.popleft()
+
+    def _publish(self, now: float) -> None:
+        tracks = [t for s in self._streams.values() for t in s.tracks.values() if t.segments]
+        if not tracks or self._anchor is None:
+            return
+        renditions: list[tuple[_Track, LiveRendition]] = []
+        for t in tracks:
+            assert t.edit is not None
+            stream = self._streams[t.key[0]]
+            renditions.append(
+                (
+                    t,
+                    LiveRendition(
+                        id=t.rid,
+                        track=t.track,
+                        edit=t.edit,
+                        segments=tuple(t.segments),
+                        fps=t.fps,
+                        connected=stream.connections > 0,
+                    ),
+                )
+            )
+        video = tuple(
+            sorted((r for t, r in renditions if t.kind is Kind.VIDEO), key=lambda r: r.id)
+        )
+        audio = next((r for t, r in renditions if t.key == self._audio), None)
+        self._version += 1
+        self.view = ChannelView(
+            name=self.name,
+            version=self._version,
+            video=video,
+            audio=audio,
+            target=self._target,
+            segment_duration=self.segment_duration,
+            window=self.window,
+            availability_start=datetime.fromtimestamp(self._anchor, UTC),
+            ended=self._ended,
+        )
+
+    # --- status -------------------------------------------------------------------------------
+
+    def status(self, now: float) -> ChannelStatus:
+        streams = []
+        for sid, stream in self._streams.items():
+            names = tuple(_describe(t.track) for t in stream.tracks.values())
+            walls = [t.last_wall for t in stream.tracks.values() if t.last_wall is not None]
+            ends = [
+                to_url(t.received_end, t.ts)
+                for t in stream.tracks.values()
+                if t.received_end is not None
+            ]
+            media_now = self._media_now(now)
+            lag = (media_now - max(ends)) / URL_SECOND if ends and media_now is not None else None
+            streams.append(
+                StreamStatus(sid, stream.connections, names, max(walls, default=None), lag)
+            )
+        window = (
+            (self._grid[0].time / URL_SECOND, self._grid[-1].end / URL_SECOND)
+            if self._grid
+            else None
+        )
+        state = "idle" if self.view is None else ("ended" if self._ended else "live")
+        return ChannelStatus(self.name, state, tuple(streams), window, len(self._grid))
+
+
+def _describe(track: Track) -> str:
+    if track.kind is Kind.VIDEO:
+        return f"video {track.width}x{track.height} {track.codec_string}"
+    return f"audio {track.sample_rate} Hz {track.codec_string}"
+
+
+class Connection:
+    """One encoder connection: its ``moov`` tracks, then its fragments, then its end."""
+
+    def __init__(self, channel: Channel, stream_id: str, stream: _Stream) -> None:
+        self.channel = channel
+        self.stream_id = stream_id
+        self._stream = stream
+        self._shift: dict[int, int] = {}  # per track id: channel ticks added to encoder times
+        self._offset: int | None = None
+        self._last: dict[int, int] = {}  # per track id: decode end of its previous chunk (raw)
+        self._open = True
+
+    def header(self, tracks: Sequence[StreamTrack]) -> None:
+        """The stream's tracks (its ``moov``). A track that exists already must not change."""
+        if not tracks:
+            raise IngestError("the stream's moov has no H.264 or AAC track")
+        ch = self.channel
+        for st in tracks:
+            tid = st.track.track_id
+            known = self._stream.tracks.get(tid)
+            if known is not None:
+                if known.track.stsd != st.track.stsd or known.ts != st.track.timescale:
+                    raise IngestConflict(
+                        f"track {tid} changed codec or timescale ({known.track.codec_string} "
+                        f"→ {st.track.codec_string}); stop the channel to change it"
+                    )
+                continue
+            t = _Track((self.stream_id, tid), st)
+            self._stream.tracks[tid] = t
+            if st.track.kind is Kind.AUDIO and ch._audio is None:
+                ch._audio = t.key
+
+    def chunk(self, chunk: Chunk, now: float) -> None:
+        """Index one fragment of one track; segments it completes are published at once."""
+        if not self._open:
+            raise IngestError("the connection is closed")
+        t = self._stream.tracks.get(chunk.track_id)
+        if t is None or len(chunk.samples) == 0:
+            return  # a track the moov did not announce, or one we do not serve
+        s = chunk.samples
+        previous = self._last.get(chunk.track_id)
+        if previous is not None and chunk.start < previous - from_url(TOLERANCE, t.ts):
+            raise IngestError(
+                f"track {chunk.track_id}: timestamps go backwards ({chunk.start} after "
+                f"{previous} in timescale {t.ts})"
+            )
+        self._last[chunk.track_id] = chunk.end
+        ch = self.channel
+        if self._offset is None:
+            raw = to_url(s.dts[0] + s.cto[0] + t.track.pts_shift, t.ts)
+            self._offset, broken = ch._choose_offset(
+                t,
+                raw,
+                to_url(chunk.end - chunk.start, t.ts),
+                now,
+                concurrent=self._stream.connections > 1,
+            )
+            if broken:
+                for other in self._stream.tracks.values():
+                    other.break_next = True
+        shift = self._shift.setdefault(chunk.track_id, from_url(self._offset, t.ts))
+        t.last_wall = now
+        if t.kind is Kind.VIDEO:
+            ch._add_video(t, chunk, shift, now)
+            audio = ch._audio
+            if audio is not None:
+                a = ch._streams[audio[0]].tracks[audio[1]]
+                ch._cut_audio(a, now)
+        elif t.key == ch._audio:
+            ch._add_audio(t, chunk, shift, now)
+
+    def close(self, now: float, *, clean: bool) -> None:
+        """The POST ended: ``clean`` when the body ended properly (the encoder stopped)."""
+        if self._open:
+            self._open = False
+            self.channel._closed(self._stream, now, clean)
