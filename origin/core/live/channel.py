@@ -124,7 +124,13 @@ class Channel:
         segment_duration: Fraction,
         window: Fraction,
         max_segment_bytes: int = 256 << 20,
+        anchor: float | None = None,
+        target: int | None = None,
     ) -> None:
+        """``anchor``: the wall-clock time of channel time 0 when the source knows it (a looped
+        VOD asset); otherwise the first segment's end is taken as its arrival time. ``target``:
+        the HLS target duration when the source knows its longest segment (it must not change);
+        otherwise the segment duration rounded up, raised by any longer segment."""
         if segment_duration <= 0 or window < 3 * segment_duration:
             raise ValueError("the window must hold at least three segments")
         self.name = name
@@ -139,8 +145,8 @@ class Channel:
         self._epoch = 0
         self._offset: int | None = None  # URL units, whole seconds
         self._offset_at = 0.0
-        self._anchor: float | None = None  # wall-clock seconds of channel time 0
-        self._target = max(1, math.ceil(segment_duration))
+        self._anchor = anchor  # wall-clock seconds of channel time 0
+        self._target = max(1, math.ceil(segment_duration), target or 0)
         self._rids: dict[tuple[str, int], int] = {}
         self._audio: tuple[str, int] | None = None  # the channel's audio track
         self._ended = False
