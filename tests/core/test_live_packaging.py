@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import xml.etree.ElementTree as ET
 from datetime import timedelta
@@ -210,22 +211,33 @@ def test_ended_smooth_manifest_is_on_demand_with_every_fragment() -> None:
     assert _tfrf_entries(last) == []
 
 
+def _lagging(view: ChannelView) -> ChannelView:
+    """``view`` with its top video rendition one segment behind the others."""
+    top = view.video[-1]
+    behind = dataclasses.replace(top, segments=top.segments[:-1])
+    return dataclasses.replace(view, video=(*view.video[:-1], behind))
+
+
 def test_smooth_lists_only_what_every_quality_level_can_serve() -> None:
-    view = live_view(1, 5)
-    lagging = view.video[2]
-    behind = ChannelView(
-        **{
-            **{f: getattr(view, f) for f in view.__dataclass_fields__},
-            "video": (
-                *view.video[:2],
-                type(lagging)(
-                    lagging.id, lagging.track, lagging.edit, lagging.segments[:-1], lagging.fps
-                ),
-            ),
-        }
-    )
-    video = ET.fromstring(pipeline.live_smooth_manifest(behind)).findall("StreamIndex")[0]
+    view = _lagging(live_view(1, 5))
+    video = ET.fromstring(pipeline.live_smooth_manifest(view)).findall("StreamIndex")[0]
     assert len(expand_chunks(video)) == 2
+    with pytest.raises(pipeline.NotYetAvailable):
+        pipeline.live_smooth_manifest(live_view(4, 5))  # nothing but held-back fragments
+
+
+def test_mpd_gives_a_lagging_representation_its_own_timeline() -> None:
+    root = _mpd(_lagging(live_view(1, 5)), Format.DASH_CSF)
+    video = root.findall(f".//{{{NS}}}AdaptationSet")[0]
+    assert video.find(f"{{{NS}}}SegmentTemplate") is None
+    counts = [
+        len(rep.findall(f"{{{NS}}}SegmentTemplate/{{{NS}}}SegmentTimeline/{{{NS}}}S"))
+        for rep in video.findall(f"{{{NS}}}Representation")
+    ]
+    assert counts == [1, 1, 1]  # one run each: 4, 4 and 3 segments of 2 s
+    reps = video.findall(f"{{{NS}}}Representation")
+    s = [r.find(f"{{{NS}}}SegmentTemplate/{{{NS}}}SegmentTimeline/{{{NS}}}S") for r in reps]
+    assert [x.get("r") for x in s if x is not None] == ["3", "3", "2"]
 
 
 def _write_hls(tmp: Path, view: ChannelView, track: str, rid: int, opts: Options) -> Path:
