@@ -34,3 +34,17 @@ class IngestTooLarge(IngestError):
     """A box or fragment beyond the configured limit."""
 
     status = 413
+
+
+class NotYetAvailable(NotFoundError):
+    """A live segment (or manifest) addressed before it exists: 404 with ``max-age`` 1, so a CDN
+    asks again soon rather than caching the miss."""
+
+    status = 404
+    max_age = 1
+
+
+class SlidOut(NotFoundError):
+    """A live segment that has left the channel's window: it will never come back (410)."""
+
+    status = 410

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 
 from origin.core import urls
@@ -19,41 +20,70 @@ from origin.core.track import AacConfig, AvcConfig, Kind, Track
 from origin.core.urls import Format, Options
 
 
-def _with_query(uri: str, query: str) -> str:
+def with_query(uri: str, query: str) -> str:
     """``uri`` carrying ``query`` (already encoded), e.g. a viewer's token for native players."""
     if not query:
         return uri
     return uri + ("&" if "?" in uri else "?") + query
 
 
+@dataclass(frozen=True, slots=True)
+class Level:
+    """One rendition as the manifests describe it, VOD or live: URL id, codec template, frame
+    rate and the bandwidth measured for the requested format (TS or CMAF)."""
+
+    id: int
+    track: Track
+    fps: Fraction
+    bandwidth: Bandwidth
+
+    @property
+    def kind(self) -> Kind:
+        return self.track.kind
+
+
 def master_playlist(p: Presentation, options: Options, *, base: str = "", query: str = "") -> str:
     """The HLS multivariant playlist for ``options.format``; ``query`` goes on every child URI."""
-    fmt = options.format or Format.HLS_TS
-    cmaf = fmt is Format.HLS_CMAF
+    cmaf = options.format is Format.HLS_CMAF
     bandwidths = p.cmaf_bandwidth if cmaf else p.ts_bandwidth
+
+    def level(r: Rendition) -> Level:
+        return Level(r.id, r.track, r.fps, bandwidths[r.kind.value, r.id])
+
+    audio = level(p.audio) if p.audio else None
+    return hls_master([level(r) for r in p.video], audio, options, base=base, query=query)
+
+
+def hls_master(
+    video: Sequence[Level], audio: Level | None, options: Options, *, base: str, query: str
+) -> str:
+    """The one multivariant playlist rule, VOD and live: TS variants carry their muxed audio in
+    their own bandwidth, CMAF variants add the audio group's; an audio-only variant with
+    ``audio-only`` (the default) or when there is no video."""
+    cmaf = options.format is Format.HLS_CMAF
     variants: list[hls.Variant] = []
     media: list[hls.AudioRendition] = []
-    group = "audio" if cmaf and p.audio else None
-    if p.audio and cmaf:
+    group = "audio" if cmaf and audio else None
+    if audio and cmaf:
         media.append(
             hls.AudioRendition(
                 group_id="audio",
-                name=language_tag(p.audio.track.language) or "audio",
-                uri=_with_query(base + urls.media_uri(p.audio.id, "audio", options), query),
-                language=language_tag(p.audio.track.language),
-                channels=p.audio.track.channels,
+                name=language_tag(audio.track.language) or "audio",
+                uri=with_query(base + urls.media_uri(audio.id, "audio", options), query),
+                language=language_tag(audio.track.language),
+                channels=audio.track.channels,
             )
         )
-    audio_bw = bandwidths["audio", p.audio.id] if p.audio else Bandwidth(0, 0)
-    for r in p.video:
-        bw = bandwidths["video", r.id]
+    audio_bw = audio.bandwidth if audio else Bandwidth(0, 0)
+    for r in video:
+        bw = r.bandwidth
         codecs = [r.track.codec_string]
-        if p.audio:
-            codecs.append(p.audio.track.codec_string)
+        if audio:
+            codecs.append(audio.track.codec_string)
         extra = audio_bw if cmaf else Bandwidth(0, 0)
         variants.append(
             hls.Variant(
-                uri=_with_query(base + urls.media_uri(r.id, "video", options), query),
+                uri=with_query(base + urls.media_uri(r.id, "video", options), query),
                 bandwidth=bw.peak + extra.peak,
                 average_bandwidth=bw.average + extra.average,
                 codecs=codecs,
@@ -62,13 +92,13 @@ def master_playlist(p: Presentation, options: Options, *, base: str = "", query:
                 audio_group=group,
             )
         )
-    if p.audio and (options.audio_only or not p.video):
+    if audio and (options.audio_only or not video):
         variants.append(
             hls.Variant(
-                uri=_with_query(base + urls.media_uri(p.audio.id, "audio", options), query),
+                uri=with_query(base + urls.media_uri(audio.id, "audio", options), query),
                 bandwidth=audio_bw.peak,
                 average_bandwidth=audio_bw.average,
-                codecs=[p.audio.track.codec_string],
+                codecs=[audio.track.codec_string],
                 audio_group=group,
             )
         )
@@ -107,16 +137,16 @@ def media_playlist(
     segments = [
         hls.Segment(
             r.seg.duration(k),
-            _with_query(base + urls.fragment_uri(track, r.times[k], options), segment_query),
+            with_query(base + urls.fragment_uri(track, r.times[k], options), segment_query),
         )
         for k in range(len(r.seg))
     ]
     map_uri = None
     if cmaf:
-        map_uri = _with_query(base + urls.fragment_uri(track, urls.INIT, options), query)
+        map_uri = with_query(base + urls.fragment_uri(track, urls.INIT, options), query)
     key = None
     if key_uri is not None:
-        key = hls.Key(_with_query(key_uri, query), iv)
+        key = hls.Key(with_query(key_uri, query), iv)
     return hls.media_playlist(segments, key=key, map_uri=map_uri)
 
 
@@ -146,8 +176,13 @@ def dash_manifest(p: Presentation, options: Options, *, base: str = "") -> str:
     """A static MPD: one video Adaptation Set with every rendition, one audio set."""
     fmt = options.format
     assert fmt in DASH_PROFILES
+
+    def described(r: Rendition) -> tuple[Level, dash.Timeline]:
+        level = Level(r.id, r.track, r.fps, p.cmaf_bandwidth[r.kind.value, r.id])
+        return level, dash.Timeline(urls.URL_TIMESCALE, *_timeline_values(r))
+
     sets = [
-        _adaptation_set(p, renditions, options, base)
+        adaptation_set([described(r) for r in renditions], options, base)
         for renditions in (p.video, (p.audio,) if p.audio else ())
         if renditions
     ]
@@ -159,17 +194,15 @@ def dash_manifest(p: Presentation, options: Options, *, base: str = "") -> str:
     )
 
 
-def _timeline(r: Rendition) -> dash.Timeline:
-    return dash.Timeline(urls.URL_TIMESCALE, *_timeline_values(r))
-
-
-def _adaptation_set(
-    p: Presentation, renditions: Sequence[Rendition], options: Options, base: str
+def adaptation_set(
+    levels: Sequence[tuple[Level, dash.Timeline]], options: Options, base: str
 ) -> dash.AdaptationSet:
-    """The set of ``renditions`` (one kind): one shared timeline when they are cut alike."""
-    kind = renditions[0].kind
-    shared = _shared_times(renditions)
-    reps = tuple(_representation(p, r, None if shared else _timeline(r)) for r in renditions)
+    """The set of one kind's levels, VOD or live: one shared timeline when they are cut alike,
+    else one per Representation."""
+    first = levels[0][0]
+    kind = first.kind
+    shared = len({tl for _, tl in levels}) == 1
+    reps = tuple(_representation(lv, None if shared else tl) for lv, tl in levels)
     init, media = urls.dash_templates(kind.value, options)
     audio = kind is Kind.AUDIO
     return dash.AdaptationSet(
@@ -177,8 +210,8 @@ def _adaptation_set(
         representations=reps,
         media=base + media,
         initialization=base + init,
-        timeline=_timeline(renditions[0]) if shared else None,
-        lang=language_tag(renditions[0].track.language) if audio else None,
+        timeline=levels[0][1] if shared else None,
+        lang=language_tag(first.track.language) if audio else None,
         segment_alignment=shared,
         # stss marks IDR pictures for AVC (ISO/IEC 14496-15), and every segment starts on one:
         # SAP type 1.
@@ -187,19 +220,17 @@ def _adaptation_set(
     )
 
 
-def _representation(
-    p: Presentation, r: Rendition, timeline: dash.Timeline | None
-) -> dash.Representation:
+def _representation(lv: Level, timeline: dash.Timeline | None) -> dash.Representation:
     """Video fields for video, audio fields for audio; the others keep their defaults."""
-    t = r.track
-    video = r.kind is Kind.VIDEO
+    t = lv.track
+    video = lv.kind is Kind.VIDEO
     return dash.Representation(
-        id=str(r.id),
-        bandwidth=p.cmaf_bandwidth[r.kind.value, r.id].peak,
+        id=str(lv.id),
+        bandwidth=lv.bandwidth.peak,
         codecs=t.codec_string,
         width=t.width if video else 0,
         height=t.height if video else 0,
-        frame_rate=r.fps if video else None,
+        frame_rate=lv.fps if video else None,
         sar=_sar(t) if video else None,
         sample_rate=0 if video else t.sample_rate,
         channels=0 if video else t.channels,
@@ -219,41 +250,58 @@ class UnsupportedError(ValueError):
 
 def smooth_manifest(p: Presentation) -> str:
     """The Smooth Streaming client manifest (MS-SSTR): one video and one audio StreamIndex."""
+    if p.video and not _shared_times(p.video):
+        raise UnsupportedError(
+            "Smooth Streaming needs every video rendition cut at the same times, and this "
+            "asset's keyframes are not aligned across renditions"
+        )
     streams: list[smooth.Stream] = []
     if p.video:
-        if not _shared_times(p.video):
-            # A StreamIndex has one chunk timeline for all its QualityLevels.
-            raise UnsupportedError(
-                "Smooth Streaming needs every video rendition cut at the same times, and this "
-                "asset's keyframes are not aligned across renditions"
-            )
-        starts, durations = _timeline_values(p.video[0])
-        levels = tuple(
-            smooth.VideoLevel(
-                bitrate=r.id,
-                width=r.track.width,
-                height=r.track.height,
-                codec_private_data=avc_codec_private_data(_avc(r.track)),
-            )
-            for r in p.video
-        )
-        streams.append(smooth.Stream("video", levels, starts, durations))
-    if p.audio:
-        a = p.audio
-        assert isinstance(a.track.codec, AacConfig)
-        starts, durations = _timeline_values(a)
-        level = smooth.AudioLevel(
-            bitrate=a.id,
-            sampling_rate=a.track.sample_rate,
-            channels=a.track.channels,
-            codec_private_data=aac_codec_private_data(a.track.codec),
-            fourcc=aac_fourcc(a.track.codec),
-        )
         streams.append(
-            smooth.Stream(
-                "audio", (level,), starts, durations, language=language_tag(a.track.language)
+            smooth_video(
+                [r.track for r in p.video], [r.id for r in p.video], *_timeline_values(p.video[0])
             )
         )
+    if p.audio:
+        streams.append(smooth_audio(p.audio.track, p.audio.id, *_timeline_values(p.audio)))
     duration = round(p.duration * urls.URL_TIMESCALE)
     # No `r`: dash.js and ExoPlayer read it as a count, Shaka as DASH repeats; t+d is unambiguous.
     return smooth.manifest(streams, duration=duration)
+
+
+def smooth_video(
+    tracks: Sequence[Track],
+    ids: Sequence[int],
+    starts: tuple[int, ...],
+    durations: tuple[int, ...],
+) -> smooth.Stream:
+    """The video StreamIndex: one QualityLevel per rendition (a StreamIndex has one chunk
+    timeline for all its QualityLevels)."""
+    levels = tuple(
+        smooth.VideoLevel(
+            bitrate=rid,
+            width=t.width,
+            height=t.height,
+            codec_private_data=avc_codec_private_data(_avc(t)),
+        )
+        for t, rid in zip(tracks, ids, strict=True)
+    )
+    return smooth.Stream("video", levels, starts, durations)
+
+
+def smooth_audio(
+    track: Track, rid: int, starts: tuple[int, ...], durations: tuple[int, ...]
+) -> smooth.Stream:
+    """The audio StreamIndex of one AAC rendition."""
+    if not isinstance(track.codec, AacConfig):
+        raise MediaError(f"track {track.track_id} is not AAC")
+    level = smooth.AudioLevel(
+        bitrate=rid,
+        sampling_rate=track.sample_rate,
+        channels=track.channels,
+        codec_private_data=aac_codec_private_data(track.codec),
+        fourcc=aac_fourcc(track.codec),
+    )
+    return smooth.Stream(
+        "audio", (level,), starts, durations, language=language_tag(track.language)
+    )

@@ -7,9 +7,21 @@ a request (segment boundaries, codec strings, per-segment sizes and so bandwidth
 request is then: :func:`resolve` the URL, :func:`plan_reads` (which byte ranges of which files),
 the service reads them, :func:`build_segment` muxes them (:mod:`~origin.core.plan`), and
 :func:`encrypt_segment` applies the delivery's scheme (:mod:`~origin.core.encryption`).
+
+Live channels: the ``live_*`` functions build the same manifests and segments from a channel
+index's :class:`~origin.core.live.model.ChannelView` (:mod:`~origin.core.live.packaging`);
+:func:`live_segment_ref` gives :func:`encrypt_segment` the segment's channel-wide sequence number.
 """
 
 from origin.core.encryption import Scheme, SegmentCipher, encrypt_segment, scheme_for
+from origin.core.live.packaging import NotYetAvailable, SlidOut
+from origin.core.live.packaging import dash_manifest as live_dash_manifest
+from origin.core.live.packaging import init_segment as live_init_segment
+from origin.core.live.packaging import master_playlist as live_master_playlist
+from origin.core.live.packaging import media_playlist as live_media_playlist
+from origin.core.live.packaging import media_segment as live_segment
+from origin.core.live.packaging import segment_ref as live_segment_ref
+from origin.core.live.packaging import smooth_manifest as live_smooth_manifest
 from origin.core.manifests import (
     UnsupportedError,
     dash_manifest,
@@ -30,18 +42,27 @@ from origin.core.presentation import Bandwidth, Presentation, Rendition, frame_r
 
 __all__ = [
     "Bandwidth",
+    "NotYetAvailable",
     "Presentation",
     "ReadPlan",
     "Rendition",
     "Scheme",
     "SegmentCipher",
     "SegmentRef",
+    "SlidOut",
     "Span",
     "UnsupportedError",
     "build_segment",
     "dash_manifest",
     "encrypt_segment",
     "frame_rate",
+    "live_dash_manifest",
+    "live_init_segment",
+    "live_master_playlist",
+    "live_media_playlist",
+    "live_segment",
+    "live_segment_ref",
+    "live_smooth_manifest",
     "master_playlist",
     "media_playlist",
     "plan_reads",

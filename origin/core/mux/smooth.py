@@ -114,6 +114,13 @@ def _tfxd(time: int, duration: int) -> bytes:
     return _box(b"uuid", TFXD_UUID, struct.pack(">IQQ", 0x01000000, time, duration))
 
 
+def _tfrf_size(next_fragments: Sequence[tuple[int, int]] | None) -> int:
+    """``len(tfrf(next_fragments))`` (0 for None) without writing it."""
+    if next_fragments is None:
+        return 0
+    return 8 + 16 + 4 + 1 + 16 * len(next_fragments)
+
+
 def tfrf(next_fragments: Sequence[tuple[int, int]]) -> bytes:
     """A TfrfBox announcing the ``(time, duration)`` of the fragments after this one (10 MHz).
 
@@ -127,6 +134,9 @@ def tfrf(next_fragments: Sequence[tuple[int, int]]) -> bytes:
         raise ValueError("fragment times must be >= 0 and durations > 0")
     entries = b"".join(struct.pack(">QQ", t, d) for t, d in next_fragments)
     return _box(b"uuid", TFRF_UUID, struct.pack(">IB", 0x01000000, len(next_fragments)), entries)
+
+
+_tfrf_box = tfrf  # the writer, under a name the ``tfrf`` parameter of smooth_fragment cannot hide
 
 
 def _four_byte_nal_lengths(sample: bytes | memoryview, size: int) -> bytes:
@@ -145,8 +155,18 @@ def _four_byte_nal_lengths(sample: bytes | memoryview, size: int) -> bytes:
     return b"".join(out)
 
 
-def smooth_fragment(run: Run, *, sequence: int, time: int, track_id: int | None = None) -> bytes:
-    """A Smooth Streaming fragment: ``moof(mfhd, traf(tfhd, trun, tfxd)) + mdat``.
+def smooth_fragment(
+    run: Run,
+    *,
+    sequence: int,
+    time: int,
+    track_id: int | None = None,
+    tfrf: Sequence[tuple[int, int]] | None = None,
+) -> bytes:
+    """A Smooth Streaming fragment: ``moof(mfhd, traf(tfhd, trun, tfxd[, tfrf])) + mdat``.
+
+    ``tfrf``: live only, the ``(time, duration)`` of the next fragments to announce after
+    ``tfxd`` (:func:`tfrf`); ``()`` writes an empty box, None (VOD) none.
 
     As Smooth origins write it: no ``styp`` and no ``tfdt`` (clients take the time from the
     manifest or tfxd; dash.js derives the tfdt it needs from the request and would keep a present
@@ -183,11 +203,13 @@ def smooth_fragment(run: Run, *, sequence: int, time: int, track_id: int | None 
     )
     tfhd = _smooth_tfhd(track_id, per_sample_flags=video)
     tfxd = _tfxd(time, timing.duration)
+    look_ahead = b"" if tfrf is None else _tfrf_box(tfrf)
     payload = sum(fragment.sizes)
     mdat_header = _mdat_header(payload)
     moof_size = 8 + 16 + 8 + len(tfhd) + _trun_size(fragment.trun_flags, len(fragment)) + _TFXD_SIZE
+    moof_size += _tfrf_size(tfrf)
     trun = _trun(fragment, data_offset=moof_size + len(mdat_header))
-    moof_box = _box(b"moof", _mfhd(sequence), _box(b"traf", tfhd, trun, tfxd))
+    moof_box = _box(b"moof", _mfhd(sequence), _box(b"traf", tfhd, trun, tfxd, look_ahead))
     if len(moof_box) != moof_size:  # pragma: no cover - guards the size arithmetic
         raise AssertionError(f"moof is {len(moof_box)} bytes, computed {moof_size}")
     return b"".join((moof_box, mdat_header, *data))
