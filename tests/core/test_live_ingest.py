@@ -277,3 +277,23 @@ def test_ffmpeg_posts_the_ismv_stream_chunked_as_it_writes_the_file(ismv: Path) 
     assert headers["Authorization"] == "Bearer X"
     assert body == ismv.with_name("posted.ismv").read_bytes()
     assert events == parse_all(body) and len(chunks(events)) == 1
+
+
+def test_tracks_of_a_codec_not_served_are_left_out_and_their_fragments_skipped(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "three.mp4"
+    src = "testsrc2=size=160x120:rate=25:duration=2"
+    subprocess.run(
+        [FFMPEG, "-nostdin", "-v", "error", "-f", "lavfi", "-i", src, "-f", "lavfi", "-i",
+         "sine=sample_rate=48000:duration=2", "-map", "0", "-map", "1", "-map", "0",
+         "-c:v:0", "libx264", "-c:v:1", "mpeg4", "-c:a", "aac", "-g", "25", "-f", "mp4",
+         "-movflags", "frag_keyframe+empty_moov+default_base_moof", str(path)],
+        check=True, timeout=30,
+    )  # fmt: skip
+    events = parse_all(path.read_bytes())
+    header = events[0]
+    assert isinstance(header, Header)
+    assert [t.track.codec_string[:4] for t in header.tracks] == ["avc1", "mp4a"]
+    assert {c.track_id for c in chunks(events)} == {t.track.track_id for t in header.tracks}
+    assert sum(len(c.samples) for c in chunks(events) if c.track_id == 1) == 50

@@ -215,7 +215,7 @@ class StreamParser:
             events.append(self._guard(lambda: self._header(box), "moov", at))
         elif kind == "moof":
             self._moof = (at, box)
-        elif box[header : header + 16] == ISML_MANIFEST_UUID:
+        elif box[header : header + 16] == ISML_MANIFEST_UUID and size <= _SMIL_MAX:
             self._bitrates = self._guard(lambda: _smil_bitrates(box[header + 20 :]), "uuid", at)
         return True
 
@@ -300,6 +300,7 @@ def _bitrate(track: Track) -> int:
     return track.codec.avg_bitrate if isinstance(track.codec, AacConfig) else 0
 
 
+_SMIL_MAX = 1 << 16  # a manifest box is ~1.5 KB; a bigger one is not worth a regex's time
 _SMIL_TRACK = re.compile(
     r"<(?:video|audio)\b[^>]*?systemBitrate=\"(\d+)\"(.*?)</(?:video|audio)>", re.S
 )

@@ -146,7 +146,9 @@ class Fragments:
         implicit = moof_offset
         for traf in children(buf, moof.payload, moof.end):
             if traf.type == "traf":
-                where = f"fragment {self.count} (moof at offset {moof_offset})"
+                where = f"fragment {self.count}"
+                if not self._live:  # live ingest names the moof's offset in the stream itself
+                    where += f" (moof at offset {moof_offset})"
                 implicit = self._traf(buf, traf, moof_offset, implicit, where)
 
     def _traf(

@@ -12,14 +12,13 @@ The sample tables become columns in :mod:`.tables`.
 from __future__ import annotations
 
 import struct
-from array import array
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, fields, replace
 from functools import partial
 from typing import NamedTuple, TypeVar
 
 from origin.core.errors import MediaError, describe
-from origin.core.index import SampleIndex, make_index
+from origin.core.index import SampleIndex, empty_index
 from origin.core.mp4.boxes import (
     HEADER_MAX,
     BoxHeader,
@@ -257,14 +256,7 @@ def parse_header_moov(buf: bytes) -> tuple[tuple[Track, ...], dict[int, Defaults
     mvex = next((b for b in boxes if b.type == "mvex"), None)
     if mvex is None:
         raise MediaError("moov has no mvex: not a fragmented stream")
-    return tuple(h.with_samples(_no_samples()) for h, _ in headers), parse_mvex(buf, mvex)
-
-
-def _no_samples() -> SampleIndex:
-    return make_index(
-        dts=array("q"), duration=array("I"), cto=array("i"), size=array("I"),
-        offset=array("Q"), keyframes=array("I"),
-    )  # fmt: skip
+    return tuple(h.with_samples(empty_index()) for h, _ in headers), parse_mvex(buf, mvex)
 
 
 def _mvhd(buf: bytes) -> tuple[int, list[BoxHeader]]:
