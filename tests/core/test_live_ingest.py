@@ -177,8 +177,9 @@ def test_a_stream_cut_inside_a_box_is_refused_at_close(ismv: Path) -> None:
 def test_a_box_over_the_limit_is_refused_as_too_large(ismv: Path) -> None:
     data = ismv.read_bytes()
     parser = StreamParser(max_box=50_000)
+    assert [type(e) for e in parser.feed(data)] == [Header]  # what came before the big box
     with pytest.raises(IngestTooLarge, match=r"box 'mdat' at stream offset \d+ is \d+ bytes") as e:
-        parser.feed(data)
+        parser.close()
     assert e.value.status == 413
     with pytest.raises(IngestTooLarge):  # the connection stays refused
         parser.feed(b"")
@@ -207,7 +208,7 @@ def test_a_moof_not_followed_by_its_mdat_is_refused(ismv: Path) -> None:
     _, moof, size = next(b for b in boxes(data) if b[0] == "moof")
     stream = data[: moof + size] + struct.pack(">I4s", 8, b"free") + data[moof + size :]
     with pytest.raises(IngestError, match=rf"moof at stream offset {moof} is followed by 'free'"):
-        StreamParser().feed(stream)
+        parse_all(stream)
 
 
 def test_a_trun_pointing_outside_its_mdat_is_refused(ismv: Path) -> None:
@@ -215,7 +216,13 @@ def test_a_trun_pointing_outside_its_mdat_is_refused(ismv: Path) -> None:
     _, mdat, size = next(b for b in boxes(data) if b[0] == "mdat")
     short = struct.pack(">I4s", size - 100, b"mdat") + data[mdat + 8 : mdat + size - 100]
     with pytest.raises(IngestError, match=r"moof at stream offset \d+: track 1.*sample data up to"):
-        StreamParser().feed(data[:mdat] + short)
+        parse_all(data[:mdat] + short)
+    into_moof = bytearray(data)
+    trun = data.index(b"trun")
+    assert struct.unpack_from(">I", data, trun + 4)[0] & 1  # ffmpeg writes a data_offset
+    struct.pack_into(">i", into_moof, trun + 12, 8)
+    with pytest.raises(IngestError, match=r"track 1: a trun points at byte 8, before the mdat"):
+        parse_all(bytes(into_moof))
 
 
 def test_segments_posted_apart_from_their_header_parse_with_the_header_given(
@@ -297,3 +304,14 @@ def test_tracks_of_a_codec_not_served_are_left_out_and_their_fragments_skipped(
     assert [t.track.codec_string[:4] for t in header.tracks] == ["avc1", "mp4a"]
     assert {c.track_id for c in chunks(events)} == {t.track.track_id for t in header.tracks}
     assert sum(len(c.samples) for c in chunks(events) if c.track_id == 1) == 50
+
+
+def test_fragments_before_a_bad_box_in_the_same_feed_are_kept(ismv: Path) -> None:
+    data = ismv.read_bytes()
+    end = [o + n for kind, o, n in boxes(data) if kind == "mdat"][1]
+    parser = StreamParser()
+    events = parser.feed(data[:end] + b"\0\0\0\x10\xff\xff\xff\xff" + bytes(8))
+    assert events == parse_all(data)[:3]
+    assert parser.error is not None and "no box header at stream offset" in str(parser.error)
+    with pytest.raises(IngestError, match="no box header"):
+        parser.feed(data[end:])

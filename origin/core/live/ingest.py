@@ -78,7 +78,8 @@ class StreamParser:
     ingest POSTs the header and each segment separately); then the stream may start at a
     ``moof``. One :class:`Chunk` is emitted per served track of each ``moof`` (one ``traf``, in
     every encoder seen). Errors are :class:`IngestError` naming the box and its stream offset;
-    after one, the parser refuses further input.
+    after one, the parser refuses further input. A feed whose bytes complete events before a
+    bad box returns those events and sets :attr:`error`; the next call raises it.
     """
 
     def __init__(
@@ -110,6 +111,11 @@ class StreamParser:
     def tracks(self) -> tuple[StreamTrack, ...] | None:
         return self._tracks
 
+    @property
+    def error(self) -> IngestError | None:
+        """Why the stream was refused, if it was (feed and close raise it from then on)."""
+        return self._failed
+
     def feed(self, data: bytes | memoryview) -> list[Event]:
         """Take the next bytes of the stream; return the events they complete."""
         if self._failed is not None:
@@ -127,7 +133,9 @@ class StreamParser:
                 pass
         except IngestError as e:
             self._failed = e
-            raise
+            if not events:
+                raise
+            return events  # what came before the bad box is good: the error is raised next
         if self._start:
             del self._buf[: self._start]
             self._offset += self._start
