@@ -232,6 +232,7 @@ def test_segments_posted_apart_from_their_header_parse_with_the_header_given(
     segment = (dash_dir / "chunk-stream0-00002.m4s").read_bytes()
     header = parse_all(init)[0]
     assert isinstance(header, Header)
+    assert header.tracks[0].bitrate == 300_000  # the btrt of -b:v 300k
     apart = chunks(parse_all(segment, tracks=header.tracks, defaults=header.defaults))
     together = parse_all(init + segment)
     assert apart == together[1:] and len(apart) == 1

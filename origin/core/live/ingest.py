@@ -298,7 +298,7 @@ def _bitrate(track: Track) -> int:
     try:
         entry = read_header(stsd, 16, len(stsd))
         skip = 78 if track.kind is Kind.VIDEO else 28
-        for box in children(stsd, entry.payload + skip - 8, entry.end):
+        for box in children(stsd, entry.payload + skip, entry.end):
             if box.type == "btrt":
                 r = Reader(stsd, box)
                 r.skip(8)  # bufferSizeDB, maxBitrate
