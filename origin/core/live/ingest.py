@@ -17,10 +17,14 @@ What real encoders send (measured with ffmpeg 5.1, Lavf 59.27; see the tests):
   is negative (-213333 = 1024 samples of AAC priming at 48 kHz) while video starts at 0. Every
   video ``moof`` starts with a keyframe (one fragment per GOP); ``trun`` carries durations, sizes
   and composition offsets, the first sample's flags apart.
-* With ``http://user:pass@HOST/...`` ffmpeg first POSTs without credentials (``Expect:
-  100-continue``, no body sent until answered); on a 401 with ``WWW-Authenticate: Basic`` it
-  retries with ``Authorization: Basic``. ``-auth_type basic`` sends them on the first request.
-  ``-headers "Authorization: Bearer X"`` works on an ismv output too.
+* With ``http://user:pass@HOST/...`` ffmpeg first POSTs without credentials but with ``Expect:
+  100-continue``, and sends no body until answered; on a 401 with ``WWW-Authenticate: Basic``
+  it retries with ``Authorization: Basic`` (and no Expect). ``-auth_type basic`` sends them on
+  the first request. ``-headers "Authorization: Bearer X"`` works on an ismv output too. (aiohttp
+  answers ``100 Continue`` in the route's ``expect_handler``, before any middleware or handler:
+  refusing before the body takes an ``expect_handler`` that checks the credential.)
+* ffmpeg warns "Track 1 starts with a nonzero dts -213333, while the moov already has been
+  written" (the negative audio tfxd); the stream is fine.
 * ``-f dash -method PUT -streaming 1 -ldash 0``: a chunked ``PUT`` per file:
   ``init-stream{n}.m4s`` (``ftyp`` + ``moov``, one track each), then ``chunk-stream{n}-{k:05}.m4s``
   (``styp`` then one ``moof`` + ``mdat`` per frame), the MPD re-PUT between segments.
