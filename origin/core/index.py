@@ -71,3 +71,11 @@ def make_index(
     return SampleIndex(
         dts=dts, duration=duration, cto=cto, size=size, offset=offset, keyframes=keyframes
     )
+
+
+def empty_index() -> SampleIndex:
+    """No samples (a live ``moov``'s tracks: their samples come in fragments)."""
+    return make_index(
+        dts=array("q"), duration=array("I"), cto=array("i"), size=array("I"),
+        offset=array("Q"), keyframes=array("I"),
+    )  # fmt: skip

@@ -95,6 +95,8 @@ class Fragments:
         """``moov``: per served track id, its moov samples and whether it is audio."""
         self._trex = trex
         self._file_size = file_size
+        self._data_end = file_size  # where the current moof's sample data must end
+        self._live = False  # the data end is the moof's mdat's (live ingest), not the file's
         self._tracks = {tid: _Columns(index, audio) for tid, (index, audio) in moov.items()}
         self.count = 0  # moof boxes seen
 
@@ -115,16 +117,38 @@ class Fragments:
             out[tid] = (cols.index(), rebase)
         return out
 
-    def add_moof(self, buf: bytes, moof_offset: int) -> None:
-        """Parse one whole ``moof`` box (``buf``) found at ``moof_offset`` in the file."""
+    def take(self) -> dict[int, SampleIndex]:
+        """The samples added since the last take, per track that has any, and forget them.
+
+        Live ingest indexes one fragment at a time and must not keep a day of columns; where
+        the next fragment without tfdt/tfxd starts (the end of these samples) is kept.
+        """
+        out = {}
+        for tid, cols in self._tracks.items():
+            if len(cols.dts):
+                out[tid] = cols.index()
+                cols.dts, cols.duration, cols.cto = array("q"), array("I"), array("i")
+                cols.size, cols.offset, cols.keyframes = array("I"), array("Q"), array("I")
+        return out
+
+    def add_moof(self, buf: bytes, moof_offset: int, *, data_end: int | None = None) -> None:
+        """Parse one whole ``moof`` box (``buf``) found at ``moof_offset`` in the file.
+
+        ``data_end``: where its sample data must end (live ingest: the end of its ``mdat``,
+        in the coordinates of ``moof_offset``); by default the end of the file.
+        """
         self.count += 1
+        self._live = data_end is not None
+        self._data_end = self._file_size if data_end is None else data_end
         moof = read_header(buf, 0, len(buf))
         # With no explicit base, the first traf's data is based at the moof and each later
         # traf's at the end of the data of the one before (§8.8.7.1).
         implicit = moof_offset
         for traf in children(buf, moof.payload, moof.end):
             if traf.type == "traf":
-                where = f"fragment {self.count} (moof at offset {moof_offset})"
+                where = f"fragment {self.count}"
+                if not self._live:  # live ingest names the moof's offset in the stream itself
+                    where += f" (moof at offset {moof_offset})"
                 implicit = self._traf(buf, traf, moof_offset, implicit, where)
 
     def _traf(
@@ -195,6 +219,15 @@ class Fragments:
                     tfxd = r.i64() if version == 1 else r.u32()
         return tfxd
 
+    def _short(self, where: str) -> str:
+        """A run past the data: a truncated file, or (live) a run outside its mdat."""
+        return where if self._live else f"truncated file: {where}"
+
+    def _holder(self) -> str:
+        if self._live:
+            return f"the {self._data_end} bytes of its moof and mdat"
+        return f"a {self._file_size}-byte file"
+
     def _trun(
         self,
         buf: bytes,
@@ -218,12 +251,13 @@ class Fragments:
         default_duration, default_size, default_flags = defaults
         # Nothing bounds n by the box size without per-sample fields: check it against the file
         # before allocating columns for it.
-        if not fields and n > self._file_size:
+        limit = self._data_end
+        if not fields and n > limit:
             raise MediaError(f"{where}: trun declares {n} samples")
-        if TRUN_SIZE not in fields and n * default_size > self._file_size:
+        if TRUN_SIZE not in fields and n * default_size > limit:
             raise MediaError(
-                f"truncated file: {where} declares {n} samples of {default_size} bytes, more "
-                f"than the {self._file_size}-byte file holds"
+                f"{self._short(where)} declares {n} samples of {default_size} bytes, more "
+                f"than {self._holder()} holds"
             )
         words = r.table("I", n * len(fields), 4)
         columns = {f: words[k :: len(fields)] for k, f in enumerate(fields)}
@@ -232,10 +266,11 @@ class Fragments:
         if data < 0:
             raise MediaError(f"{where}: sample data lies outside the file (at offset {data})")
         offsets = array("Q", accumulate(sizes, initial=data))
-        if offsets[-1] > self._file_size:
+        if offsets[-1] > limit:
+            tail = "" if self._live else ": the file is incomplete, perhaps still being written"
             raise MediaError(
-                f"truncated file: {where} refers to sample data up to byte {offsets[-1]} of a "
-                f"{self._file_size}-byte file: the file is incomplete, perhaps still being written"
+                f"{self._short(where)} refers to sample data up to byte {offsets[-1]} of "
+                f"{self._holder()}{tail}"
             )
         end = offsets.pop()
         if cols is None:

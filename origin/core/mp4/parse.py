@@ -18,7 +18,7 @@ from functools import partial
 from typing import NamedTuple, TypeVar
 
 from origin.core.errors import MediaError, describe
-from origin.core.index import SampleIndex
+from origin.core.index import SampleIndex, empty_index
 from origin.core.mp4.boxes import (
     HEADER_MAX,
     BoxHeader,
@@ -244,7 +244,23 @@ class _Moov:
         return Movie(timescale=self.timescale, tracks=tracks, fragmented=True)
 
 
-def _parse_moov(buf: bytes, file_size: int) -> _Moov:
+def parse_header_moov(buf: bytes) -> tuple[tuple[Track, ...], dict[int, Defaults]]:
+    """A live stream's or CMAF header's ``moov`` (``buf``: the whole box): its tracks, with no
+    samples, and the ``trex`` defaults its fragments use.
+
+    Tracks of another codec (HEVC, text...) are left out rather than refused: an ingest stream
+    carries what the encoder has, and the origin serves what it can of it.
+    """
+    timescale, boxes = _mvhd(buf)
+    headers = _traks(buf, boxes, timescale, skip_unsupported=True)
+    mvex = next((b for b in boxes if b.type == "mvex"), None)
+    if mvex is None:
+        raise MediaError("moov has no mvex: not a fragmented stream")
+    return tuple(h.with_samples(empty_index()) for h, _ in headers), parse_mvex(buf, mvex)
+
+
+def _mvhd(buf: bytes) -> tuple[int, list[BoxHeader]]:
+    """The movie timescale and the moov's children."""
     moov = read_header(buf, 0, len(buf))
     boxes = list(children(buf, moov.payload, moov.end))
     mvhd = next((b for b in boxes if b.type == "mvhd"), None)
@@ -256,13 +272,26 @@ def _parse_moov(buf: bytes, file_size: int) -> _Moov:
     timescale = r.u32()
     if timescale == 0:
         raise MediaError("mvhd timescale is 0")
+    return timescale, boxes
+
+
+def _traks(
+    buf: bytes, boxes: list[BoxHeader], timescale: int, *, skip_unsupported: bool = False
+) -> list[tuple[_TrackHeader, BoxHeader]]:
     headers = [
         parsed
         for trak in boxes
-        if trak.type == "trak" and (parsed := _parse_trak(buf, trak, timescale)) is not None
+        if trak.type == "trak"
+        and (parsed := _parse_trak(buf, trak, timescale, skip_unsupported)) is not None
     ]
     if not headers:
-        raise MediaError("no audio or video track")
+        raise MediaError("no audio or video track" + (" we serve" if skip_unsupported else ""))
+    return headers
+
+
+def _parse_moov(buf: bytes, file_size: int) -> _Moov:
+    timescale, boxes = _mvhd(buf)
+    headers = _traks(buf, boxes, timescale)
     mvex = next((b for b in boxes if b.type == "mvex"), None)
     # In a fragmented file the stbl tables are usually empty; any samples they do hold come
     # before the fragments' (see fragments.py).
@@ -274,9 +303,10 @@ def _parse_moov(buf: bytes, file_size: int) -> _Moov:
 
 
 def _parse_trak(
-    buf: bytes, trak: BoxHeader, movie_timescale: int
+    buf: bytes, trak: BoxHeader, movie_timescale: int, skip_unsupported: bool = False
 ) -> tuple[_TrackHeader, BoxHeader] | None:
-    """The track's header and its ``stbl``; None for tracks that are neither video nor audio."""
+    """The track's header and its ``stbl``; None for tracks that are neither video nor audio
+    (and, with ``skip_unsupported``, for those of a codec we do not serve)."""
     tb = child_map(buf, *span(trak))
     r = Reader(buf, require(tb, "tkhd", "trak"))
     version, _ = r.full()
@@ -313,6 +343,8 @@ def _parse_trak(
         pts_shift = _pts_shift(buf, elst, movie_timescale, timescale)
 
     entry = _sample_entry(buf, stsd, where)
+    if skip_unsupported and entry.type not in _VIDEO_ENTRIES | _AUDIO_ENTRIES:
+        return None
     if entry.type in _ENCRYPTED_ENTRIES:
         raise MediaError(f"unsupported codec '{entry.type}' in {where} (encrypted)")
     if entry.type not in (_VIDEO_ENTRIES if kind is Kind.VIDEO else _AUDIO_ENTRIES):
