@@ -316,3 +316,27 @@ def test_fragments_before_a_bad_box_in_the_same_feed_are_kept(ismv: Path) -> Non
     assert parser.error is not None and "no box header at stream offset" in str(parser.error)
     with pytest.raises(IngestError, match="no box header"):
         parser.feed(data[end:])
+
+
+def test_the_mfra_an_encoder_writes_last_ends_the_stream(ismv: Path) -> None:
+    data = ismv.read_bytes()
+    mfra = next(o for kind, o, _ in boxes(data) if kind == "mfra")
+    cut = StreamParser()
+    cut.feed(data[:mfra])
+    cut.close()
+    assert not cut.ended  # a body that just stops: the encoder may come back
+    whole = StreamParser()
+    whole.feed(data)
+    whole.close()
+    assert whole.ended
+
+
+def test_a_segment_with_the_lmsg_brand_ends_the_stream(ismv: Path) -> None:
+    data = ismv.read_bytes()
+    moof = next(o for kind, o, _ in boxes(data) if kind == "moof")
+    plain = struct.pack(">I4s4sI4s", 20, b"styp", b"msdh", 0, b"msdh")
+    last = struct.pack(">I4s4sI4s4s", 24, b"styp", b"msdh", 0, b"msdh", b"lmsg")
+    for styp, ended in ((plain, False), (last, True)):
+        parser = StreamParser()
+        parser.feed(data[:moof] + styp)
+        assert parser.ended is ended

@@ -75,6 +75,9 @@ class Header:
 Event = Header | Chunk
 
 
+_STYP_MAX = 1024  # a styp is read for its brands only when this small
+
+
 class StreamParser:
     """Incremental parser of one ingest stream: ``ftyp`` + ``moov``, then ``moof`` + ``mdat``.
 
@@ -104,6 +107,7 @@ class StreamParser:
         self._failed: IngestError | None = None
         self._tracks: tuple[StreamTrack, ...] | None = None
         self._frags: Fragments | None = None
+        self._ended = False
         if tracks is not None:
             given = tuple(tracks)
             trex = dict(defaults or {})
@@ -114,6 +118,13 @@ class StreamParser:
     @property
     def tracks(self) -> tuple[StreamTrack, ...] | None:
         return self._tracks
+
+    @property
+    def ended(self) -> bool:
+        """The stream signalled its end: an ``mfra`` (AMS ingest, ffmpeg) or a segment with the
+        ``lmsg`` brand (DASH-IF ingest). A body that just stops is not an end: the encoder
+        may reconnect."""
+        return self._ended
 
     @property
     def error(self) -> IngestError | None:
@@ -204,6 +215,15 @@ class StreamParser:
             )
         if kind == "moof" and self._tracks is None:
             raise self._fail(f"moof at stream offset {at} before any moov")
+        if kind == "mfra":
+            self._ended = True  # what an encoder writes last (ffmpeg; AMS: an empty one)
+        elif kind == "styp" and size <= _STYP_MAX:
+            if avail < size:
+                return False
+            # DASH-IF ingest: the last segment of a track carries the 'lmsg' brand.
+            brands = bytes(buf[pos + header : pos + size])
+            if any(brands[k : k + 4] == b"lmsg" for k in range(0, len(brands) - 3, 4)):
+                self._ended = True
         if kind not in _HELD and not (kind == "mdat" and self._moof is not None):
             # Skipped: styp, ftyp, free, skip, sidx, prft, emsg, mfra, a lone mdat, unknown.
             n = min(size, avail)
