@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from origin.service.addresses import IPNetwork, parse_network
-from origin.service.config.channels import ChannelConfig, parse_channels
+from origin.service.config.channels import ChannelConfig as ChannelConfig
 from origin.service.config.channels import SecretError as SecretError
+from origin.service.config.channels import parse_channels
 from origin.service.config.channels import resolve_secrets as resolve_secrets
 from origin.service.config.check import Checker
+from origin.service.config.check import ConfigError as ConfigError
 from origin.service.config.policies import parse_policy
 from origin.service.config.protection import (
     DELIVERIES as DELIVERIES,
@@ -44,14 +46,6 @@ from origin.service.policy import Policy
 from origin.service.proxy.settings import ProxyConfig
 
 DEFAULT_STATE_DIR = Path("~/.local/state/origin")
-
-
-class ConfigError(Exception):
-    """One or more problems in a config file."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True, slots=True)

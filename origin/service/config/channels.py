@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from origin.service.addresses import IPNetwork, parse_network
-from origin.service.config.check import Checker
+from origin.service.config.check import Checker, ConfigError
 from origin.service.config.protection import (
     PROTECTION_FIELDS,
     KeyUse,
@@ -243,8 +243,11 @@ def _allow(c: Checker, t: dict[str, Any], where: str) -> tuple[IPNetwork, ...]:
     return tuple(nets)
 
 
-class SecretError(Exception):
+class SecretError(ConfigError):
     """A generated secret could not be read or kept (the message names the file, not the secret)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__([problem])
 
 
 def resolve_secrets(config: Config, state_dir: Path) -> Config:
