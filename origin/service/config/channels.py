@@ -94,7 +94,9 @@ def parse_channels(
     key_use: KeyUse,
 ) -> tuple[ChannelConfig, ...]:
     """The channels that have no problem; every problem goes to ``c``. ``assets`` are the
-    usable assets (looped ones are taken from there), ``asset_names`` all names given."""
+    assets without errors (looped ones are taken from there; one refused only for its files
+    stays, as the asset does: whoever serves the channel refuses it with its asset),
+    ``asset_names`` every name given."""
     if not isinstance(raw, list):
         c.bad("channels", "must be an array of tables ([[channels]])")
         return ()
@@ -103,7 +105,7 @@ def parse_channels(
     out: list[ChannelConfig] = []
     for i, table in enumerate(raw):
         where = f"channels[{i}]"
-        before, before_all = c.fatal_count(), len(c.problems)
+        before = len(c.problems)
         channel = _channel(c, table, where, base, assets=usable, asset_names=asset_names)
         if channel is None:
             continue
@@ -113,7 +115,7 @@ def parse_channels(
         elif channel.name and channel.name in names:
             c.bad(f"{where}.name", f"duplicate channel name {channel.name!r}")
         names.add(channel.name)
-        if c.fatal_count() == before and len(c.problems) == before_all:
+        if len(c.problems) == before:
             out.append(channel)
     return tuple(out)
 
@@ -141,8 +143,8 @@ def _channel(
             c.bad(f"{where}.asset", "loop = true needs the asset to loop")
         elif asset_name in assets:
             looped = assets[asset_name]
-        elif asset_name in asset_names:  # refused for its files: this channel goes with it
-            c.bad(f"{where}.asset", f"asset {asset_name!r} is not usable", asset_only=True)
+        elif asset_name in asset_names:  # its errors are reported: the config fails anyway
+            c.bad(f"{where}.asset", f"asset {asset_name!r} has errors of its own")
         else:
             c.bad(f"{where}.asset", f"no asset named {asset_name!r} in [[assets]]")
         for key in sorted(_INGEST_FIELDS & t.keys()):
