@@ -19,7 +19,8 @@ from urllib.parse import urlencode
 from origin.core import pipeline, urls
 from origin.core.errors import MediaError
 from origin.service import server
-from origin.service.config import Config, ConfigError, load_config
+from origin.service.config import Config, ConfigError, load_config, resolve_secrets
+from origin.service.config.channels import secret_path
 from origin.service.storage import load_movie, open_source
 from origin.service.tokens.sign import sign_token
 
@@ -48,7 +49,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if cfg.file_problems:  # `serve` would refuse those assets only; still errors to fix
         _print_config_errors(ConfigError(list(cfg.file_problems)))
         return 1
-    print(f"{args.path}: OK ({len(cfg.assets)} asset(s))")
+    print(f"{args.path}: OK ({len(cfg.assets)} asset(s), {len(cfg.channels)} channel(s))")
+    for ch in cfg.channels:
+        if ch.generate_secret:  # check-config writes nothing: serve makes it
+            where = secret_path(cfg.server.state_dir, ch.name)
+            when = "kept in" if where.exists() else "generated at first start into"
+            print(f"  channel {ch.name!r}: ingest secret {when} {where}")
     return 0
 
 
@@ -152,6 +158,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server.setup_process()
     try:
         config = _load(args.config)
+        config = resolve_secrets(config, config.server.state_dir)
     except ConfigError as e:
         _print_config_errors(e)
         return 1

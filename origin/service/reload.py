@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
-from origin.service.config import Config, ConfigError, load_config
+from origin.service.config import Config, ConfigError, load_config, resolve_secrets
 from origin.service.state import State, build_state, files_in_use, files_to_close
 from origin.service.storage import SourceFile, close_all
 
@@ -111,6 +111,8 @@ class Reloader:
 
     def _build(self, running: State) -> State:
         config = keep_overrides(load_config(self.path), running.config)
+        # A generated ingest secret is read back from its file (made at the first start).
+        config = resolve_secrets(config, config.server.state_dir)
         return build_state(config, running)
 
     def _close(self, stale: list[SourceFile]) -> None:

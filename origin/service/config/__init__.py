@@ -21,26 +21,31 @@ from pathlib import Path
 from typing import Any
 
 from origin.service.addresses import IPNetwork, parse_network
+from origin.service.config.channels import ChannelConfig as ChannelConfig
+from origin.service.config.channels import SecretError as SecretError
+from origin.service.config.channels import parse_channels
+from origin.service.config.channels import resolve_secrets as resolve_secrets
 from origin.service.config.check import Checker
+from origin.service.config.check import ConfigError as ConfigError
 from origin.service.config.policies import parse_policy
+from origin.service.config.protection import (
+    DELIVERIES as DELIVERIES,
+)
+from origin.service.config.protection import (
+    PROTECTIONS as PROTECTIONS,
+)
+from origin.service.config.protection import (
+    KeyUse,
+    parse_name,
+    parse_protection,
+    parse_segment_duration,
+    protection_of,
+)
 from origin.service.config.proxy import parse_proxy_config
-from origin.service.keytext import parse_iv, parse_key
 from origin.service.policy import Policy
 from origin.service.proxy.settings import ProxyConfig
 
-PROTECTIONS = ("clear", "aes-128")
-# How DASH and Smooth are delivered for an asset whose `protection` is an HLS-only scheme
-# (aes-128): only "clear" until Common Encryption exists. Unset = blocked (AMS: a protocol not in a
-# delivery policy is blocked; an asset with no delivery policy streams every protocol in the clear).
-DELIVERIES = ("clear",)
-
-
-class ConfigError(Exception):
-    """One or more problems in a config file."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
+DEFAULT_STATE_DIR = Path("~/.local/state/origin")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +68,9 @@ class ServerConfig:
     header_timeout: float = 10.0  # seconds to send a complete request head
     keepalive_timeout: float = 30.0  # seconds an idle connection stays open between requests
     drain_timeout: float = 15.0  # seconds SIGTERM waits for responses in flight
+    # Where state that must survive restarts is kept (generated ingest secrets); relative to the
+    # config file's folder.
+    state_dir: Path = field(default_factory=DEFAULT_STATE_DIR.expanduser)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +99,7 @@ class Config:
     # Errors that refuse one asset only (its files are missing or not files); check-config
     # reports them like any other error, serve refuses those assets and serves the rest.
     file_problems: tuple[str, ...] = ()
+    channels: tuple[ChannelConfig, ...] = ()  # [[channels]]: live, ingested or looped
 
 
 _SERVER_FIELDS = {f for f in ServerConfig.__dataclass_fields__}
@@ -120,9 +129,10 @@ def parse_config(
 ) -> Config:
     c = Checker(source)
     for key in raw:
-        if key not in ("server", "assets", "policies", "proxy"):
-            c.bad(key, "unknown section (expected [server], [[assets]], [policies.NAME], [proxy])")
-    server = _server(c, raw.get("server", {}))
+        if key not in ("server", "assets", "channels", "policies", "proxy"):
+            expected = "[server], [[assets]], [[channels]], [policies.NAME], [proxy]"
+            c.bad(key, f"unknown section (expected {expected})")
+    server = _server(c, raw.get("server", {}), base)
     policies = _policies(c, raw.get("policies", {}), base)
     proxy, proxy_problems = parse_proxy_config(raw.get("proxy", {}), where="proxy")
     c.extend(proxy_problems)
@@ -132,42 +142,24 @@ def parse_config(
         c.bad("assets", "must be an array of tables ([[assets]])")
         assets_raw = []
     names: set[str] = set()
-    keys: dict[uuid.UUID, bytes] = {}
-    key_policies: dict[uuid.UUID, str | None] = {}
+    key_use = KeyUse(c, policies)
     for i, table in enumerate(assets_raw):
         before = c.fatal_count()
         asset = _asset(c, table, f"assets[{i}]", base)
         if asset is None:
             continue
-        # The checks across assets and policies run on an asset with errors of its own too, so
-        # one pass reports everything.
-        if (
-            asset.policy is not None
-            and asset.policy not in policies
-            and not any(p.startswith(f"{source}: policies.{asset.policy}") for p in c.problems)
-        ):
-            c.bad(f"assets[{i}].policy", f"no policy named {asset.policy!r} in [policies]")
-        if asset.require_token and asset.policy is None:
-            c.bad(f"assets[{i}].require_token", "needs a policy with a token option")
-        if (
-            asset.key_id is not None
-            and key_policies.setdefault(asset.key_id, asset.policy) != asset.policy
-        ):
-            c.bad(f"assets[{i}].policy", f"key_id {asset.key_id} is used with another policy")
+        key_use.check(protection_of(asset), f"assets[{i}]")
         if asset.name and asset.name in names:
             c.bad(f"assets[{i}].name", f"duplicate asset name {asset.name!r}")
         names.add(asset.name)
-        if (
-            asset.key_id is not None
-            and asset.key is not None
-            and keys.setdefault(asset.key_id, asset.key) != asset.key
-        ):
-            c.bad(f"assets[{i}].key", f"key_id {asset.key_id} is used with a different key")
         if c.fatal_count() == before:
             assets.append(asset)
+    channels = parse_channels(
+        c, raw.get("channels", []), base, assets=assets, asset_names=names, key_use=key_use
+    )
     if c.fatal_count():
         raise ConfigError(c.problems)
-    return Config(path, server, tuple(assets), policies, proxy, tuple(c.problems))
+    return Config(path, server, tuple(assets), policies, proxy, tuple(c.problems), channels)
 
 
 def _policies(c: Checker, raw: Any, base: Path) -> dict[str, Policy]:
@@ -183,7 +175,7 @@ def _policies(c: Checker, raw: Any, base: Path) -> dict[str, Policy]:
     return out
 
 
-def _server(c: Checker, raw: Any) -> ServerConfig:
+def _server(c: Checker, raw: Any, base: Path) -> ServerConfig:
     t = c.table(raw, "server")
     if t is None:
         return ServerConfig()
@@ -231,8 +223,16 @@ def _server(c: Checker, raw: Any) -> ServerConfig:
             c.bad(f"server.{name}", f"must be {bound} and <= 3600 seconds, got {value}")
             value = getattr(d, name)
         seconds[name] = value
+    state_dir = d.state_dir
+    state_raw = c.typed(t, "state_dir", "server", str, None)
+    if state_raw is not None:
+        if not state_raw or "\0" in state_raw:
+            c.bad("server.state_dir", "must be a directory path")
+        else:
+            state_dir = base / Path(state_raw).expanduser()  # an absolute path stays as it is
     return ServerConfig(
         host=host,
+        state_dir=state_dir,
         port=port,
         workers=workers,
         base_url=base_url,
@@ -266,11 +266,7 @@ def _asset(c: Checker, raw: Any, where: str, base: Path) -> AssetConfig | None:
     if t is None:
         return None
     c.unknown(t, _ASSET_FIELDS, where)
-    name = c.typed(t, "name", where, str, "")
-    if not name:
-        c.bad(f"{where}.name", "is required")
-    elif not all(ch.isalnum() or ch in "._~-" for ch in name) or not name[0].isalnum():
-        c.bad(f"{where}.name", f"{name!r} must be letters, digits and . _ ~ - (a URL name)")
+    name = parse_name(c, t, where)
     files_raw = c.typed(t, "files", where, list, [])
     files: list[Path] = []
     if "files" not in t:
@@ -286,79 +282,6 @@ def _asset(c: Checker, raw: Any, where: str, base: Path) -> AssetConfig | None:
         if problem:
             c.bad(f"{where}.files[{j}]", problem, asset_only=True)
         files.append(p)
-    seg = c.typed(t, "segment_duration", where, float, 6.0)
-    if not 0.5 <= seg <= 60:
-        c.bad(f"{where}.segment_duration", f"must be between 0.5 and 60 seconds, got {seg}")
-        seg = 6.0  # nan and inf have no Fraction; the asset is not used anyway
-    protection = c.typed(t, "protection", where, str, "clear")
-    if protection not in PROTECTIONS:
-        c.bad(f"{where}.protection", f"must be one of {', '.join(PROTECTIONS)}, got {protection!r}")
-    key_id = None
-    if "key_id" in t:
-        try:
-            key_id = uuid.UUID(str(t["key_id"]))
-        except ValueError:
-            c.bad(f"{where}.key_id", "must be a UUID")
-    key = _key(c, t, where, base)
-    iv = None
-    if "iv" in t:
-        iv = parse_iv(str(t["iv"]))
-        if iv is None:
-            c.bad(f"{where}.iv", "must be 0x followed by 32 hex digits")
-    if protection == "aes-128":
-        if key is None and "key" not in t and "key_file" not in t:
-            c.bad(f"{where}.key", "protection aes-128 needs key or key_file")
-        if key_id is None and "key_id" not in t:
-            c.bad(f"{where}.key_id", "protection aes-128 needs key_id")
-    if key is not None and key_id is None and "key_id" not in t:
-        c.bad(f"{where}.key_id", "a key needs a key_id")
-    delivery: dict[str, str | None] = {}
-    for proto in ("dash", "smooth"):
-        value = c.typed(t, proto, where, str, None)
-        if value is not None and value not in DELIVERIES:
-            c.bad(f"{where}.{proto}", f"must be one of {', '.join(DELIVERIES)}, got {value!r}")
-        delivery[proto] = value
-    policy = c.typed(t, "policy", where, str, None)
-    require_token = c.typed(t, "require_token", where, bool, False)
-    token_segments = c.typed(t, "token_segments", where, bool, False)
-    return AssetConfig(
-        name=name,
-        files=tuple(files),
-        segment_duration=Fraction(seg).limit_denominator(1000),
-        protection=protection,
-        key_id=key_id,
-        key=key,
-        iv=iv,
-        dash=delivery["dash"],
-        smooth=delivery["smooth"],
-        policy=policy,
-        require_token=require_token,
-        token_segments=token_segments,
-    )
-
-
-def _key(c: Checker, t: dict[str, Any], where: str, base: Path) -> bytes | None:
-    if "key" in t and "key_file" in t:
-        c.bad(where, "give key or key_file, not both")
-        return None
-    if "key" in t:
-        key = parse_key(t["key"]) if isinstance(t["key"], str) else None
-        if key is None:
-            c.bad(f"{where}.key", "must be 16 bytes as 32 hex digits or base64 (value not shown)")
-        return key
-    if "key_file" in t:
-        f = t["key_file"]
-        p = Path(f) if isinstance(f, str) and Path(f).is_absolute() else base / str(f)
-        try:
-            data = p.read_bytes()
-        except OSError as e:
-            c.bad(f"{where}.key_file", f"cannot read {p}: {e.strerror or e}")
-            return None
-        except ValueError:  # a NUL in the path
-            c.bad(f"{where}.key_file", f"cannot read {p!r}: not a valid path")
-            return None
-        key = data if len(data) == 16 else parse_key(data.decode("ascii", "replace"))
-        if key is None:
-            c.bad(f"{where}.key_file", f"{p} must hold 16 raw bytes, 32 hex digits or base64")
-        return key
-    return None
+    seg = parse_segment_duration(c, t, where, 6.0)
+    protection = parse_protection(c, t, where, base)
+    return AssetConfig(name=name, files=tuple(files), segment_duration=seg, **protection.fields())

@@ -11,6 +11,14 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 
+class ConfigError(Exception):
+    """One or more problems in a config file."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
 class Checker:
     def __init__(self, source: str | None = None) -> None:
         self.source = source
