@@ -6,6 +6,8 @@
     [/{locator}]/{asset}.ism/QualityLevels({id})/Manifest({video|audio},format=…[,encryption=cbc])
     [/{locator}]/{asset}.ism/QualityLevels({id})/Fragments({video|audio}={time|i},format=…[,…]).ext
     [/{locator}]/{asset}.ism/QualityLevels({id})/Fragments({video|audio}={time})  Smooth
+    /{channel}.isml/...                 the same for a live channel (``live`` is set)
+    /{channel}.isml/Streams({stream})[/{name}]   live ingest (POST/PUT), :func:`parse_ingest_path`
 
 Fragment times are segment start times in 100 ns units, the Smooth Streaming timescale, for every
 protocol (DASH's SegmentTemplate uses the same timescale), so one map per rendition resolves them
@@ -81,6 +83,7 @@ class MasterPath:
     locator: str | None
     asset: str
     options: Options
+    live: bool = False  # a live channel's (``.isml``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,7 @@ class MediaPath:
     rendition: int
     track: str  # "video" | "audio"
     options: Options
+    live: bool = False
 
 
 INIT = -1  # the fragment "time" of an initialization segment
@@ -103,11 +107,13 @@ class FragmentPath:
     track: str
     time: int  # URL_TIMESCALE units, or INIT
     options: Options
+    live: bool = False
 
 
 Path = MasterPath | MediaPath | FragmentPath
 
-_ASSET = r"(?P<asset>[A-Za-z0-9][A-Za-z0-9._~-]*)\.ism"
+_NAME = r"[A-Za-z0-9][A-Za-z0-9._~-]*"
+_ASSET = r"(?P<asset>" + _NAME + r")\.ism(?P<live>l)?"
 _PREFIX = r"^/(?:(?P<locator>[^/]+)/)?" + _ASSET
 _MASTER = re.compile(_PREFIX + r"/manifest(?:\((?P<opts>[^()]*)\))?$", re.IGNORECASE)
 _MEDIA = re.compile(
@@ -181,13 +187,18 @@ def parse_path(path: str) -> Path | None:
     """
     if m := _MASTER.match(path):
         opts = _check_encryption(parse_options(m["opts"], allowed=_MASTER_OPTS))
-        return MasterPath(_locator(m["locator"]), m["asset"], opts)
+        return MasterPath(_locator(m["locator"]), m["asset"], opts, bool(m["live"]))
     if m := _MEDIA.match(path):
         opts = _check_encryption(parse_options(m["opts"], allowed=_CHILD_OPTS))
         if opts.format is None or opts.format.protocol is not Protocol.HLS:
             raise UrlError("a media playlist URL needs format=m3u8-aapl or format=m3u8-cmaf")
         return MediaPath(
-            _locator(m["locator"]), m["asset"], int(m["rid"]), m["track"].lower(), opts
+            _locator(m["locator"]),
+            m["asset"],
+            int(m["rid"]),
+            m["track"].lower(),
+            opts,
+            bool(m["live"]),
         )
     if m := _FRAGMENT.match(path):
         opts = _check_encryption(parse_options(m["opts"], allowed=_CHILD_OPTS))
@@ -198,11 +209,52 @@ def parse_path(path: str) -> Path | None:
         if ext and ext != _extension(opts.format, time):
             raise UrlError(f"extension .{ext} does not match format={opts.format}")
         return FragmentPath(
-            _locator(m["locator"]), m["asset"], int(m["rid"]), m["track"].lower(), time, opts
+            _locator(m["locator"]),
+            m["asset"],
+            int(m["rid"]),
+            m["track"].lower(),
+            time,
+            opts,
+            bool(m["live"]),
         )
     if ".ism" in path.lower():
         raise UrlError("malformed streaming URL")
     return None
+
+
+_INGEST = re.compile(
+    r"^/(?P<channel>" + _NAME + r")\.isml/Streams\((?P<stream>[A-Za-z0-9._~-]{1,128})\)"
+    r"(?:/(?P<name>[A-Za-z0-9._~-]{1,256}))?$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestPath:
+    """``/{channel}.isml/Streams({stream})``: where an encoder pushes one stream (the AMS
+    fragmented-MP4 ingest, DASH-IF CMAF ingest); ``name`` is an object name after it (a CMAF
+    ingest segment's, ignored: the boxes carry the timing)."""
+
+    channel: str
+    stream: str
+    name: str | None = None
+
+
+def parse_ingest_path(path: str) -> IngestPath | None:
+    """Parse an ingest request path; None when it is not one."""
+    if m := _INGEST.match(path):
+        return IngestPath(m["channel"], m["stream"], m["name"])
+    return None
+
+
+def channel_uri(channel: str, fmt: Format | None = None) -> str:
+    """A channel's master manifest relative to the server root (Smooth Streaming for None)."""
+    return f"{channel}.isml/manifest" + (f"(format={fmt})" if fmt else "")
+
+
+def ingest_uri(channel: str, stream: str) -> str:
+    """Where an encoder pushes ``stream`` of ``channel``, relative to the server root."""
+    return f"{channel}.isml/Streams({stream})"
 
 
 def root_url(host: str, port: int) -> str:

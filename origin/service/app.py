@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import posixpath
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -19,6 +20,9 @@ from origin.core.urls import Format, Protocol, UrlError
 from origin.service import auth, http
 from origin.service.cache import ENTRY_OVERHEAD, ROUTE_CACHE_BYTES, ByteLRU
 from origin.service.cors import Cors
+from origin.service.live.channels import CHANNELS, setup_channels
+from origin.service.live.ingest import ingest
+from origin.service.live.player import TIME_PATH, clock, live_stream
 from origin.service.logs import REQUESTS, clean
 from origin.service.proxy.route import setup_proxy
 from origin.service.state import Asset, ContentKey, State
@@ -144,6 +148,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
     route = _route(request)
     if route is None:
         raise NotFoundError("no such resource")
+    if route.live:
+        return await live_stream(request, state, route)
     asset = _asset(state, route.asset)
     protocol = urls.protocol_of(route.options.format)
     refusal = asset.refusal(protocol)
@@ -326,6 +332,38 @@ async def health(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def channels_status(request: web.Request) -> web.StreamResponse:
+    """Each channel's state: connected streams, newest fragment, window, ingest lag."""
+    now = time.time()
+    out = []
+    for name, lc in request.app[CHANNELS].by_name.items():
+        st = lc.index.status(now)
+        out.append(
+            {
+                "name": name,
+                "state": st.state,
+                "loop": bool(lc.config.loop),
+                "window": st.window,
+                "segments": st.segments,
+                "streams": [
+                    {
+                        "stream": s.stream_id,
+                        "connections": s.connections,
+                        "tracks": list(s.tracks),
+                        "last_fragment": s.last_fragment,
+                        "lag": s.lag,
+                    }
+                    for s in st.streams
+                ],
+            }
+        )
+    return web.json_response({"channels": out}, headers=http.cache_headers(http.NO_STORE))
+
+
+async def _ingest(request: web.Request) -> web.StreamResponse:
+    return await ingest(request, request.app[STATE])
+
+
 async def _close_state(app: web.Application) -> AsyncIterator[None]:
     """The app owns the state it serves: on cleanup, the files of the one current then close (a
     reload closes those of the states it replaced)."""
@@ -342,10 +380,15 @@ def build_app(state: State) -> web.Application:
     app[STATE] = Live(state)
     app[INFLIGHT] = {}
     app[ROUTES] = ByteLRU(ROUTE_CACHE_BYTES)
+    setup_channels(app, app[STATE])
     app.router.add_get("/healthz", health)
+    app.router.add_get("/channels", channels_status)
+    app.router.add_get(TIME_PATH, clock)
     app.router.add_get("/key", key_service)
     app.router.add_post("/key", key_service)
     setup_proxy(app, state.config.proxy)  # before the catch-all route
     app.router.add_get("/{tail:.*}", stream)
+    app.router.add_post("/{tail:.*}", _ingest)
+    app.router.add_put("/{tail:.*}", _ingest)
     app.cleanup_ctx.append(_close_state)
     return app

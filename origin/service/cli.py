@@ -1,14 +1,16 @@
-"""The origin command line: parses the arguments of serve, check-config, inspect and token; `serve`
+"""The origin command line: parses the arguments of serve, check-config, inspect, token and channels; `serve`
 hands the config to :mod:`origin.service.server`."""
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import signal
 import sys
 import time
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import replace
 from fractions import Fraction
@@ -173,6 +175,44 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return server.run(replace(config, server=srv))
 
 
+def cmd_channels(args: argparse.Namespace) -> int:
+    """Ask a running server for its channels' state and print it."""
+    if args.url:
+        root = args.url.rstrip("/")
+    else:
+        try:
+            config = _load(args.config)
+        except ConfigError as e:
+            _print_config_errors(e)
+            return 1
+        root = urls.root_url(config.server.host, config.server.port)
+    try:
+        with urllib.request.urlopen(f"{root}/channels", timeout=5) as resp:
+            data = json.load(resp)
+    except (OSError, ValueError) as e:
+        print(f"cannot read {root}/channels: {e}", file=sys.stderr)
+        return 1
+    if not data["channels"]:
+        print("no channels")
+    now = time.time()
+    for ch in data["channels"]:
+        window = ch["window"]
+        span = f"{window[0]:.1f}s..{window[1]:.1f}s ({ch['segments']} segments)" if window else "-"
+        kind = "looped asset" if ch["loop"] else "ingest"
+        print(f"{ch['name']}: {ch['state']}, {kind}, window {span}")
+        for st in ch["streams"]:
+            last = st["last_fragment"]
+            ago = f"{now - last:.1f}s ago" if last else "never"
+            lag = f"{st['lag']:.2f}s" if st["lag"] is not None else "-"
+            print(
+                f"  stream {st['stream']}: {st['connections']} connection(s), last fragment "
+                f"{ago}, ingest lag {lag}"
+            )
+            for track in st["tracks"]:
+                print(f"    {track}")
+    return 0
+
+
 DESCRIPTION = (
     "A streaming origin: packages MP4 sources into HLS, DASH and Smooth Streaming per request, "
     "encrypts HLS with AES-128 and delivers the keys."
@@ -208,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--signing-key", help="PEM private key, for policies with RSA/EC verification keys"
     )
     token.set_defaults(func=cmd_token)
+    channels = sub.add_parser("channels", help="show a running server's live channels")
+    channels.add_argument("--url", help="the server's root URL (default: from the config)")
+    channels.add_argument("--config", help="TOML config (default: the built-in sample)")
+    channels.set_defaults(func=cmd_channels)
     return parser
 
 

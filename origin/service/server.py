@@ -25,6 +25,7 @@ from origin.core import urls
 from origin.core.urls import Format
 from origin.service import logs
 from origin.service.app import STATE, AccessLogger, build_app
+from origin.service.live.channels import CHANNELS
 from origin.service.config import Config
 from origin.service.connections import Limits, SafeAppRunner, raise_nofile_limit
 from origin.service.proxy.route import PROXY
@@ -115,6 +116,7 @@ def _follow_config(app: web.Application, state: State) -> None:
     """After a reload: settings read outside the state follow the new config."""
     if PROXY in app:  # the route exists from start-up; its settings follow the config
         app[PROXY].config = state.config.proxy
+    app[CHANNELS].sync(state)  # channels keep their window across reloads
 
 
 async def serve(

@@ -618,6 +618,10 @@ class Connection:
         elif t.key == ch._audio:
             ch._add_audio(t, chunk, shift, now)
 
+    @property
+    def closed(self) -> bool:
+        return not self._open
+
     def close(self, now: float, *, clean: bool) -> None:
         """The POST ended: ``clean`` when the body ended properly (the encoder stopped)."""
         if self._open:

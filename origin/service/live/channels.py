@@ -1,0 +1,140 @@
+"""The running channels: one live index per configured channel, kept across config reloads
+(a reload must not throw away a channel's window), and the looped-VOD feeders' tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from aiohttp import web
+
+from origin.core.live.channel import Channel
+from origin.core.live.loop import LoopSchedule
+from origin.service.config import ChannelConfig
+from origin.service.live.archive import ArchiveFile
+from origin.service.live.loop import run_loop
+from origin.service.state import Asset, State
+
+log = logging.getLogger("origin.live")
+
+
+@dataclass(slots=True)
+class LiveChannel:
+    config: ChannelConfig
+    index: Channel
+    generation: int  # distinguishes a channel re-created under the same name (cache keys)
+    # The CMAF header each stream sent last: a DASH-IF ingest segment POST carries none.
+    headers: dict[str, object] = field(default_factory=dict)
+    archives: dict[str, ArchiveFile] = field(default_factory=dict)  # open files by stream
+    task: asyncio.Task[None] | None = None
+    published: dict[int, float] = field(default_factory=dict)  # view version -> first seen
+
+    @property
+    def protected(self) -> bool:
+        return self.config.protection == "aes-128"
+
+    def publish_time(self, version: int) -> float:
+        """When this process first served view ``version`` (DASH publishTime): one per version."""
+        seen = self.published.get(version)
+        if seen is None:
+            if len(self.published) > 64:
+                self.published.clear()
+            seen = self.published[version] = time.time()
+        return seen
+
+
+def _index(cfg: ChannelConfig, asset: Asset | None, now: float) -> Channel:
+    window = Fraction(cfg.window)
+    if asset is None:
+        return Channel(cfg.name, segment_duration=Fraction(cfg.segment_duration), window=window)
+    p = asset.presentation
+    longest = max(
+        (float(d) for r in (*p.video, *((p.audio,) if p.audio else ())) for d in r.seg.durations()),
+        default=float(p.target),
+    )
+    # A full window from the first request: channel time 0 lies a window before now.
+    return Channel(
+        cfg.name,
+        segment_duration=p.target,
+        window=window,
+        anchor=now - float(window),
+        target=math.ceil(longest),
+    )
+
+
+class Channels:
+    """Channels by name. Only the event loop touches them."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, LiveChannel] = {}
+        self._generation = 0
+
+    def get(self, name: str) -> LiveChannel | None:
+        return self.by_name.get(name)
+
+    def sync(self, state: State) -> None:
+        """Follow the config of ``state``: new channels start, removed ones stop, a channel whose
+        timing or source changed starts afresh; anything else (keys, policies) just follows."""
+        wanted = {c.name: c for c in state.config.channels}
+        for name in list(self.by_name):
+            lc = self.by_name[name]
+            new = wanted.get(name)
+            if new is None or _timing(new) != _timing(lc.config):
+                self._stop(lc)
+                del self.by_name[name]
+            else:
+                lc.config = new
+        for name, cfg in wanted.items():
+            if name in self.by_name:
+                continue
+            asset = state.assets.get(cfg.asset) if cfg.loop and cfg.asset else None
+            if cfg.loop and asset is None:
+                log.error("channel %r: asset %r is not loaded; the loop does not run", name, cfg.asset)
+                continue
+            self._generation += 1
+            now = time.time()
+            lc = LiveChannel(cfg, _index(cfg, asset, now), self._generation)
+            if asset is not None:
+                schedule = LoopSchedule(asset.presentation, start=now - float(cfg.window))
+                lc.task = asyncio.get_running_loop().create_task(
+                    run_loop(lc.index, asset.files, schedule, window=float(cfg.window)),
+                    name=f"loop {name}",
+                )
+            self.by_name[name] = lc
+
+    def _stop(self, lc: LiveChannel) -> None:
+        if lc.task is not None:
+            lc.task.cancel()
+        lc.index.stop(time.time())
+
+    async def close(self) -> None:
+        tasks = [lc.task for lc in self.by_name.values() if lc.task is not None]
+        for lc in self.by_name.values():
+            self._stop(lc)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.by_name.clear()
+
+
+def _timing(cfg: ChannelConfig) -> tuple[object, ...]:
+    return (cfg.window, cfg.segment_duration, cfg.loop, cfg.asset)
+
+
+CHANNELS: web.AppKey[Channels] = web.AppKey("channels", Channels)
+
+
+def setup_channels(app: web.Application, state_of: object) -> None:
+    """Run the channels with the app: started on start-up, stopped on clean-up."""
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        channels = app[CHANNELS]
+        channels.sync(state_of.current)  # type: ignore[attr-defined]
+        yield
+        await channels.close()
+
+    app[CHANNELS] = Channels()
+    app.cleanup_ctx.append(lifecycle)

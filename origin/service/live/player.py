@@ -1,0 +1,219 @@
+"""What players get from a live channel (``/{channel}.isml/...``): manifests built from the
+channel's current view, segments muxed (and encrypted) from it, and the clock DASH players sync to.
+
+Caching, for players and CDNs: manifests are short-lived (half a segment), carry an ETag of the
+view's version so a CDN revalidates with 304, and are built once per view; a segment never
+changes once published (long max-age); a segment not there yet is a 404 a CDN keeps for one
+second only; one that slid out of the window is a 410.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+from bisect import bisect_left
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from origin.core import pipeline, urls
+from origin.core.errors import NotFoundError
+from origin.core.live.model import ChannelView
+from origin.core.urls import Format, Protocol, UrlError
+from origin.service import auth, http
+from origin.service.cache import ENTRY_OVERHEAD
+from origin.service.live.channels import CHANNELS, LiveChannel
+from origin.service.state import ContentKey, State
+
+TIME_PATH = "/time"
+_TYPES = {Protocol.HLS: http.CT_M3U8, Protocol.DASH: http.CT_MPD, Protocol.SMOOTH: http.CT_SMOOTH}
+
+
+def _retry_soon(reason: str) -> web.Response:
+    """404 that a CDN may keep for one second: the thing will exist soon."""
+    return http.error_response(404, reason, {"Cache-Control": "public, max-age=1"})
+
+
+def _refusal(lc: LiveChannel, protocol: Protocol) -> str | None:
+    if protocol is Protocol.HLS or not lc.protected:
+        return None
+    if getattr(lc.config, protocol.value) == "clear":
+        return None
+    name = {Protocol.DASH: "DASH", Protocol.SMOOTH: "Smooth Streaming"}[protocol]
+    return (
+        f"{name} is not in channel {lc.config.name!r}'s delivery policy: its AES-128 protection "
+        f'is for HLS ({protocol.value} = "clear" in the config allows it)'
+    )
+
+
+def _key(state: State, lc: LiveChannel, options: urls.Options) -> ContentKey | None:
+    if pipeline.scheme_for(options.format) is None:
+        return None
+    if options.encryption is None and not lc.protected:
+        return None
+    kid = lc.config.key_id
+    key = state.keys.get(kid) if kid else None
+    if key is None:
+        raise UrlError(f"channel {lc.config.name!r} has no content key for encryption=cbc")
+    return key
+
+
+def _base(state: State, request: web.Request) -> str:
+    base_url = state.config.server.base_url
+    if not base_url:
+        return ""
+    return base_url.rstrip("/") + posixpath.dirname(request.path) + "/"
+
+
+def time_url(state: State, request: web.Request) -> str:
+    """The absolute URL of the clock (dash.js resolves a relative one against the page)."""
+    root = state.config.server.base_url or f"{request.scheme}://{request.host}"
+    return root.rstrip("/") + TIME_PATH
+
+
+async def clock(request: web.Request) -> web.StreamResponse:
+    """The time, ISO 8601 in UTC to the millisecond (UTCTiming http-iso / http-xsdate)."""
+    now = datetime.now(UTC)
+    text = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    return web.Response(text=text, content_type="text/plain", headers=http.cache_headers(http.NO_STORE))
+
+
+async def live_stream(request: web.Request, state: State, route: urls.Path) -> web.StreamResponse:
+    """A GET on ``/{channel}.isml/...``."""
+    lc = request.app[CHANNELS].get(route.asset)
+    if lc is None:
+        raise NotFoundError(f"no channel {route.asset!r}")
+    protocol = urls.protocol_of(route.options.format)
+    refusal = _refusal(lc, protocol)
+    if refusal:
+        return http.error_response(403, refusal)
+    view = lc.index.view
+    if view is None:
+        return _retry_soon(f"channel {route.asset!r} has no stream yet: no encoder has sent one")
+    if isinstance(route, urls.FragmentPath):
+        return await _segment(request, state, lc, view, route)
+    cfg = lc.config
+    if cfg.require_token:
+        policy = state.config.policies[cfg.policy or ""]
+        decision = auth.decide(request, policy, cfg.key_id, state.config.server.trusted_proxies)
+        if not decision.allowed:
+            return auth.refusal_response(decision)
+    key = _key(state, lc, route.options)
+    token = auth.request_token(request)
+    query = token.query() if token else ""
+    half = max(1, math.floor(view.segment_duration / 2))
+    private = query or cfg.require_token
+    cache_control = "private, max-age=1" if private else f"public, max-age={half}"
+    if view.ended:
+        cache_control = http.PRIVATE if private else "public, max-age=3600"
+    etag = http.make_etag(lc.config.name, str(lc.generation), str(view.version), request.path, query)
+    cache_key = ("live", lc.generation, view.version, request.path)
+    body = None if query else state.manifests.get(cache_key)
+    if body is None:
+        body = _manifest(state, request, lc, view, route, key, query=query).encode()
+        if not query:
+            state.manifests.put(cache_key, body, cost=len(body) + len(request.path) + ENTRY_OVERHEAD)
+    return http.entity_response(
+        request,
+        body,
+        content_type=_TYPES[protocol],
+        etag=etag,
+        cache_control=cache_control,
+        ranges=False,
+    )
+
+
+def _manifest(
+    state: State,
+    request: web.Request,
+    lc: LiveChannel,
+    view: ChannelView,
+    route: urls.MasterPath | urls.MediaPath,
+    key: ContentKey | None,
+    *,
+    query: str,
+) -> str:
+    base = _base(state, request)
+    if isinstance(route, urls.MasterPath):
+        protocol = urls.protocol_of(route.options.format)
+        if protocol is Protocol.SMOOTH:
+            return pipeline.live_smooth_manifest(view)
+        if protocol is Protocol.DASH:
+            now = datetime.fromtimestamp(lc.publish_time(view.version), UTC)
+            return pipeline.live_dash_manifest(
+                view, route.options, base=base, now=now, utc_timing_url=time_url(state, request)
+            )
+        return pipeline.live_master_playlist(view, route.options, base=base, query=query)
+    key_uri = None
+    if key is not None:
+        key_uri = urls.key_uri(
+            key.kid, depth=urls.playlist_depth(route), base_url=state.config.server.base_url
+        )
+    return pipeline.live_media_playlist(
+        view,
+        route.track,
+        route.rendition,
+        route.options,
+        key_uri=key_uri,
+        iv=lc.config.iv,
+        base=base,
+        query=query,
+        segment_query=query if lc.config.token_segments else "",
+    )
+
+
+async def _segment(
+    request: web.Request, state: State, lc: LiveChannel, view: ChannelView, route: urls.FragmentPath
+) -> web.StreamResponse:
+    fmt = route.options.format
+    if route.time == urls.INIT and (fmt is None or fmt is Format.HLS_TS):
+        raise NotFoundError("MPEG-TS and Smooth Streaming have no initialization segment")
+    rendition = view.rendition(route.track, route.rendition)
+    if rendition is None:
+        raise NotFoundError(f"no {route.track} rendition {route.rendition}")
+    key = _key(state, lc, route.options)
+    number = None if route.time == urls.INIT else _number(view, route)
+    cache_key = ("live", lc.generation, fmt, route.track, route.rendition, route.time)
+    body: bytes | bytearray | None = None if number is None and route.time != urls.INIT else (
+        state.segments.get(cache_key)
+    )
+    if body is None:
+        try:
+            if route.time == urls.INIT:
+                body = pipeline.live_init_segment(view, route.track, route.rendition)
+            else:
+                # Also classifies a time that is not in the window: not yet, or slid out.
+                body = pipeline.live_segment(view, fmt, route.track, route.rendition, route.time)
+        except pipeline.NotYetAvailable as e:
+            return _retry_soon(f"not yet available: {e}")
+        except pipeline.SlidOut as e:
+            return http.error_response(410, f"gone: {e}", {"Cache-Control": "public, max-age=60"})
+        state.segments.put(cache_key, bytes(body))
+    iv = b""
+    if key is not None and number is not None:
+        ref = pipeline.SegmentRef(fmt, route.track, route.rendition, number)
+        body, iv = pipeline.encrypt_segment(ref, body, key.cipher, lc.config.iv)
+    if fmt is Format.HLS_TS:
+        ctype = http.CT_TS
+    else:
+        ctype = http.CT_AUDIO_MP4 if route.track == "audio" else http.CT_VIDEO_MP4
+    return http.entity_response(
+        request,
+        body,
+        content_type=ctype,
+        etag=http.make_etag(lc.config.name, str(lc.generation), request.path, iv.hex()),
+        cache_control=f"public, max-age={state.config.server.segment_max_age}",
+    )
+
+
+def _number(view: ChannelView, route: urls.FragmentPath) -> int | None:
+    """The media sequence number (the IV) of the segment at ``route.time``; None when the
+    window holds no segment there."""
+    r = view.rendition(route.track, route.rendition)
+    if r is None:
+        return None
+    times = [s.time for s in r.segments]
+    k = bisect_left(times, route.time)
+    if k < len(times) and times[k] == route.time:
+        return r.segments[k].number
+    return None
