@@ -100,6 +100,11 @@ def _ceil_ms(seconds: Fraction) -> int:
     return math.ceil(seconds * 1000) * _MS
 
 
+def _presented(r: Rendition) -> Fraction:
+    """A rendition's presentation duration in seconds."""
+    return Fraction(r.seg.times[-1] - max(r.seg.times[0], 0), r.track.timescale)
+
+
 def _empty(track: Track, track_id: int) -> Track:
     s = track.samples
     none = s.dts[:0]
@@ -169,18 +174,16 @@ class LoopSchedule:
         # track stays within half a tick of exact, in step with the others, and no rounding
         # accumulates across loops. A video track's decode duration counts too: the next
         # loop's first frame must not decode before this loop's last.
+        # Presentation starts at 0 at the earliest: the edit list trims what comes before (the
+        # AAC priming), which a repeat drops (see _pieces_of).
         if video:
             length = max(
-                max(
-                    Fraction(r.seg.times[-1] - r.seg.times[0], r.track.timescale),
-                    Fraction(r.track.samples.total_duration(), r.track.timescale),
-                )
+                max(_presented(r), Fraction(r.track.samples.total_duration(), r.track.timescale))
                 for r in video
             )
         else:
             assert p.audio is not None
-            a = p.audio
-            length = Fraction(a.seg.times[-1] - a.seg.times[0], a.track.timescale)
+            length = _presented(p.audio)
         self.period_url = _ceil_ms(length)
         self.period = Fraction(self.period_url, URL_SECOND)
         # The HLS target: video segments (TS segments carry their audio), else the audio's.

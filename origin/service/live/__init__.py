@@ -1,0 +1,1 @@
+"""Live channels in the service: the tasks that feed the core's channel index."""
