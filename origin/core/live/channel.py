@@ -8,8 +8,9 @@ a segment), or, for a stream whose fragments do not all start with one, when a f
 with a keyframe arrives past that multiple. The first rendition to close a segment at a time
 defines a grid interval and its media sequence number; every other video rendition must close the
 same interval (aligned keyframes, as every live origin requires of a ladder) and gets the same
-number, so sequence numbers, and the sequence-number IV, agree across renditions. Audio is cut at
-the grid's times, once its samples reach an interval's end.
+number, so sequence numbers, and the sequence-number IV, agree across renditions. A source that
+cuts its own segments (a looped VOD asset, ``source_cut``) has every video fragment taken as one.
+Audio is cut at the grid's times, once its samples reach an interval's end.
 
 Channel time. Each connection maps the encoder's timestamps to channel time with the channel's
 offset (whole seconds, exact in every timescale). A connection that continues the timeline keeps
