@@ -23,7 +23,7 @@ from origin.core.mux import Run, mpegts
 from origin.core.plan import Span
 from origin.core.presentation import Presentation, prepare
 from origin.core.track import Movie
-from tests.support.media import FFMPEG
+from tests.support.media import FFMPEG, probe_frames
 
 SAMPLE = Path(__file__).parents[2] / "origin" / "sample"
 T0 = 1_800_000_000.0  # wall clock when the channel is opened
@@ -281,6 +281,11 @@ def test_the_window_decodes_cleanly_across_the_wrap(played: Played, tmp_path: Pa
     )
     assert proc.returncode == 0
     assert proc.stderr.strip() == ""
+    # The demuxed timestamps run on across the wrap: decode times rise by at most a frame.
+    for stream, frame in (("v", 1 / 24), ("a", 1024 / 48000)):
+        dts = [int(row["dts"]) / 90_000 for row in probe_frames(str(playlist), stream)]
+        steps = [b - a for a, b in itertools.pairwise(dts)]
+        assert dts[-1] - dts[0] > 15 and min(steps) > 0 and max(steps) <= frame + 1e-4, stream
 
 
 def test_spans_cover_every_sample_once(sample: Presentation) -> None:

@@ -51,6 +51,7 @@ class PieceLayout:
 
     ``runs`` are the samples' contiguous byte runs in decode order, as (span index, offset in
     the span, size): joined, they are the chunk's payload, whose sample offsets are ``offsets``.
+    The arrays are shared by every loop's chunks of this segment: read-only.
     """
 
     spans: tuple[Span, ...]
@@ -163,19 +164,23 @@ class LoopSchedule:
         self.presentation = p
         self.start = start
         video = p.video
+        grid = video[0].seg.boundary_seconds() if video else []
         for r in video[1:]:
-            if list(r.seg.boundary_seconds()) != list(video[0].seg.boundary_seconds()):
+            times = r.seg.boundary_seconds()
+            if len(times) != len(grid) or any(
+                abs(a - b) > Fraction(1, 1000) for a, b in zip(times, grid, strict=True)
+            ):
                 raise MediaError(
                     f"asset {p.name!r}: its renditions' keyframes are not aligned; a looped "
                     "channel needs one segmentation for the whole ladder"
                 )
-        # The period is a whole number of milliseconds: exact in URL units (100 ns), so each
-        # loop's shift is rounded once, from the exact loop * period, into each timescale: every
-        # track stays within half a tick of exact, in step with the others, and no rounding
-        # accumulates across loops. A video track's decode duration counts too: the next
-        # loop's first frame must not decode before this loop's last.
-        # Presentation starts at 0 at the earliest: the edit list trims what comes before (the
-        # AAC priming), which a repeat drops (see _pieces_of).
+        # The period is a whole number of milliseconds (rounded up: a loop never starts before
+        # the previous one has ended), exact in URL units (100 ns), so each loop's shift is
+        # rounded once, from the exact loop * period, into each timescale: every track stays
+        # within half a tick of exact, in step with the others, and no rounding accumulates
+        # across loops. A video track's decode duration counts too: the next loop's first frame
+        # must not decode before this loop's last. Presentation starts at 0 at the earliest:
+        # the edit list trims what comes before (the AAC priming), which a repeat drops.
         if video:
             length = max(
                 max(_presented(r), Fraction(r.track.samples.total_duration(), r.track.timescale))
@@ -190,9 +195,7 @@ class LoopSchedule:
         timed = video or ((p.audio,) if p.audio else ())
         self.target = max(math.ceil(d) for r in timed for d in r.seg.durations())
         self._parts = self._make_parts()
-        self._last_end = max(
-            part.end_seconds(0) for part in self._parts
-        )  # loop-local seconds of a loop's last piece
+        self._last_end = max(part.end_seconds(0) for part in self._parts)  # loop-local seconds
         self._layouts: dict[tuple[int, int, int], PieceLayout] = {}
         self._loop = 0
         self._i = 0
