@@ -86,6 +86,21 @@ def test_a_segment_is_published_by_the_fragment_that_reaches_the_duration() -> N
     assert len(seg.track.samples) == 100 and seg.track.samples.keyframes.tolist() == [0, 50]
 
 
+def test_a_source_cut_channel_takes_each_fragment_as_one_segment() -> None:
+    ch = channel(source_cut=True)  # a looped VOD asset: its segments, not the grid's
+    enc = Encoder(ch)
+    enc.gop(T0 + 2)
+    enc.gop(T0 + 5, frames=75)  # 3 s: ends off the grid of 4 s multiples
+    enc.gop(T0 + 7)
+    v = view(ch)
+    assert [(s.number, s.time, s.duration) for s in v.video[0].segments] == [
+        (0, 0, 20_000_000),
+        (1, 20_000_000, 30_000_000),
+        (2, 50_000_000, 20_000_000),
+    ]
+    assert [s.number for s in v.audio.segments] == [0, 1, 2]  # type: ignore[union-attr]
+
+
 def test_published_payload_is_each_samples_own_bytes_in_order() -> None:
     ch = channel()
     Encoder(ch, audio=False).run(8)

@@ -8,8 +8,9 @@ a segment), or, for a stream whose fragments do not all start with one, when a f
 with a keyframe arrives past that multiple. The first rendition to close a segment at a time
 defines a grid interval and its media sequence number; every other video rendition must close the
 same interval (aligned keyframes, as every live origin requires of a ladder) and gets the same
-number, so sequence numbers, and the sequence-number IV, agree across renditions. Audio is cut at
-the grid's times, once its samples reach an interval's end.
+number, so sequence numbers, and the sequence-number IV, agree across renditions. A source that
+cuts its own segments (a looped VOD asset, ``source_cut``) has every video fragment taken as one.
+Audio is cut at the grid's times, once its samples reach an interval's end.
 
 Channel time. Each connection maps the encoder's timestamps to channel time with the channel's
 offset (whole seconds, exact in every timescale). A connection that continues the timeline keeps
@@ -126,11 +127,14 @@ class Channel:
         max_segment_bytes: int = 256 << 20,
         anchor: float | None = None,
         target: int | None = None,
+        source_cut: bool = False,
     ) -> None:
         """``anchor``: the wall-clock time of channel time 0 when the source knows it (a looped
         VOD asset); otherwise the first segment's end is taken as its arrival time. ``target``:
         the HLS target duration when the source knows its longest segment (it must not change);
-        otherwise the segment duration rounded up, raised by any longer segment."""
+        otherwise the segment duration rounded up, raised by any longer segment.
+        ``source_cut``: the source cuts the segments, every video fragment is one (a looped VOD
+        asset fed its VOD segments: across the wrap they are not on the grid of multiples)."""
         if segment_duration <= 0 or window < 3 * segment_duration:
             raise ValueError("the window must hold at least three segments")
         self.name = name
@@ -147,6 +151,7 @@ class Channel:
         self._offset_at = 0.0
         self._anchor = anchor  # wall-clock seconds of channel time 0
         self._target = max(1, math.ceil(segment_duration), target or 0)
+        self._source_cut = source_cut
         self._rids: dict[tuple[str, int], int] = {}
         self._audio: tuple[str, int] | None = None  # the channel's audio track
         self._ended = False
@@ -267,7 +272,9 @@ class Channel:
                 f"a segment would exceed {self.max_segment_bytes} bytes: fragments without "
                 "keyframes for too long"
             )
-        if t.aligned and self._pending_end(t) >= self._next_cut(t) - TOLERANCE:
+        if self._source_cut or (
+            t.aligned and self._pending_end(t) >= self._next_cut(t) - TOLERANCE
+        ):
             self._close_video(t, len(p), now)
 
     def _pending_end(self, t: _Track) -> int:
