@@ -15,6 +15,7 @@ index's :class:`~origin.core.live.model.ChannelView` (:mod:`~origin.core.live.pa
 
 from origin.core.encryption import Scheme, SegmentCipher, encrypt_segment, scheme_for
 from origin.core.live.packaging import NotYetAvailable, SlidOut
+from origin.core.live.packaging import available_at as live_available_at
 from origin.core.live.packaging import dash_manifest as live_dash_manifest
 from origin.core.live.packaging import init_segment as live_init_segment
 from origin.core.live.packaging import master_playlist as live_master_playlist
@@ -56,6 +57,7 @@ __all__ = [
     "dash_manifest",
     "encrypt_segment",
     "frame_rate",
+    "live_available_at",
     "live_dash_manifest",
     "live_init_segment",
     "live_master_playlist",

@@ -21,7 +21,7 @@ from origin.service import auth, http
 from origin.service.cache import ENTRY_OVERHEAD, ROUTE_CACHE_BYTES, ByteLRU
 from origin.service.cors import Cors
 from origin.service.live.channels import CHANNELS, setup_channels
-from origin.service.live.ingest import ingest
+from origin.service.live.ingest import expect, ingest
 from origin.service.live.player import TIME_PATH, clock, live_stream
 from origin.service.logs import REQUESTS, clean
 from origin.service.proxy.route import setup_proxy
@@ -364,6 +364,10 @@ async def _ingest(request: web.Request) -> web.StreamResponse:
     return await ingest(request, request.app[STATE])
 
 
+async def _ingest_expect(request: web.Request) -> web.StreamResponse | None:
+    return await expect(request, request.app[STATE])
+
+
 async def _close_state(app: web.Application) -> AsyncIterator[None]:
     """The app owns the state it serves: on cleanup, the files of the one current then close (a
     reload closes those of the states it replaced)."""
@@ -388,7 +392,8 @@ def build_app(state: State) -> web.Application:
     app.router.add_post("/key", key_service)
     setup_proxy(app, state.config.proxy)  # before the catch-all route
     app.router.add_get("/{tail:.*}", stream)
-    app.router.add_post("/{tail:.*}", _ingest)
-    app.router.add_put("/{tail:.*}", _ingest)
+    ingest_path = r"/{channel:[^/]+}.isml/{stream:[Ss]treams\(.*}"
+    app.router.add_post(ingest_path, _ingest, expect_handler=_ingest_expect)
+    app.router.add_put(ingest_path, _ingest, expect_handler=_ingest_expect)
     app.cleanup_ctx.append(_close_state)
     return app

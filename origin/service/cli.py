@@ -1,5 +1,5 @@
-"""The origin command line: parses the arguments of serve, check-config, inspect, token and channels; `serve`
-hands the config to :mod:`origin.service.server`."""
+"""The origin command line: parses the arguments of serve, check-config, inspect, token and
+channels; `serve` hands the config to :mod:`origin.service.server`."""
 
 from __future__ import annotations
 

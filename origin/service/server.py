@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -25,9 +26,9 @@ from origin.core import urls
 from origin.core.urls import Format
 from origin.service import logs
 from origin.service.app import STATE, AccessLogger, build_app
-from origin.service.live.channels import CHANNELS
 from origin.service.config import Config
 from origin.service.connections import Limits, SafeAppRunner, raise_nofile_limit
+from origin.service.live.channels import CHANNELS
 from origin.service.proxy.route import PROXY
 from origin.service.reload import Reloader
 from origin.service.state import State, build_state
@@ -109,7 +110,40 @@ def summary(state: State, host: str, port: int) -> str:
             lines.append(f"    {label} {root}/{urls.master_uri(name, fmt)}{refused}")
     for name, reason in state.refused.items():
         lines.append(f"  {name}: REFUSED: {reason}")
+    lines.extend(_channel_lines(state, root))
     return "\n".join(lines)
+
+
+def _channel_lines(state: State, root: str) -> list[str]:
+    """Each channel's player URLs and, for an ingest channel, where an encoder pushes to (with
+    the credential: the operator reads this on the console, it is never logged)."""
+    lines = []
+    for ch in state.config.channels:
+        if ch.loop:
+            what = f"live, looping asset {ch.asset!r}" + (
+                "" if ch.asset in state.assets else " (NOT LOADED: the loop does not run)"
+            )
+        else:
+            what = "live, ingest"
+        lines.append(f"  {ch.name}: {what}, {float(ch.window):g}s window, {ch.protection}")
+        for label, fmt in (
+            ("HLS (TS):  ", Format.HLS_TS),
+            ("HLS (fMP4):", Format.HLS_CMAF),
+            ("DASH:      ", Format.DASH_CSF),
+            ("Smooth:    ", None),
+        ):
+            lines.append(f"    {label} {root}/{urls.channel_uri(ch.name, fmt)}")
+        if ch.ingest:
+            host = root.split("://", 1)[1]
+            cred = f"{ch.ingest_user}:{ch.ingest_secret}@" if ch.ingest_secret else ""
+            auth = "-auth_type basic " if cred else ""
+            url = f"http://{cred}{host}/{urls.ingest_uri(ch.name, 'stream1')}"
+            lines.append(f"    ingest:     POST {url}")
+            lines.append(
+                "    e.g. ffmpeg -re -i INPUT.mp4 -c:v libx264 -g 50 -c:a aac -f ismv "
+                f'-movflags isml+frag_keyframe {auth}"{url}"'
+            )
+    return lines
 
 
 def _follow_config(app: web.Application, state: State) -> None:
@@ -203,6 +237,14 @@ def _serve_workers(config: Config) -> int:
         print("--workers needs a fixed --port", file=sys.stderr)
         return 1
     listen_socket(server.host, server.port, reuse_port=True).close()  # fail early if taken
+    dropped = [c.name for c in config.channels]
+    if dropped:
+        # A channel's index lives in one process's memory: an encoder's POST reaches one worker
+        # and the players' requests all of them. Until the index is shared, live needs one.
+        config = dataclasses.replace(config, channels=())
+    live_note = (
+        f"  live channels {', '.join(dropped)} NOT served: they need workers = 1" if dropped else ""
+    )
     ctx = multiprocessing.get_context("spawn")
     ready: Queue[int] = ctx.Queue()
     procs = [
@@ -221,6 +263,8 @@ def _serve_workers(config: Config) -> int:
             return 1
     print(summary(state, server.host, server.port), flush=True)
     print(f"  {server.workers} worker processes", flush=True)
+    if live_note:
+        print(live_note, flush=True)
     state.close()
 
     def forward(signum: int, _frame: object) -> None:

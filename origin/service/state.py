@@ -176,6 +176,10 @@ def build_state(config: Config, previous: State | None = None) -> State:
         if cfg.key_id is not None and cfg.key is not None and cfg.key_id not in keys:
             policy = config.policies.get(cfg.policy) if cfg.policy else None
             keys[cfg.key_id] = ContentKey(cfg.key_id, cfg.key, Aes128Cbc(cfg.key), policy)
+    for ch in config.channels:
+        if ch.key_id is not None and ch.key is not None and ch.key_id not in keys:
+            policy = config.policies.get(ch.policy) if ch.policy else None
+            keys[ch.key_id] = ContentKey(ch.key_id, ch.key, Aes128Cbc(ch.key), policy)
     # A reload runs this off the event loop while requests use the shared cache: the caller
     # resizes it (State.fit_cache) on the loop, after the swap.
     cache = previous.segments if previous is not None else ByteLRU[bytes](_cache_bytes(config))

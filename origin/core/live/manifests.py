@@ -8,7 +8,8 @@ number and (with the sequence-number IV) its encryption stay the same while the 
 
 from __future__ import annotations
 
-from datetime import datetime
+import dataclasses
+from datetime import datetime, timedelta
 from fractions import Fraction
 
 from origin.core import urls
@@ -29,7 +30,7 @@ from origin.core.presentation import Bandwidth
 from origin.core.track import Kind
 from origin.core.urls import Format, Options
 
-__all__ = ["dash_manifest", "master_playlist", "media_playlist", "smooth_manifest"]
+__all__ = ["available_at", "dash_manifest", "master_playlist", "media_playlist", "smooth_manifest"]
 
 # dash.js and Shaka re-request a dynamic MPD every minimumUpdatePeriod; half a segment learns a
 # new segment at most half a segment after it is complete (the MPD's Cache-Control is as short).
@@ -138,6 +139,27 @@ def _timeline(segments: tuple[LiveSegment, ...]) -> dash.Timeline:
 
 def _end(view: ChannelView) -> int:
     return max(r.segments[-1].end for r in view.renditions())
+
+
+def available_at(view: ChannelView, now: datetime) -> ChannelView | None:
+    """The view as DASH players may see it at ``now``: a segment is available from
+    availabilityStartTime + its end (ISO/IEC 23009-1 §5.3.9.5.3), so one an encoder pushed
+    ahead of the wall clock (a burst, a backlog) waits for its time. None: nothing yet."""
+    horizon = (now - view.availability_start) / timedelta(microseconds=1) * 10
+    kept = []
+    for r in view.renditions():
+        segs = r.segments
+        k = len(segs)
+        while k and segs[k - 1].end > horizon:
+            k -= 1
+        kept.append(
+            r if k == len(segs) else (dataclasses.replace(r, segments=segs[:k]) if k else None)
+        )
+    video = tuple(r for r in kept[: len(view.video)] if r is not None)
+    audio = kept[-1] if view.audio is not None else None
+    if not video and audio is None:
+        return None
+    return dataclasses.replace(view, video=video, audio=audio)
 
 
 def dash_manifest(

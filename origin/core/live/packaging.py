@@ -5,6 +5,7 @@ concern: manifests (:mod:`origin.core.live.manifests`) and segments
 
 from origin.core.errors import NotYetAvailable, SlidOut
 from origin.core.live.manifests import (
+    available_at,
     dash_manifest,
     master_playlist,
     media_playlist,
@@ -15,6 +16,7 @@ from origin.core.live.segments import find_segment, init_segment, media_segment,
 __all__ = [
     "NotYetAvailable",
     "SlidOut",
+    "available_at",
     "dash_manifest",
     "find_segment",
     "init_segment",

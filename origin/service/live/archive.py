@@ -58,7 +58,9 @@ class ArchiveFile:
         except OSError as e:
             # Serving live matters more than the archive: log it once and stop archiving.
             self._failed = True
-            log.error("archive %s: %s; archiving of this stream stopped", self.path, e.strerror or e)
+            log.error(
+                "archive %s: %s; archiving of this stream stopped", self.path, e.strerror or e
+            )
 
     async def close(self) -> None:
         await self.flush()

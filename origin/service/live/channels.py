@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Protocol
 
 from aiohttp import web
 
 from origin.core.live.channel import Channel
-from origin.core.live.loop import LoopSchedule
+from origin.core.live.loop import open_loop
 from origin.service.config import ChannelConfig
 from origin.service.live.archive import ArchiveFile
 from origin.service.live.loop import run_loop
@@ -32,13 +32,14 @@ class LiveChannel:
     headers: dict[str, object] = field(default_factory=dict)
     archives: dict[str, ArchiveFile] = field(default_factory=dict)  # open files by stream
     task: asyncio.Task[None] | None = None
-    published: dict[int, float] = field(default_factory=dict)  # view version -> first seen
+    asset: Asset | None = None  # a looped channel's source
+    published: dict[str, float] = field(default_factory=dict)  # view version -> first seen
 
     @property
     def protected(self) -> bool:
         return self.config.protection == "aes-128"
 
-    def publish_time(self, version: int) -> float:
+    def publish_time(self, version: str) -> float:
         """When this process first served view ``version`` (DASH publishTime): one per version."""
         seen = self.published.get(version)
         if seen is None:
@@ -46,25 +47,6 @@ class LiveChannel:
                 self.published.clear()
             seen = self.published[version] = time.time()
         return seen
-
-
-def _index(cfg: ChannelConfig, asset: Asset | None, now: float) -> Channel:
-    window = Fraction(cfg.window)
-    if asset is None:
-        return Channel(cfg.name, segment_duration=Fraction(cfg.segment_duration), window=window)
-    p = asset.presentation
-    longest = max(
-        (float(d) for r in (*p.video, *((p.audio,) if p.audio else ())) for d in r.seg.durations()),
-        default=float(p.target),
-    )
-    # A full window from the first request: channel time 0 lies a window before now.
-    return Channel(
-        cfg.name,
-        segment_duration=p.target,
-        window=window,
-        anchor=now - float(window),
-        target=math.ceil(longest),
-    )
 
 
 class Channels:
@@ -79,12 +61,16 @@ class Channels:
 
     def sync(self, state: State) -> None:
         """Follow the config of ``state``: new channels start, removed ones stop, a channel whose
-        timing or source changed starts afresh; anything else (keys, policies) just follows."""
+        timing or source changed starts afresh (a looped asset reloaded: its files may close);
+        anything else (keys, policies) just follows."""
         wanted = {c.name: c for c in state.config.channels}
         for name in list(self.by_name):
             lc = self.by_name[name]
             new = wanted.get(name)
-            if new is None or _timing(new) != _timing(lc.config):
+            replaced = (
+                lc.asset is not None and state.assets.get(lc.asset.config.name) is not lc.asset
+            )
+            if new is None or _timing(new) != _timing(lc.config) or replaced:
                 self._stop(lc)
                 del self.by_name[name]
             else:
@@ -94,15 +80,22 @@ class Channels:
                 continue
             asset = state.assets.get(cfg.asset) if cfg.loop and cfg.asset else None
             if cfg.loop and asset is None:
-                log.error("channel %r: asset %r is not loaded; the loop does not run", name, cfg.asset)
+                log.error(
+                    "channel %r: asset %r is not loaded; the loop does not run", name, cfg.asset
+                )
                 continue
             self._generation += 1
-            now = time.time()
-            lc = LiveChannel(cfg, _index(cfg, asset, now), self._generation)
-            if asset is not None:
-                schedule = LoopSchedule(asset.presentation, start=now - float(cfg.window))
+            window = Fraction(cfg.window)
+            if asset is None:
+                index = Channel(name, segment_duration=cfg.segment_duration, window=window)
+                lc = LiveChannel(cfg, index, self._generation)
+            else:
+                index, schedule = open_loop(
+                    name, asset.presentation, window=window, now=time.time()
+                )
+                lc = LiveChannel(cfg, index, self._generation, asset=asset)
                 lc.task = asyncio.get_running_loop().create_task(
-                    run_loop(lc.index, asset.files, schedule, window=float(cfg.window)),
+                    run_loop(index, asset.files, schedule, window=float(window)),
                     name=f"loop {name}",
                 )
             self.by_name[name] = lc
@@ -127,12 +120,16 @@ def _timing(cfg: ChannelConfig) -> tuple[object, ...]:
 CHANNELS: web.AppKey[Channels] = web.AppKey("channels", Channels)
 
 
-def setup_channels(app: web.Application, state_of: object) -> None:
+class Holder(Protocol):
+    current: State
+
+
+def setup_channels(app: web.Application, holder: Holder) -> None:
     """Run the channels with the app: started on start-up, stopped on clean-up."""
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         channels = app[CHANNELS]
-        channels.sync(state_of.current)  # type: ignore[attr-defined]
+        channels.sync(holder.current)
         yield
         await channels.close()
 

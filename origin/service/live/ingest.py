@@ -40,7 +40,8 @@ def _closing(resp: web.Response) -> web.Response:
     return resp
 
 
-async def ingest(request: web.Request, state_of: object) -> web.StreamResponse:
+def _admit(request: web.Request, state_of: object) -> tuple[LiveChannel, str] | web.Response:
+    """The channel and stream a request may push to, or the refusal: from the head alone."""
     path = urls.parse_ingest_path(request.path)
     if path is None:
         return http.error_response(404, "not found: no such resource")
@@ -48,10 +49,6 @@ async def ingest(request: web.Request, state_of: object) -> web.StreamResponse:
     lc = request.app[CHANNELS].get(path.channel)
     if lc is None:
         return _closing(http.error_response(404, f"not found: no channel {path.channel!r}"))
-    if lc.config.loop:
-        return _closing(
-            http.error_response(403, f"channel {path.channel!r} plays an asset: it takes no ingest")
-        )
     denied = check_ingest(
         lc.config, request.headers, request.remote, state.config.server.trusted_proxies
     )
@@ -65,7 +62,27 @@ async def ingest(request: web.Request, state_of: object) -> web.StreamResponse:
             denied.reason,
         )
         return _closing(http.error_response(denied.status, denied.reason, denied.headers))
-    return await _receive(request, lc, path.stream)
+    return lc, path.stream
+
+
+async def expect(request: web.Request, state_of: object) -> web.StreamResponse | None:
+    """``Expect: 100-continue`` (ffmpeg sends it with credentials in the URL): refuse before
+    the client sends its body, or let it send."""
+    admitted = _admit(request, state_of)
+    if isinstance(admitted, web.StreamResponse):
+        return admitted
+    if request.headers.get("Expect", "").lower() != "100-continue":
+        return http.error_response(417, "expectation failed: only 100-continue is understood")
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # the 100 is not part of the response
+    return None
+
+
+async def ingest(request: web.Request, state_of: object) -> web.StreamResponse:
+    admitted = _admit(request, state_of)
+    if isinstance(admitted, web.StreamResponse):
+        return admitted
+    return await _receive(request, *admitted)
 
 
 async def _receive(request: web.Request, lc: LiveChannel, stream: str) -> web.StreamResponse:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import posixpath
-from bisect import bisect_left
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -75,7 +74,9 @@ async def clock(request: web.Request) -> web.StreamResponse:
     """The time, ISO 8601 in UTC to the millisecond (UTCTiming http-iso / http-xsdate)."""
     now = datetime.now(UTC)
     text = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-    return web.Response(text=text, content_type="text/plain", headers=http.cache_headers(http.NO_STORE))
+    return web.Response(
+        text=text, content_type="text/plain", headers=http.cache_headers(http.NO_STORE)
+    )
 
 
 async def live_stream(request: web.Request, state: State, route: urls.Path) -> web.StreamResponse:
@@ -106,13 +107,24 @@ async def live_stream(request: web.Request, state: State, route: urls.Path) -> w
     cache_control = "private, max-age=1" if private else f"public, max-age={half}"
     if view.ended:
         cache_control = http.PRIVATE if private else "public, max-age=3600"
-    etag = http.make_etag(lc.config.name, str(lc.generation), str(view.version), request.path, query)
-    cache_key = ("live", lc.generation, view.version, request.path)
+    version: tuple[int, ...] = (view.version,)
+    if protocol is Protocol.DASH:
+        # DASH segments become available at their wall-clock time, not when pushed.
+        dash_view = pipeline.live_available_at(view, datetime.now(UTC))
+        if dash_view is None:
+            return _retry_soon(f"channel {route.asset!r}: no segment is available yet")
+        view = dash_view
+        version += tuple(len(r.segments) for r in view.renditions())
+    tag = ".".join(map(str, version))
+    etag = http.make_etag(lc.config.name, str(lc.generation), tag, request.path, query)
+    cache_key = ("live", lc.generation, version, request.path)
     body = None if query else state.manifests.get(cache_key)
     if body is None:
-        body = _manifest(state, request, lc, view, route, key, query=query).encode()
+        body = _manifest(state, request, lc, view, route, key=key, tag=tag, query=query).encode()
         if not query:
-            state.manifests.put(cache_key, body, cost=len(body) + len(request.path) + ENTRY_OVERHEAD)
+            state.manifests.put(
+                cache_key, body, cost=len(body) + len(request.path) + ENTRY_OVERHEAD
+            )
     return http.entity_response(
         request,
         body,
@@ -129,8 +141,9 @@ def _manifest(
     lc: LiveChannel,
     view: ChannelView,
     route: urls.MasterPath | urls.MediaPath,
-    key: ContentKey | None,
     *,
+    key: ContentKey | None,
+    tag: str,
     query: str,
 ) -> str:
     base = _base(state, request)
@@ -139,7 +152,7 @@ def _manifest(
         if protocol is Protocol.SMOOTH:
             return pipeline.live_smooth_manifest(view)
         if protocol is Protocol.DASH:
-            now = datetime.fromtimestamp(lc.publish_time(view.version), UTC)
+            now = datetime.fromtimestamp(lc.publish_time(tag), UTC)
             return pipeline.live_dash_manifest(
                 view, route.options, base=base, now=now, utc_timing_url=time_url(state, request)
             )
@@ -172,26 +185,23 @@ async def _segment(
     if rendition is None:
         raise NotFoundError(f"no {route.track} rendition {route.rendition}")
     key = _key(state, lc, route.options)
-    number = None if route.time == urls.INIT else _number(view, route)
-    cache_key = ("live", lc.generation, fmt, route.track, route.rendition, route.time)
-    body: bytes | bytearray | None = None if number is None and route.time != urls.INIT else (
-        state.segments.get(cache_key)
-    )
-    if body is None:
-        try:
+    try:
+        # Looked up in the view first: a cached segment that slid out is gone all the same.
+        ref = pipeline.live_segment_ref(view, fmt, route.track, route.rendition, route.time)
+        cache_key = ("live", lc.generation, fmt, route.track, route.rendition, route.time)
+        body: bytes | bytearray | None = state.segments.get(cache_key)
+        if body is None:
             if route.time == urls.INIT:
                 body = pipeline.live_init_segment(view, route.track, route.rendition)
             else:
-                # Also classifies a time that is not in the window: not yet, or slid out.
                 body = pipeline.live_segment(view, fmt, route.track, route.rendition, route.time)
-        except pipeline.NotYetAvailable as e:
-            return _retry_soon(f"not yet available: {e}")
-        except pipeline.SlidOut as e:
-            return http.error_response(410, f"gone: {e}", {"Cache-Control": "public, max-age=60"})
-        state.segments.put(cache_key, bytes(body))
+            state.segments.put(cache_key, body)
+    except pipeline.NotYetAvailable as e:
+        return _retry_soon(f"not yet available: {e}")
+    except pipeline.SlidOut as e:
+        return http.error_response(410, f"gone: {e}", {"Cache-Control": "public, max-age=60"})
     iv = b""
-    if key is not None and number is not None:
-        ref = pipeline.SegmentRef(fmt, route.track, route.rendition, number)
+    if key is not None:
         body, iv = pipeline.encrypt_segment(ref, body, key.cipher, lc.config.iv)
     if fmt is Format.HLS_TS:
         ctype = http.CT_TS
@@ -204,16 +214,3 @@ async def _segment(
         etag=http.make_etag(lc.config.name, str(lc.generation), request.path, iv.hex()),
         cache_control=f"public, max-age={state.config.server.segment_max_age}",
     )
-
-
-def _number(view: ChannelView, route: urls.FragmentPath) -> int | None:
-    """The media sequence number (the IV) of the segment at ``route.time``; None when the
-    window holds no segment there."""
-    r = view.rendition(route.track, route.rendition)
-    if r is None:
-        return None
-    times = [s.time for s in r.segments]
-    k = bisect_left(times, route.time)
-    if k < len(times) and times[k] == route.time:
-        return r.segments[k].number
-    return None
