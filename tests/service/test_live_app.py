@@ -274,3 +274,24 @@ async def test_the_status_endpoint_shows_the_connected_stream(client: Client, is
     (stream,) = tv["streams"]
     assert stream["stream"] == "s1" and stream["connections"] == 0
     assert any(t.startswith("video") for t in stream["tracks"])
+
+
+async def test_the_archive_is_the_stream_as_sent_and_loads_as_a_vod_asset(
+    tmp_path: Path, aiohttp_client: MakeClient, ismv: bytes
+) -> None:
+    archive = tmp_path / "archive"
+    client = await _client(aiohttp_client, tmp_path, allow=f'archive = "{archive}"')
+    assert await _push(client, ismv) == 200
+    (file,) = (archive / "tv").iterdir()
+    assert file.name.startswith("s1-") and file.read_bytes() == ismv
+    vod = tmp_path / "vod"
+    vod.mkdir()
+    cfg = vod / "vod.toml"
+    cfg.write_text(
+        f'[[assets]]\nname = "rec"\nfiles = ["{file}"]\nsegment_duration = 4\n'
+    )
+    state = build_state(load_config(cfg))
+    assert "rec" in state.assets, state.refused
+    vod_client = await aiohttp_client(build_app(state))
+    playlist = await _text(vod_client, "/rec.ism/manifest(format=m3u8-aapl)")
+    assert "#EXT-X-STREAM-INF" in playlist
