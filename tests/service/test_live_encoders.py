@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from tests.support.capture import Captured, capture_server
-from tests.support.cmaf_ingest import CmafIngestClient, CmafTrack, read_tfdt, tracks_from_ffmpeg
+from tests.support.cmaf_ingest import (
+    CmafIngestClient,
+    CmafTrack,
+    read_tfdt,
+    top_boxes,
+    tracks_from_ffmpeg,
+)
 from tests.support.fmp4_read import walk
 from tests.support.live_encoder import LiveEncoder, ladder_command
 
@@ -21,7 +27,7 @@ TFXD = bytes.fromhex("6d1d9b0542d544e680e2141daff757b2")
 
 def moofs(rec: Captured) -> list[tuple[float, int, int]]:
     """(arrival time of its last byte, track_ID, tfxd time) of each moof in a captured body."""
-    body = rec.body
+    body = complete_boxes(rec.body)  # the capture may be mid-box while ffmpeg runs
     arrivals, pos = [], 0
     for t, chunk in rec.chunks:
         pos += len(chunk)
@@ -41,8 +47,14 @@ def moofs(rec: Captured) -> list[tuple[float, int, int]]:
     return out
 
 
+def complete_boxes(body: bytes) -> bytes:
+    """The body up to the end of its last complete top-level box."""
+    boxes = top_boxes(body, partial=True)
+    return body[: boxes[-1][2]] if boxes else b""
+
+
 def top_kinds(body: bytes) -> list[str]:
-    return [b.kind for b in walk(body).children]
+    return [b.kind for b in walk(complete_boxes(body)).children]
 
 
 async def test_ladder_is_three_parallel_chunked_posts_arriving_in_real_time_and_stop_ends_them(

@@ -70,7 +70,11 @@ async def capture_server(statuses: dict[str, list[int]] | None = None) -> AsyncI
             async for chunk in request.content.iter_any():
                 rec.chunks.append((time.monotonic(), chunk))
             rec.complete = request.content.at_eof()
-        except (ConnectionError, asyncio.CancelledError) as exc:
+        except ConnectionError as exc:  # the client dropped: no answer can be sent
+            rec.error = repr(exc)
+            rec.ended = time.monotonic()
+            return web.Response(status=400)
+        except asyncio.CancelledError as exc:
             rec.error = repr(exc)
             rec.ended = time.monotonic()
             raise

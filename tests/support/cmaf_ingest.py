@@ -16,7 +16,11 @@ Follows the DASH-IF Live Media Ingest Protocol (Technical Specification, v1.2), 
 
 The tracks come from ffmpeg (``tracks_from_ffmpeg``), not from the code under test: one
 ``-f mp4 -movflags cmaf+frag_keyframe+empty_moov+default_base_moof`` file per track, split into
-header and segments by the top-level box walker below.
+header and segments by the top-level box walker below. ffmpeg 5.1 writes no ``styp`` (and a
+trailing ``mfra``): the splitter prefixes each segment with a ``styp`` (major brand ``cmfs``) and
+drops what follows the last ``mdat``; ``default_base_moof`` keeps the ``trun`` offsets relative to
+the ``moof``, so the prefix moves nothing. Video segments are one 2 s GOP; audio is cut every
+``gop_seconds`` (``-frag_duration``) on AAC frame boundaries (2.005 s, and a short last one).
 """
 
 from __future__ import annotations
@@ -37,13 +41,21 @@ from tests.support.media import FFMPEG
 STYP = struct.pack(">I4s4sI4s4s", 24, b"styp", b"cmfs", 0, b"cmfs", b"cmfc")
 
 
-def top_boxes(data: bytes) -> list[tuple[str, int, int]]:
-    """(type, start, end) of each top-level box; raises on a truncated box."""
-    out, pos = [], 0
+def top_boxes(data: bytes, *, partial: bool = False) -> list[tuple[str, int, int]]:
+    """(type, start, end) of each top-level box; raises on a truncated box unless ``partial``
+    (then the boxes before it: for a body still arriving)."""
+    out: list[tuple[str, int, int]] = []
+    pos = 0
     while pos < len(data):
+        if partial and pos + 8 > len(data):
+            break
         size, kind = struct.unpack_from(">I4s", data, pos)
         if size == 1:
+            if partial and pos + 16 > len(data):
+                break
             size = struct.unpack_from(">Q", data, pos + 8)[0]
+        if partial and size >= 8 and pos + size > len(data):
+            break
         if size < 8 or pos + size > len(data):
             raise ValueError(f"bad box {kind!r} at {pos}")
         out.append((kind.decode("latin-1"), pos, pos + size))

@@ -17,7 +17,9 @@ tests/service/test_live_encoders.py):
 - credentials: Basic given only in the URL (``http://user:pass@host``) is NOT sent until a 401
   challenge, and a chunked POST cannot be replayed, so the command adds ``-auth_type basic`` before
   each output: then ``Authorization: Basic ...`` is on the first request. Bearer:
-  ``-headers "Authorization: Bearer X\\r\\n"`` per output, sent on the first request;
+  ``-headers "Authorization: Bearer X\\r\\n"`` per output, sent on the first request. (With
+  credentials in the URL and no ``-auth_type``, ffmpeg sends ``Expect: 100-continue`` and no
+  ``Authorization``);
 - SIGINT (``stop()``): ffmpeg flushes, writes the trailing boxes (``mfra``) and ends each chunked
   body with the terminating zero chunk (the server sees a complete body); exit status 255.
   SIGKILL (``kill()``): the connections drop mid-body (the server sees a connection reset, an
