@@ -213,3 +213,24 @@ async def test_cmaf_client_stops_on_4xx_and_retries_5xx_with_the_header_again(
         (res,) = await CmafIngestClient([track]).run(cap.base_url, "ch", realtime=False)
     assert res.refused == 403 and res.statuses == [200, 403]
     assert len(cap.requests) == 2  # no retry after a 4xx
+
+
+async def test_cmaf_client_long_post_reconnects_after_5xx_and_stops_on_4xx(
+    cmaf_tracks: list[CmafTrack],
+) -> None:
+    track = cmaf_tracks[0]
+    path = f"/ch.isml/Streams({track.name})"
+    async with capture_server({path: [503, 200]}) as cap:
+        (res,) = await CmafIngestClient([track], retry_delay=0).run(
+            cap.base_url, "ch", realtime=False, mode="long-post"
+        )
+    assert res.retries == 1 and res.refused is None and res.statuses[-1] == 200
+    last = cap.requests[-1]
+    assert len(cap.requests) == 2 and last.complete
+    assert last.body.startswith(track.header)  # the header again on the new connection
+    # ... then from the segment in flight when the 503 came, to the end
+    rest = last.body[len(track.header) :]
+    assert rest in {b"".join(track.segments[i:]) for i in range(len(track.segments))}
+    async with capture_server({path: [404]}) as cap:
+        (res,) = await CmafIngestClient([track]).run(cap.base_url, "ch", mode="long-post")
+    assert res.refused == 404 and len(cap.requests) == 1

@@ -338,10 +338,12 @@ class CmafIngestClient:
                     await self._send(session, method, url, body(), res)
                     break
                 except _Retry:
-                    if res.retries >= self.retries or sent[0] >= len(segments):
+                    if res.retries >= self.retries:
                         raise
                     res.retries += 1
-                    sent[0] = max(0, sent[0] - 1)  # the one in flight may be lost
+                    # §5.8: a new POST, the header first, then from the segment that was in
+                    # flight (the receiver may not have it).
+                    sent[0] = max(0, sent[0] - 1)
                     await asyncio.sleep(self.retry_delay)
         except IngestRefused as exc:
             res.refused = exc.status
