@@ -135,7 +135,7 @@ def build_segment(
         return fmp4.media_segment(runs[0], sequence=ref.index + 1, edit=r.edit)
     if ref.track == "video":
         audio = runs[1] if len(runs) > 1 and len(runs[1]) else None
-        return mpegts.mux_segment(runs[0], audio, sequence=ref.index)
+        return mpegts.mux_segment(runs[0], audio, sequence=ref.index, video_delay=r.edit.raise_by)
     return mpegts.mux_segment(None, runs[0], sequence=ref.index)
 
 

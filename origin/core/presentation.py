@@ -194,7 +194,7 @@ def _ts_bandwidths(p: Presentation) -> dict[tuple[str, int], Bandwidth]:
         for k in range(len(r.seg)):
             v = (r.track, *r.seg.bounds(k))
             a = (p.audio.track, *aseg.bounds(k)) if p.audio and aseg else None
-            sizes.append(mpegts.segment_size_bound(v, a))
+            sizes.append(mpegts.segment_size_bound(v, a, video_delay=r.edit.raise_by))
         out["video", r.id] = _bandwidth(sizes, r.seg)
     if p.audio:
         au = p.audio

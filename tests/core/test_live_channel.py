@@ -295,7 +295,12 @@ def test_a_dropped_connection_does_not_end_the_channel() -> None:
     now = enc.run(8)
     enc.conn.close(now, clean=False)
     assert not view(ch).ended
-    assert not view(ch).video[0].connected
+    assert view(ch).video[0].connected  # it may be reconnecting: three segments' grace
+    other = Encoder(ch, "s2", audio=False)
+    other.frame = enc.frame
+    other.run(8, now + 12)  # published 12 s later: s1 has been silent for over 3 segments
+    s1 = next(r for r in view(ch).video if r.segments[0].number == 0)
+    assert not s1.connected
 
 
 def test_a_new_session_after_the_end_reopens_with_a_discontinuity() -> None:

@@ -700,3 +700,29 @@ def test_size_bound_on_real_media_is_exact_and_padding_is_small(source: Source) 
         # packets weigh more than they do at real bitrates.
         payload = sum(len(d) for d in (*vr.data, *ar.data))
         assert len(ts) < payload * 1.25
+
+
+def test_negative_composition_offsets_move_dts_earlier_by_the_video_delay() -> None:
+    # CMAF (trun v1) B-frames: the keyframe's offset is 0, the B-frames' negative; without the
+    # delay a DTS would be clamped to its PTS and run backwards.
+    v, vp = avc_track(10, gop=10)
+    shifted = SampleIndex(
+        dts=v.samples.dts,
+        duration=v.samples.duration,
+        cto=array("i", [c - 1024 for c in v.samples.cto]),
+        size=v.samples.size,
+        offset=v.samples.offset,
+        keyframes=v.samples.keyframes,
+    )
+    track = Track(1, Kind.VIDEO, v.timescale, "und", v.codec, b"", 0, shifted)
+    delay = max(0, -min(shifted.cto))
+    seg = mux_segment(run(track, vp), None, sequence=0, video_delay=delay)
+    pes = parse_pes_list(parse_packets(seg), VIDEO_PID)
+    dts = [p.dts if p.dts is not None else p.pts for p in pes]
+    assert dts == sorted(dts) and len(set(dts)) == len(dts)
+    assert all(d <= p.pts for d, p in zip(dts, pes, strict=True))
+    assert [p.pts for p in pes] == [
+        to_90k(track.samples.dts[i] + track.samples.cto[i], 12800) + PTS_OFFSET for i in range(10)
+    ]
+    bound = mpegts.segment_size_bound((track, 0, 10), None, video_delay=delay)
+    assert bound >= len(seg)

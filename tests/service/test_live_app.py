@@ -287,9 +287,7 @@ async def test_the_archive_is_the_stream_as_sent_and_loads_as_a_vod_asset(
     vod = tmp_path / "vod"
     vod.mkdir()
     cfg = vod / "vod.toml"
-    cfg.write_text(
-        f'[[assets]]\nname = "rec"\nfiles = ["{file}"]\nsegment_duration = 4\n'
-    )
+    cfg.write_text(f'[[assets]]\nname = "rec"\nfiles = ["{file}"]\nsegment_duration = 4\n')
     state = build_state(load_config(cfg))
     assert "rec" in state.assets, state.refused
     vod_client = await aiohttp_client(build_app(state))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import http.client
 import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -91,6 +93,11 @@ def fetch(
         conn.close()
 
 
+@functools.cache
+def _test_home() -> str:
+    return tempfile.mkdtemp(prefix="origin-test-home-")
+
+
 @contextmanager
 def run_server(
     *args: str,
@@ -104,7 +111,15 @@ def run_server(
     access log in ``Server.output`` (the default, WARNING, hides it). ``preexec_fn`` runs in the
     child before ``origin`` starts (e.g. to lower its resource limits).
     """
-    environ = {**os.environ, "PYTHONUNBUFFERED": "1", "ORIGIN_LOG_LEVEL": "WARNING", **(env or {})}
+    environ = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "ORIGIN_LOG_LEVEL": "WARNING",
+        # The built-in config's ingest channel keeps a generated secret in ~/.local/state: not
+        # in the home of whoever runs the tests.
+        "HOME": _test_home(),
+        **(env or {}),
+    }
     cmd = [sys.executable, "-m", "origin", "serve", "--host", "127.0.0.1", *args]
     if "--port" not in args:
         cmd += ["--port", "0"]

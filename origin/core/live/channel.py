@@ -431,7 +431,7 @@ class Channel:
         n = len(track.samples)
         if t.kind is Kind.VIDEO:
             time, duration = iv.time, iv.end - iv.time
-            ts_size = mpegts.segment_size_bound((track, 0, n), None)
+            ts_size = mpegts.segment_size_bound((track, 0, n), None, video_delay=t.edit.raise_by)
         else:
             time = to_url(track.samples.dts[0] + t.edit.lead, t.ts)
             duration = to_url(track.samples.total_duration(), t.ts)
@@ -484,6 +484,16 @@ class Channel:
                 while t.segments and t.segments[0].number < first:
                     t.segments.popleft()
 
+    def _connected(self, stream: _Stream, now: float) -> bool:
+        """Whether a stream is being ingested: a POST is open, or (DASH-IF ingest posts each
+        segment on its own) one ended lately, within three segments, and not with an end."""
+        if stream.connections > 0:
+            return True
+        if stream.ended:
+            return False
+        last = max((t.last_wall or 0.0 for t in stream.tracks.values()), default=0.0)
+        return now - last <= 3 * float(self.segment_duration)
+
     def _publish(self, now: float) -> None:
         tracks = [t for s in self._streams.values() for t in s.tracks.values() if t.segments]
         if not tracks or self._anchor is None:
@@ -501,7 +511,7 @@ class Channel:
                         edit=t.edit,
                         segments=tuple(t.segments),
                         fps=t.fps,
-                        connected=stream.connections > 0,
+                        connected=self._connected(stream, now),
                     ),
                 )
             )

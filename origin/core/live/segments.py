@@ -126,7 +126,12 @@ def media_segment(view: ChannelView, fmt: Format | None, track: str, rid: int, t
         return fmp4.media_segment(_run(seg), sequence=seg.number + 1, edit=r.edit)
     if r.kind is Kind.VIDEO:
         audio = muxed_audio(view, seg.number)
-        return mpegts.mux_segment(_run(seg), _run(audio) if audio else None, sequence=seg.number)
+        return mpegts.mux_segment(
+            _run(seg),
+            _run(audio) if audio else None,
+            sequence=seg.number,
+            video_delay=r.edit.raise_by,
+        )
     return mpegts.mux_segment(None, _run(seg), sequence=seg.number)
 
 

@@ -150,13 +150,20 @@ class _Unit:
         return 1 + self.size - self.header_size
 
 
-def mux_segment(video: Run | None, audio: Run | None, *, sequence: int) -> bytes:
+def mux_segment(
+    video: Run | None, audio: Run | None, *, sequence: int, video_delay: int = 0
+) -> bytes:
     """One MPEG-TS media segment holding the samples of ``video`` and/or ``audio``.
 
     ``sequence`` is the segment's media sequence number; it only sets the PAT/PMT counters so
-    that consecutive segments form one continuous transport stream.
+    that consecutive segments form one continuous transport stream. ``video_delay`` (video track
+    ticks, constant for the track: its ``fmp4.Edit.raise_by``) moves every video DTS that much
+    earlier, so that a source whose composition offsets go negative (CMAF's trun v1, B-frames
+    presented before the keyframe's decode time) still has DTS <= PTS and DTS increasing.
     """
-    units = _plan(video, audio, video.data if video else None, audio.data if audio else None)
+    units = _plan(
+        video, audio, video.data if video else None, audio.data if audio else None, video_delay
+    )
     out = _Packets()
     out.add(_psi(video is not None, audio is not None, sequence % 16))
     _packetize(units, out)
@@ -164,7 +171,10 @@ def mux_segment(video: Run | None, audio: Run | None, *, sequence: int) -> bytes
 
 
 def segment_size_bound(
-    video: Span | tuple[Track, int, int] | None, audio: Span | tuple[Track, int, int] | None
+    video: Span | tuple[Track, int, int] | None,
+    audio: Span | tuple[Track, int, int] | None,
+    *,
+    video_delay: int = 0,
 ) -> int:
     """An upper bound of ``len(mux_segment(...))`` from the sample index alone, no payloads.
 
@@ -179,7 +189,7 @@ def segment_size_bound(
         video = SampleSpan(*video)
     if isinstance(audio, tuple):
         audio = SampleSpan(*audio)
-    units = _plan(video, audio, None, None)
+    units = _plan(video, audio, None, None, video_delay)
     return TS_PACKET_SIZE * (2 + sum(u.packets if u.size else 1 for u in units))
 
 
@@ -191,10 +201,11 @@ def _plan(
     audio: Span | None,
     vdata: Sequence[bytes | memoryview] | None,
     adata: Sequence[bytes | memoryview] | None,
+    video_delay: int = 0,
 ) -> list[_Unit]:
     if video is None and audio is None:
         raise ValueError("a segment needs a video or an audio run")
-    vunits = _video_units(video, vdata) if video is not None else []
+    vunits = _video_units(video, vdata, video_delay) if video is not None else []
     aunits = _audio_units(audio, adata, pcr=video is None) if audio is not None else []
     units = _interleave(vunits, video, aunits, audio)
     units = _add_pcr_packets(units, VIDEO_PID if video is not None else AUDIO_PID)
@@ -203,7 +214,9 @@ def _plan(
     return units
 
 
-def _video_units(span: Span, data: Sequence[bytes | memoryview] | None) -> list[_Unit]:
+def _video_units(
+    span: Span, data: Sequence[bytes | memoryview] | None, delay: int = 0
+) -> list[_Unit]:
     track = span.track
     cfg = track.codec
     if not isinstance(cfg, AvcConfig):
@@ -218,8 +231,8 @@ def _video_units(span: Span, data: Sequence[bytes | memoryview] | None) -> list[
     sync = s.sync_flags
     units: list[_Unit] = []
     for k, i in enumerate(range(span.start, span.stop)):
-        dts = s.dts[i] + shift
-        pts90 = to_90k(dts + s.cto[i], ts) + PTS_OFFSET
+        pts90 = to_90k(s.dts[i] + shift + s.cto[i], ts) + PTS_OFFSET
+        dts = s.dts[i] + shift - delay
         dts90 = min(to_90k(dts, ts) + PTS_OFFSET, pts90)
         key = sync[i] == 1
         header_size = _PES_HEADER_PTS if pts90 == dts90 else _PES_HEADER_PTS_DTS
