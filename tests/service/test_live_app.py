@@ -293,3 +293,27 @@ async def test_the_archive_is_the_stream_as_sent_and_loads_as_a_vod_asset(
     vod_client = await aiohttp_client(build_app(state))
     playlist = await _text(vod_client, "/rec.ism/manifest(format=m3u8-aapl)")
     assert "#EXT-X-STREAM-INF" in playlist
+
+
+def _boxes(data: bytes) -> list[tuple[str, int, int]]:
+    out, pos = [], 0
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        out.append((data[pos + 4 : pos + 8].decode("latin-1"), pos, size))
+        pos += size
+    return out
+
+
+async def test_a_fragment_going_back_in_time_is_400_and_the_stream_keeps_playing(
+    client: Client, ismv: bytes
+) -> None:
+    boxes = _boxes(ismv)
+    moof = next(k for k, (kind, _, _) in enumerate(boxes) if kind == "moof")
+    _, first_at, _ = boxes[moof]
+    _, mdat_at, mdat_size = boxes[moof + 1]
+    mfra_at = next(at for kind, at, _ in boxes if kind == "mfra")
+    again = ismv[first_at : mdat_at + mdat_size]  # the first fragment, sent again
+    r = await client.post(INGEST, data=_pieces(ismv[:mfra_at] + again), headers=BASIC)
+    assert r.status == 400 and "backwards" in await r.text()
+    _, media = await _media(client)
+    assert len(media.segments) == 3 and not media.is_endlist
