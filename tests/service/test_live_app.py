@@ -317,3 +317,31 @@ async def test_a_fragment_going_back_in_time_is_400_and_the_stream_keeps_playing
     assert r.status == 400 and "backwards" in await r.text()
     _, media = await _media(client)
     assert len(media.segments) == 3 and not media.is_endlist
+
+
+async def test_what_ffmpegs_hls_muxer_puts_is_indexed_and_its_playlists_dropped(
+    client: Client, tmp_path: Path
+) -> None:
+    # The files `ffmpeg -f hls -hls_segment_type fmp4 -method PUT …/Streams(hls)/x.m3u8` PUTs, in
+    # the order it PUTs them: init.mp4, then each x{k}.m4s followed by the playlist.
+    out = tmp_path / "hls"
+    out.mkdir()
+    lavfi = ["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i"]
+    subprocess.run(
+        [FFMPEG, "-v", "error", *lavfi, "sine=sample_rate=48000", "-t", "8", "-c:v", "libx264",
+         "-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-c:a", "aac", "-f", "hls",
+         "-hls_segment_type", "fmp4", "-hls_time", "2", "-hls_playlist_type", "vod",
+         str(out / "x.m3u8")],
+        check=True,
+    )  # fmt: skip
+    base = "/tv.isml/Streams(hls)/"
+    assert (
+        await client.put(base + "init.mp4", data=(out / "init.mp4").read_bytes(), headers=BASIC)
+    ).status == 200
+    for k in range(4):
+        body = (out / f"x{k}.m4s").read_bytes()
+        assert (await client.put(base + f"x{k}.m4s", data=body, headers=BASIC)).status == 200
+        playlist = (out / "x.m3u8").read_bytes()
+        assert (await client.put(base + "x.m3u8", data=playlist, headers=BASIC)).status == 200
+    _, media = await _media(client, "m3u8-cmaf")
+    assert len(media.segments) >= 1

@@ -78,10 +78,23 @@ async def expect(request: web.Request, state_of: object) -> web.StreamResponse |
     return None
 
 
+# Playlists an HLS or DASH muxer PUTs beside its segments (ffmpeg ``-f hls -method PUT``): the
+# origin makes its own, so they are read and dropped.
+_MANIFEST_NAMES = (".m3u8", ".mpd")
+
+
 async def ingest(request: web.Request, state_of: object) -> web.StreamResponse:
     admitted = _admit(request, state_of)
     if isinstance(admitted, web.StreamResponse):
         return admitted
+    path = urls.parse_ingest_path(request.path)
+    if path is not None and path.name and path.name.lower().endswith(_MANIFEST_NAMES):
+        try:
+            async for _ in request.content.iter_any():
+                pass
+        except (ConnectionError, HttpProcessingError, aiohttp.ClientError):
+            return _closing(http.error_response(400, "bad request: the body is incomplete"))
+        return web.Response(status=200, text="ok\n", headers=http.cache_headers(http.NO_STORE))
     return await _receive(request, *admitted)
 
 
