@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import posixpath
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,7 +16,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from origin.core import pipeline, urls
 from origin.core.errors import MediaError, NotFoundError
 from origin.core.urls import Format, Protocol, UrlError
-from origin.service import auth, http
+from origin.service import auth, delivery, http
 from origin.service.cache import ENTRY_OVERHEAD, ROUTE_CACHE_BYTES, ByteLRU
 from origin.service.cors import Cors
 from origin.service.live.channels import CHANNELS, setup_channels
@@ -112,27 +111,6 @@ def _asset(state: State, name: str) -> Asset:
     return asset
 
 
-def _content_key(state: State, asset: Asset, options: urls.Options) -> ContentKey | None:
-    """The key a request is encrypted with, or None for clear delivery."""
-    if pipeline.scheme_for(options.format) is None:
-        return None  # no scheme for this protocol: the delivery policy allowed it clear
-    if options.encryption is None and not asset.protected:
-        return None
-    kid = asset.config.key_id
-    key = state.keys.get(kid) if kid else None
-    if key is None:
-        raise UrlError(f"asset {asset.config.name!r} has no content key for encryption=cbc")
-    return key
-
-
-def _base(state: State, request: web.Request) -> str:
-    """Prefix for child URIs: empty (relative) unless base_url forces absolute URLs."""
-    base_url = state.config.server.base_url
-    if not base_url:
-        return ""
-    return base_url.rstrip("/") + posixpath.dirname(request.path) + "/"
-
-
 def _route(request: web.Request) -> urls.Path | None:
     routes = request.app[ROUTES]
     route = routes.get(request.path)
@@ -152,7 +130,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
         return await live_stream(request, state, route)
     asset = _asset(state, route.asset)
     protocol = urls.protocol_of(route.options.format)
-    refusal = asset.refusal(protocol)
+    refusal = delivery.refusal(asset.config, protocol)
     if refusal:
         return http.error_response(403, refusal)
     srv = state.config.server
@@ -163,7 +141,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
         decision = auth.decide(request, policy, asset.config.key_id, srv.trusted_proxies)
         if not decision.allowed:
             return auth.refusal_response(decision)
-    key = _content_key(state, asset, route.options)
+    key = delivery.content_key(state, asset.config, route.options)
     token = auth.request_token(request)
     query = token.query() if token else ""
     # A response that embeds a viewer's token, or that only an authorized viewer may see, must
@@ -201,7 +179,7 @@ def _manifest(
 ) -> str:
     """Build a manifest; ``query`` (a propagated token) goes on every URL it writes."""
     pres = asset.presentation
-    base = _base(state, request)
+    base = delivery.base_prefix(state, request)
     if isinstance(route, urls.MasterPath):
         protocol = urls.protocol_of(route.options.format)
         if protocol is Protocol.SMOOTH:
@@ -209,17 +187,12 @@ def _manifest(
         if protocol is Protocol.DASH:
             return pipeline.dash_manifest(pres, route.options, base=base)
         return pipeline.master_playlist(pres, route.options, base=base, query=query)
-    key_uri = None
-    if key is not None:
-        key_uri = urls.key_uri(
-            key.kid, depth=urls.playlist_depth(route), base_url=state.config.server.base_url
-        )
     return pipeline.media_playlist(
         pres,
         route.track,
         route.rendition,
         route.options,
-        key_uri=key_uri,
+        key_uri=delivery.key_uri(state, key, route),
         iv=asset.config.iv,
         base=base,
         query=query,
@@ -262,7 +235,7 @@ async def _fragment(
 ) -> web.StreamResponse:
     pres = asset.presentation
     ref = pipeline.resolve(pres, route)
-    key = _content_key(state, asset, route.options)
+    key = delivery.content_key(state, asset.config, route.options)
     body: bytes | bytearray = await _clear_segment(request, state, asset, ref)
     iv = b""
     if key is not None:

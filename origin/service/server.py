@@ -24,7 +24,7 @@ from aiohttp import web
 
 from origin.core import urls
 from origin.core.urls import Format
-from origin.service import logs
+from origin.service import delivery, logs
 from origin.service.app import STATE, AccessLogger, build_app
 from origin.service.config import Config
 from origin.service.connections import Limits, SafeAppRunner, raise_nofile_limit
@@ -106,7 +106,7 @@ def summary(state: State, host: str, port: int) -> str:
             ("DASH:      ", Format.DASH_CSF),
             ("Smooth:    ", None),
         ):
-            refused = blocked if a.refusal(urls.protocol_of(fmt)) else ""
+            refused = blocked if delivery.refusal(a.config, urls.protocol_of(fmt)) else ""
             lines.append(f"    {label} {root}/{urls.master_uri(name, fmt)}{refused}")
     for name, reason in state.refused.items():
         lines.append(f"  {name}: REFUSED: {reason}")

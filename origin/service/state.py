@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from origin.core.crypto import Aes128Cbc
 from origin.core.errors import MediaError
 from origin.core.pipeline import Presentation, prepare
-from origin.core.urls import Protocol
 from origin.service.cache import MANIFEST_CACHE_BYTES, ByteLRU
 from origin.service.config import AssetConfig, Config
 from origin.service.policy import Policy
@@ -27,22 +26,6 @@ class Asset:
     presentation: Presentation
     version: str  # changes whenever the bytes we would serve change; feeds ETags
     last_modified: float
-
-    @property
-    def protected(self) -> bool:
-        return self.config.protection == "aes-128"
-
-    def refusal(self, protocol: Protocol) -> str | None:
-        """Why the asset's delivery policy blocks ``protocol``, or None when it may stream."""
-        if protocol is Protocol.HLS or not self.protected:
-            return None
-        if getattr(self.config, protocol.value) == "clear":
-            return None
-        name = {Protocol.DASH: "DASH", Protocol.SMOOTH: "Smooth Streaming"}[protocol]
-        return (
-            f"{name} is not in asset {self.config.name!r}'s delivery policy: its AES-128 "
-            f'protection is for HLS ({protocol.value} = "clear" in the config allows it)'
-        )
 
 
 @dataclass(slots=True)

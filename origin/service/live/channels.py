@@ -35,10 +35,6 @@ class LiveChannel:
     asset: Asset | None = None  # a looped channel's source
     published: dict[str, float] = field(default_factory=dict)  # view version -> first seen
 
-    @property
-    def protected(self) -> bool:
-        return self.config.protection == "aes-128"
-
     def publish_time(self, version: str) -> float:
         """When this process first served view ``version`` (DASH publishTime): one per version."""
         seen = self.published.get(version)

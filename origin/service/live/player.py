@@ -10,7 +10,6 @@ second only; one that slid out of the window is a 410.
 from __future__ import annotations
 
 import math
-import posixpath
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -18,8 +17,8 @@ from aiohttp import web
 from origin.core import pipeline, urls
 from origin.core.errors import NotFoundError
 from origin.core.live.model import ChannelView
-from origin.core.urls import Format, Protocol, UrlError
-from origin.service import auth, http
+from origin.core.urls import Format, Protocol
+from origin.service import auth, delivery, http
 from origin.service.cache import ENTRY_OVERHEAD
 from origin.service.live.channels import CHANNELS, LiveChannel
 from origin.service.state import ContentKey, State
@@ -31,37 +30,6 @@ _TYPES = {Protocol.HLS: http.CT_M3U8, Protocol.DASH: http.CT_MPD, Protocol.SMOOT
 def _retry_soon(reason: str) -> web.Response:
     """404 that a CDN may keep for one second: the thing will exist soon."""
     return http.error_response(404, reason, {"Cache-Control": "public, max-age=1"})
-
-
-def _refusal(lc: LiveChannel, protocol: Protocol) -> str | None:
-    if protocol is Protocol.HLS or not lc.protected:
-        return None
-    if getattr(lc.config, protocol.value) == "clear":
-        return None
-    name = {Protocol.DASH: "DASH", Protocol.SMOOTH: "Smooth Streaming"}[protocol]
-    return (
-        f"{name} is not in channel {lc.config.name!r}'s delivery policy: its AES-128 protection "
-        f'is for HLS ({protocol.value} = "clear" in the config allows it)'
-    )
-
-
-def _key(state: State, lc: LiveChannel, options: urls.Options) -> ContentKey | None:
-    if pipeline.scheme_for(options.format) is None:
-        return None
-    if options.encryption is None and not lc.protected:
-        return None
-    kid = lc.config.key_id
-    key = state.keys.get(kid) if kid else None
-    if key is None:
-        raise UrlError(f"channel {lc.config.name!r} has no content key for encryption=cbc")
-    return key
-
-
-def _base(state: State, request: web.Request) -> str:
-    base_url = state.config.server.base_url
-    if not base_url:
-        return ""
-    return base_url.rstrip("/") + posixpath.dirname(request.path) + "/"
 
 
 def time_url(state: State, request: web.Request) -> str:
@@ -85,7 +53,7 @@ async def live_stream(request: web.Request, state: State, route: urls.Path) -> w
     if lc is None:
         raise NotFoundError(f"no channel {route.asset!r}")
     protocol = urls.protocol_of(route.options.format)
-    refusal = _refusal(lc, protocol)
+    refusal = delivery.refusal(lc.config, protocol, "channel")
     if refusal:
         return http.error_response(403, refusal)
     view = lc.index.view
@@ -99,7 +67,7 @@ async def live_stream(request: web.Request, state: State, route: urls.Path) -> w
         decision = auth.decide(request, policy, cfg.key_id, state.config.server.trusted_proxies)
         if not decision.allowed:
             return auth.refusal_response(decision)
-    key = _key(state, lc, route.options)
+    key = delivery.content_key(state, lc.config, route.options, "channel")
     token = auth.request_token(request)
     query = token.query() if token else ""
     half = max(1, math.floor(view.segment_duration / 2))
@@ -146,7 +114,7 @@ def _manifest(
     tag: str,
     query: str,
 ) -> str:
-    base = _base(state, request)
+    base = delivery.base_prefix(state, request)
     if isinstance(route, urls.MasterPath):
         protocol = urls.protocol_of(route.options.format)
         if protocol is Protocol.SMOOTH:
@@ -157,17 +125,12 @@ def _manifest(
                 view, route.options, base=base, now=now, utc_timing_url=time_url(state, request)
             )
         return pipeline.live_master_playlist(view, route.options, base=base, query=query)
-    key_uri = None
-    if key is not None:
-        key_uri = urls.key_uri(
-            key.kid, depth=urls.playlist_depth(route), base_url=state.config.server.base_url
-        )
     return pipeline.live_media_playlist(
         view,
         route.track,
         route.rendition,
         route.options,
-        key_uri=key_uri,
+        key_uri=delivery.key_uri(state, key, route),
         iv=lc.config.iv,
         base=base,
         query=query,
@@ -184,7 +147,7 @@ async def _segment(
     rendition = view.rendition(route.track, route.rendition)
     if rendition is None:
         raise NotFoundError(f"no {route.track} rendition {route.rendition}")
-    key = _key(state, lc, route.options)
+    key = delivery.content_key(state, lc.config, route.options, "channel")
     try:
         # Looked up in the view first: a cached segment that slid out is gone all the same.
         ref = pipeline.live_segment_ref(view, fmt, route.track, route.rendition, route.time)
