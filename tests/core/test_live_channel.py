@@ -8,7 +8,8 @@ from fractions import Fraction
 import pytest
 
 from origin.core.errors import IngestConflict, IngestError, IngestTooLarge
-from origin.core.live.channel import Channel, Connection
+from origin.core.live.channel import Channel
+from origin.core.live.connection import Connection
 from origin.core.live.model import ChannelView
 from tests.support.live_chunks import (
     AAC_FRAME,

@@ -15,7 +15,8 @@ import pytest
 
 from origin.core.errors import MediaError
 from origin.core.live.buffer import URL_SECOND, to_url
-from origin.core.live.channel import Channel, Connection
+from origin.core.live.channel import Channel
+from origin.core.live.connection import Connection
 from origin.core.live.loop import LoopPiece, LoopSchedule, chunk_of, open_loop
 from origin.core.live.model import ChannelView, LiveSegment
 from origin.core.mp4 import parse_bytes

@@ -22,93 +22,26 @@ Fragments of a time already indexed (a redundant encoder) are dropped: the first
 from __future__ import annotations
 
 import math
-from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 
-from origin.core.errors import IngestConflict, IngestError, IngestTooLarge
-from origin.core.live.buffer import URL_SECOND, Pending, from_url, to_url
+from origin.core.errors import IngestError, IngestTooLarge
+from origin.core.live.buffer import URL_SECOND, from_url, to_url
+from origin.core.live.connection import Connection
+from origin.core.live.grid import GAP, TOLERANCE, Grid, Interval
 from origin.core.live.model import (
     ChannelView,
     Chunk,
     LiveRendition,
     LiveSegment,
-    StreamTrack,
 )
+from origin.core.live.status import ChannelStatus, StreamStatus, describe
+from origin.core.live.tracks import StreamState, TrackState
 from origin.core.mux import fmp4, mpegts
 from origin.core.presentation import frame_rate
 from origin.core.track import Kind, Track
 
-TOLERANCE = 10_000  # 1 ms in URL units: renditions' keyframe times differ by timescale rounding
-GAP = 1_000_000  # 100 ms: a jump in a track's timeline larger than this is a discontinuity
 RECENT = 30.0  # seconds a new channel offset is offered to other reconnecting streams
-
-
-@dataclass(slots=True)
-class _Interval:
-    number: int
-    time: int  # URL units
-    end: int
-    discontinuity: bool
-    epoch: int
-
-
-@dataclass(slots=True)
-class _Track:
-    key: tuple[str, int]
-    template: StreamTrack
-    pending: Pending = field(default_factory=Pending)
-    segments: deque[LiveSegment] = field(default_factory=deque)
-    received_end: int | None = None  # decode end of the last accepted sample (channel ticks)
-    aligned: bool = True  # every fragment so far started with a keyframe
-    break_next: bool = False  # the next segment starts after a timeline break
-    rid: int = 0  # URL id once published
-    edit: fmp4.Edit | None = None
-    fps: Fraction = Fraction(0)
-    last_wall: float | None = None  # when its last fragment arrived
-
-    @property
-    def track(self) -> Track:
-        return self.template.track
-
-    @property
-    def kind(self) -> Kind:
-        return self.template.track.kind
-
-    @property
-    def ts(self) -> int:
-        return self.template.track.timescale
-
-    def presentation(self, dts: int, cto: int) -> int:
-        """Presentation time in URL units of a sample at channel decode time ``dts``."""
-        return to_url(dts + cto + self.track.pts_shift, self.ts)
-
-
-@dataclass(slots=True)
-class _Stream:
-    tracks: dict[int, _Track] = field(default_factory=dict)
-    connections: int = 0
-    ended: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class StreamStatus:
-    stream_id: str
-    connections: int
-    tracks: tuple[str, ...]  # "video 640x360 avc1.64001e", ...
-    last_fragment: float | None  # wall-clock time of its newest fragment
-    lag: float | None  # seconds between the wall clock and the newest media time received
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelStatus:
-    name: str
-    state: str  # "idle" (nothing published), "live", "ended"
-    streams: tuple[StreamStatus, ...]
-    window: tuple[float, float] | None  # channel seconds of the window's first and last segment
-    segments: int  # intervals in the window
 
 
 class Channel:
@@ -143,14 +76,13 @@ class Channel:
         self._d = round(segment_duration * URL_SECOND)
         self._window = round(window * URL_SECOND)
         self.max_segment_bytes = max_segment_bytes
-        self._streams: dict[str, _Stream] = {}
-        self._grid: deque[_Interval] = deque()
-        self._number = 0
-        self._epoch = 0
+        self._streams: dict[str, StreamState] = {}
+        self._grid = Grid(
+            window=self._window, target=max(1, math.ceil(segment_duration), target or 0)
+        )
         self._offset: int | None = None  # URL units, whole seconds
         self._offset_at = 0.0
         self._anchor = anchor  # wall-clock seconds of channel time 0
-        self._target = max(1, math.ceil(segment_duration), target or 0)
         self._source_cut = source_cut
         self._rids: dict[tuple[str, int], int] = {}
         self._audio: tuple[str, int] | None = None  # the channel's audio track
@@ -163,7 +95,7 @@ class Channel:
 
     def connect(self, stream_id: str) -> Connection:
         """A new ingest connection (one POST) for ``stream_id``."""
-        stream = self._streams.setdefault(stream_id, _Stream())
+        stream = self._streams.setdefault(stream_id, StreamState())
         stream.connections += 1
         stream.ended = False
         if self._ended:
@@ -189,7 +121,7 @@ class Channel:
         self._ended = True
         self._publish(now)
 
-    def _closed(self, stream: _Stream, now: float, clean: bool) -> None:
+    def _closed(self, stream: StreamState, now: float, clean: bool) -> None:
         stream.connections -= 1
         if stream.connections == 0 and clean:
             stream.ended = True
@@ -208,10 +140,10 @@ class Channel:
         return round((now - self._anchor) * URL_SECOND)
 
     def _grid_end(self) -> int | None:
-        return self._grid[-1].end if self._grid else None
+        return self._grid.end
 
     def _choose_offset(
-        self, t: _Track, raw_pts: int, length: int, now: float, *, concurrent: bool
+        self, t: TrackState, raw_pts: int, length: int, now: float, *, concurrent: bool
     ) -> tuple[int, bool]:
         """The offset for a connection whose first chunk starts at ``raw_pts`` and lasts ``length``
         (URL units), and
@@ -241,7 +173,7 @@ class Channel:
 
     # --- video --------------------------------------------------------------------------------
 
-    def _add_video(self, t: _Track, chunk: Chunk, shift: int, now: float) -> None:
+    def _add_video(self, t: TrackState, chunk: Chunk, shift: int, now: float) -> None:
         s = chunk.samples
         start = s.dts[0] + shift
         if t.received_end is not None and start < t.received_end - from_url(TOLERANCE, t.ts):
@@ -277,18 +209,18 @@ class Channel:
         ):
             self._close_video(t, len(p), now)
 
-    def _pending_end(self, t: _Track) -> int:
+    def _pending_end(self, t: TrackState) -> int:
         p = t.pending
         return t.presentation(p.end, p.cto[0])
 
-    def _next_cut(self, t: _Track) -> int:
+    def _next_cut(self, t: TrackState) -> int:
         start = t.presentation(t.pending.dts[0], t.pending.cto[0])
         return ((start + TOLERANCE) // self._d + 1) * self._d
 
-    def _flush_video(self, t: _Track, now: float) -> None:
+    def _flush_video(self, t: TrackState, now: float) -> None:
         self._close_video(t, len(t.pending), now)
 
-    def _close_video(self, t: _Track, stop: int, now: float) -> None:
+    def _close_video(self, t: TrackState, stop: int, now: float) -> None:
         p = t.pending
         if stop == 0:
             return
@@ -300,48 +232,20 @@ class Channel:
             return  # older than the window
         self._append(t, interval, track, payload, now)
 
-    def _interval(self, t: _Track, time: int, end: int, now: float) -> _Interval | None:
-        """The grid interval a closed video segment fills, made if it starts at the grid's end."""
-        for iv in reversed(self._grid):
-            if abs(iv.time - time) <= TOLERANCE:
-                if abs(iv.end - end) > TOLERANCE and not self._ended:
-                    raise IngestConflict(
-                        f"keyframes not aligned with the channel's other renditions: a segment "
-                        f"at {time / URL_SECOND:.3f} s ends at {end / URL_SECOND:.3f} s, theirs "
-                        f"at {iv.end / URL_SECOND:.3f} s"
-                    )
-                return iv
-            if iv.time < time:
-                break
-        grid_end = self._grid_end()
-        if grid_end is not None and time < grid_end - TOLERANCE:
-            if time < self._grid[0].time:
-                return None
-            raise IngestConflict(
-                f"keyframes not aligned with the channel's other renditions: a segment at "
-                f"{time / URL_SECOND:.3f} s starts inside another"
-            )
-        return self._new_interval(time, end, t.break_next or self._jump(grid_end, time), now)
-
-    def _jump(self, grid_end: int | None, time: int) -> bool:
-        return grid_end is not None and time > grid_end + GAP
-
-    def _new_interval(self, time: int, end: int, broken: bool, now: float) -> _Interval:
-        broken = broken or self._restart
+    def _interval(self, t: TrackState, time: int, end: int, now: float) -> Interval | None:
+        """The grid interval a closed segment fills, made if it starts at the grid's end."""
+        iv = self._grid.place(time, end, strict=not self._ended)
+        if iv is not None or not self._grid.is_new(time):
+            return iv
+        broken = t.break_next or self._grid.jumps(time) or self._restart
         self._restart = False
         if self._anchor is None:
             self._anchor = now - end / URL_SECOND  # the segment's end is "now" on the wall clock
-        if broken and self._grid:
-            self._epoch += 1
-        iv = _Interval(self._number, time, end, broken and bool(self._grid), self._epoch)
-        self._number += 1
-        self._grid.append(iv)
-        self._target = max(self._target, round(Fraction(end - time, URL_SECOND)))
-        return iv
+        return self._grid.add(time, end, broken=broken)
 
     # --- audio --------------------------------------------------------------------------------
 
-    def _add_audio(self, t: _Track, chunk: Chunk, shift: int, now: float) -> None:
+    def _add_audio(self, t: TrackState, chunk: Chunk, shift: int, now: float) -> None:
         s = chunk.samples
         first = 0
         if t.received_end is not None:
@@ -373,7 +277,7 @@ class Channel:
     def _has_video(self) -> bool:
         return any(t.kind is Kind.VIDEO for s in self._streams.values() for t in s.tracks.values())
 
-    def _cut_audio(self, t: _Track, now: float, *, final: bool = False) -> None:
+    def _cut_audio(self, t: TrackState, now: float, *, final: bool = False) -> None:
         """Close the audio segments whose grid interval the samples have reached."""
         if t.key != self._audio:
             return
@@ -382,7 +286,7 @@ class Channel:
             self._cut_audio_alone(t, now, final=final)
             return
         last = t.segments[-1].number if t.segments else None
-        for iv in list(self._grid):
+        for iv in list(self._grid.intervals):
             if last is not None and iv.number <= last:
                 continue
             if not len(p):
@@ -404,7 +308,7 @@ class Channel:
             self._append(t, iv, track, payload, now)
             last = iv.number
 
-    def _cut_audio_alone(self, t: _Track, now: float, *, final: bool) -> None:
+    def _cut_audio_alone(self, t: TrackState, now: float, *, final: bool) -> None:
         """Audio-only channel: the audio defines the grid, cut at multiples of the duration."""
         p = t.pending
         while len(p):
@@ -422,7 +326,9 @@ class Channel:
 
     # --- segments and publication ------------------------------------------------------------
 
-    def _append(self, t: _Track, iv: _Interval, track: Track, payload: bytes, now: float) -> None:
+    def _append(
+        self, t: TrackState, iv: Interval, track: Track, payload: bytes, now: float
+    ) -> None:
         if t.segments and iv.number <= t.segments[-1].number:
             return
         if t.edit is None:
@@ -458,7 +364,7 @@ class Channel:
         self._slide()
         self._publish(now)
 
-    def _rendition_id(self, t: _Track, seg: LiveSegment) -> int:
+    def _rendition_id(self, t: TrackState, seg: LiveSegment) -> int:
         """The URL id: kept for the channel's life; the declared bitrate, else the first
         segment's, made unique among the channel's renditions."""
         if t.key in self._rids:
@@ -473,18 +379,16 @@ class Channel:
 
     def _slide(self) -> None:
         """Drop what ended more than a window before the newest interval's end."""
-        if not self._grid:
+        self._grid.slide()
+        first = self._grid.first_number
+        if first is None:
             return
-        horizon = self._grid[-1].end - self._window
-        while len(self._grid) > 1 and self._grid[0].end <= horizon:
-            self._grid.popleft()
-        first = self._grid[0].number
         for stream in self._streams.values():
             for t in stream.tracks.values():
                 while t.segments and t.segments[0].number < first:
                     t.segments.popleft()
 
-    def _connected(self, stream: _Stream, now: float) -> bool:
+    def _connected(self, stream: StreamState, now: float) -> bool:
         """Whether a stream is being ingested: a POST is open, or (DASH-IF ingest posts each
         segment on its own) one ended lately, within three segments, and not with an end."""
         if stream.connections > 0:
@@ -498,7 +402,7 @@ class Channel:
         tracks = [t for s in self._streams.values() for t in s.tracks.values() if t.segments]
         if not tracks or self._anchor is None:
             return
-        renditions: list[tuple[_Track, LiveRendition]] = []
+        renditions: list[tuple[TrackState, LiveRendition]] = []
         for t in tracks:
             assert t.edit is not None
             stream = self._streams[t.key[0]]
@@ -525,7 +429,7 @@ class Channel:
             version=self._version,
             video=video,
             audio=audio,
-            target=self._target,
+            target=self._grid.target,
             segment_duration=self.segment_duration,
             window=self.window,
             availability_start=datetime.fromtimestamp(self._anchor, UTC),
@@ -537,7 +441,7 @@ class Channel:
     def status(self, now: float) -> ChannelStatus:
         streams = []
         for sid, stream in self._streams.items():
-            names = tuple(_describe(t.track) for t in stream.tracks.values())
+            names = tuple(describe(t.track) for t in stream.tracks.values())
             walls = [t.last_wall for t in stream.tracks.values() if t.last_wall is not None]
             ends = [
                 to_url(t.received_end, t.ts)
@@ -550,97 +454,9 @@ class Channel:
                 StreamStatus(sid, stream.connections, names, max(walls, default=None), lag)
             )
         window = (
-            (self._grid[0].time / URL_SECOND, self._grid[-1].end / URL_SECOND)
-            if self._grid
+            (self._grid.intervals[0].time / URL_SECOND, self._grid.intervals[-1].end / URL_SECOND)
+            if self._grid.intervals
             else None
         )
         state = "idle" if self.view is None else ("ended" if self._ended else "live")
         return ChannelStatus(self.name, state, tuple(streams), window, len(self._grid))
-
-
-def _describe(track: Track) -> str:
-    if track.kind is Kind.VIDEO:
-        return f"video {track.width}x{track.height} {track.codec_string}"
-    return f"audio {track.sample_rate} Hz {track.codec_string}"
-
-
-class Connection:
-    """One encoder connection: its ``moov`` tracks, then its fragments, then its end."""
-
-    def __init__(self, channel: Channel, stream_id: str, stream: _Stream) -> None:
-        self.channel = channel
-        self.stream_id = stream_id
-        self._stream = stream
-        self._shift: dict[int, int] = {}  # per track id: channel ticks added to encoder times
-        self._offset: int | None = None
-        self._last: dict[int, int] = {}  # per track id: decode end of its previous chunk (raw)
-        self._open = True
-
-    def header(self, tracks: Sequence[StreamTrack]) -> None:
-        """The stream's tracks (its ``moov``). A track that exists already must not change."""
-        if not tracks:
-            raise IngestError("the stream's moov has no H.264 or AAC track")
-        ch = self.channel
-        for st in tracks:
-            tid = st.track.track_id
-            known = self._stream.tracks.get(tid)
-            if known is not None:
-                if known.track.stsd != st.track.stsd or known.ts != st.track.timescale:
-                    raise IngestConflict(
-                        f"track {tid} changed codec or timescale ({known.track.codec_string} "
-                        f"→ {st.track.codec_string}); stop the channel to change it"
-                    )
-                continue
-            t = _Track((self.stream_id, tid), st)
-            self._stream.tracks[tid] = t
-            if st.track.kind is Kind.AUDIO and ch._audio is None:
-                ch._audio = t.key
-
-    def chunk(self, chunk: Chunk, now: float) -> None:
-        """Index one fragment of one track; segments it completes are published at once."""
-        if not self._open:
-            raise IngestError("the connection is closed")
-        t = self._stream.tracks.get(chunk.track_id)
-        if t is None or len(chunk.samples) == 0:
-            return  # a track the moov did not announce, or one we do not serve
-        s = chunk.samples
-        previous = self._last.get(chunk.track_id)
-        if previous is not None and chunk.start < previous - from_url(TOLERANCE, t.ts):
-            raise IngestError(
-                f"track {chunk.track_id}: timestamps go backwards ({chunk.start} after "
-                f"{previous} in timescale {t.ts})"
-            )
-        self._last[chunk.track_id] = chunk.end
-        ch = self.channel
-        if self._offset is None:
-            raw = to_url(s.dts[0] + s.cto[0] + t.track.pts_shift, t.ts)
-            self._offset, broken = ch._choose_offset(
-                t,
-                raw,
-                to_url(chunk.end - chunk.start, t.ts),
-                now,
-                concurrent=self._stream.connections > 1,
-            )
-            if broken:
-                for other in self._stream.tracks.values():
-                    other.break_next = True
-        shift = self._shift.setdefault(chunk.track_id, from_url(self._offset, t.ts))
-        t.last_wall = now
-        if t.kind is Kind.VIDEO:
-            ch._add_video(t, chunk, shift, now)
-            audio = ch._audio
-            if audio is not None:
-                a = ch._streams[audio[0]].tracks[audio[1]]
-                ch._cut_audio(a, now)
-        elif t.key == ch._audio:
-            ch._add_audio(t, chunk, shift, now)
-
-    @property
-    def closed(self) -> bool:
-        return not self._open
-
-    def close(self, now: float, *, clean: bool) -> None:
-        """The POST ended: ``clean`` when the body ended properly (the encoder stopped)."""
-        if self._open:
-            self._open = False
-            self.channel._closed(self._stream, now, clean)

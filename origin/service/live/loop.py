@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 
 from origin.core.errors import IngestError, MediaError
-from origin.core.live.channel import Channel, Connection
+from origin.core.live.channel import Channel
+from origin.core.live.connection import Connection
 from origin.core.live.loop import LoopPiece, LoopSchedule, chunk_of
 from origin.service.storage import SourceFile, read_spans
 
