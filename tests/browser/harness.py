@@ -31,7 +31,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -544,7 +544,7 @@ class Browser:
         return session.finish(timed_out)
 
     def play_together(
-        self, plays: list[Mapping[str, Any]], *, timeout: float = 60.0
+        self, plays: Sequence[Mapping[str, Any]], *, timeout: float = 60.0
     ) -> list[Playback]:
         """Several playbacks at once, each in its own context and page of this one browser.
 
