@@ -10,17 +10,18 @@ context, and the run's playlists are fetched from Python before and after.
 What each playback must show (``check_live``), from the page's samples of the playhead and of the
 player's live edge every 250 ms (pages/report.js, ``live=1``):
 
-- no fatal error (and no error at all from hls.js and Shaka), at least ``PLAY`` s played;
+- no error at all (but hls.js's note on an ABR up-switch, ``upswitch_reappend``), at least
+  ``PLAY`` s played from the first frame;
 - no stall after the first frame: a stall is the playhead (``video.currentTime``) not advancing
   for more than ``STALL`` s while the page samples it; and over the run it advances at 1x (0.9 to
   1.1 media seconds per wall second: no freeze made up by a jump, no slow motion);
 - the playhead near the live edge as the player itself places it (``live_bound``: the player's
   target delay, 3 segment durations (4 for dash.js on Smooth), plus the newest segment's age and
-  the start-up, see there): hls.js the end of the
-  last fragment in its playlist as loaded (``LevelDetails.edge``), Shaka the presentation
-  timeline's segment availability end (its ``seekRange().end`` plus its presentation delay:
-  the synced clock less the longest segment), dash.js ``getDvrWindow().end`` (the synced
-  clock); and the distance does not grow over the run (no drift);
+  the start-up, see there): hls.js the end of the last fragment in its playlist as loaded
+  (``LevelDetails.edge``), Shaka the presentation timeline's segment availability end (its
+  ``seekRange().end`` plus its presentation delay: the synced clock less the longest segment),
+  dash.js ``getDvrWindow().end`` (the synced clock; on Smooth the last fragment listed); and
+  the distance does not grow over the run (no drift);
 - the window slides: the player's own window start (hls.js the playlist's first sequence number,
   Shaka ``seekRange().start``, dash.js ``getDvrWindow().start``) grows between the first and the
   last sample, and so do the origin's (HLS ``EXT-X-MEDIA-SEQUENCE``, the MPD's and the Smooth
