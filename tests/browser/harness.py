@@ -31,7 +31,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -289,6 +289,27 @@ class Playback:
     def video(self) -> dict[str, Any]:
         return dict(self.report.get("video") or {})
 
+    @property
+    def first_frame(self) -> dict[str, Any] | None:
+        """``{t, currentTime}`` of the first ``playing`` event (t: seconds since page load)."""
+        first = self.report.get("firstFrame")
+        return None if first is None else dict(first)
+
+    @property
+    def played(self) -> float:
+        """Media seconds played since the first frame."""
+        return float(self.report.get("played") or 0.0)
+
+    @property
+    def samples(self) -> list[dict[str, Any]]:
+        """Live: the playhead and the player's live edge, every 250 ms (pages/report.js)."""
+        return list(self.report.get("samples") or [])
+
+    @property
+    def played_fragments(self) -> list[dict[str, Any]]:
+        """The fragments the playhead entered, in order (hls.js only)."""
+        return list(self.report.get("playedFragments") or [])
+
     def summary(self) -> str:
         """A readable account of the playback, for assertion messages and the CLI."""
         lines = [
@@ -302,6 +323,7 @@ class Playback:
                 f"{lv['index']}:{lv['width']}x{lv['height']}@{lv['bitrate']}" for lv in self.levels
             ),
             f"  start level {self.start_level}, switches {self.level_switches}",
+            f"  first frame {self.first_frame}, played {self.played:.2f}s",
             f"  keys: {self.keys}",
             "  fragments: "
             + ", ".join(f"{f['type']}/{f['level']}/{f['sn']}" for f in self.fragments),
@@ -351,6 +373,80 @@ def static_server(root: Path = HERE) -> Iterator[str]:
 CDP_EVENTS = ("Network.requestWillBeSent", "Network.responseReceived", "Network.loadingFailed")
 
 
+# The harness's stop condition, evaluated in the page: a fatal error, the end, or the target
+# reached (media time for VOD; seconds played since the first frame for live).
+_DONE = (
+    "(a) => report.fatal || report.ended || "
+    "(a.live ? report.firstFrame !== null && report.played >= a.until"
+    " : report.currentTime >= a.until)"
+)
+
+
+class _Session:
+    """One page playing in its own browser context, from ``goto`` to ``close``."""
+
+    def __init__(self, context: Any, page_url: str, player: str, src: str, until: float) -> None:
+        self.context = context
+        self.page_url = page_url
+        self.player = player
+        self.src = src
+        self.until = until
+        self.responses: list[Response] = []
+        self.failed: list[PwRequest] = []
+        self.console: list[str] = []
+        self.page_errors: list[str] = []
+        self.cdp_events: list[tuple[str, dict[str, Any]]] = []
+        self.page: Any = None
+        self.start = 0.0
+
+    def open(self) -> None:
+        # Playwright wraps handlers by setting an attribute on them: no bound builtins.
+        def on_response(r: Response) -> None:
+            self.responses.append(r)
+
+        def on_failed(r: PwRequest) -> None:
+            self.failed.append(r)
+
+        page = self.page = self.context.new_page()
+        page.on("response", on_response)
+        page.on("requestfailed", on_failed)
+        page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
+        page.on("pageerror", lambda e: self.page_errors.append(str(e)))
+        cdp = self.context.new_cdp_session(page)
+        for event in CDP_EVENTS:
+            cdp.on(event, lambda e, name=event: self.cdp_events.append((name, e)))
+        cdp.send("Network.enable")
+        self.start = time.monotonic()
+        page.goto(self.page_url, wait_until="load")
+
+    def finish(self, timed_out: bool) -> Playback:
+        elapsed = time.monotonic() - self.start
+        try:
+            report: dict[str, Any] = self.page.evaluate("Report.snapshot()")
+            # Read headers only now: each read is a round trip to the browser, which does not
+            # belong in an event callback.
+            requests = [_request(r.request, r) for r in self.responses]
+            requests += [_request(r, None) for r in self.failed]
+            preflights, cors_errors = _cors_from_cdp(self.cdp_events)
+        finally:
+            self.context.close()
+        return Playback(
+            player=str(report.get("player") or self.player),
+            version=report.get("version"),
+            page_url=self.page_url,
+            src=self.src,
+            target=self.until,
+            timed_out=timed_out,
+            elapsed=elapsed,
+            report=report,
+            requests=requests,
+            console=self.console,
+            page_errors=self.page_errors,
+            preflights=preflights,
+            cors_errors=cors_errors,
+        )
+
+
 class Browser:
     """One headless Chromium; each ``play`` gets a fresh context (no shared cache or storage)."""
 
@@ -358,30 +454,23 @@ class Browser:
         self._browser = browser
         self.pages_base = pages_base
 
-    def play(
+    def _session(
         self,
         src: str,
         *,
         player: str = "hlsjs",
         until: float = 8.0,
+        live: bool = False,
         start_level: int | None = None,
         lock_level: bool = False,
         rate: float = 1.0,
         config: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         headers_for: str | None = None,
-        timeout: float = 45.0,
-    ) -> Playback:
-        """Play ``src`` until ``until`` seconds of media time, a fatal error, the end or timeout.
-
-        ``start_level``: the player's level index to start at; with ``lock_level`` it stays
-        there. ``rate``: playbackRate once playing. ``config``: merged into the player's config.
-        ``headers``: request headers the player adds (hls.js: its ``xhrSetup``/``fetchSetup``),
-        only to URLs matching the JavaScript regular expression ``headers_for`` when given.
-        """
-        from playwright.sync_api import Error as PlaywrightError  # noqa: PLC0415
-
+    ) -> _Session:
         query: dict[str, str] = {"src": src}
+        if live:
+            query["live"] = "1"
         if start_level is not None:
             query["startLevel"] = str(start_level)
         if lock_level:
@@ -395,69 +484,95 @@ class Browser:
             if headers_for is not None:
                 query["headersFor"] = headers_for
         page_url = f"{self.pages_base}/pages/{PLAYERS[player].page}?{urlencode(query)}"
+        return _Session(self._browser.new_context(), page_url, player, src, until)
 
-        responses: list[Response] = []
-        failed: list[PwRequest] = []
-        console: list[str] = []
-        page_errors: list[str] = []
-        cdp_events: list[tuple[str, dict[str, Any]]] = []
+    def play(
+        self,
+        src: str,
+        *,
+        player: str = "hlsjs",
+        until: float = 8.0,
+        live: bool = False,
+        start_level: int | None = None,
+        lock_level: bool = False,
+        rate: float = 1.0,
+        config: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        headers_for: str | None = None,
+        timeout: float = 45.0,
+    ) -> Playback:
+        """Play ``src`` until ``until`` seconds of media time, a fatal error, the end or timeout.
 
-        # Playwright wraps handlers by setting an attribute on them: no bound builtins.
-        def on_response(r: Response) -> None:
-            responses.append(r)
+        ``live``: ``until`` counts the media seconds played since the first frame instead, and
+        the page samples the playhead and the player's live edge (``Playback.samples``).
+        ``start_level``: the player's level index to start at; with ``lock_level`` it stays
+        there. ``rate``: playbackRate once playing. ``config``: merged into the player's config.
+        ``headers``: request headers the player adds (hls.js: its ``xhrSetup``/``fetchSetup``),
+        only to URLs matching the JavaScript regular expression ``headers_for`` when given.
+        """
+        from playwright.sync_api import Error as PlaywrightError  # noqa: PLC0415
 
-        def on_failed(r: PwRequest) -> None:
-            failed.append(r)
-
-        context = self._browser.new_context()
-        try:
-            page = context.new_page()
-            page.on("response", on_response)
-            page.on("requestfailed", on_failed)
-            page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-            page.on("pageerror", lambda e: page_errors.append(str(e)))
-            cdp = context.new_cdp_session(page)
-            for event in CDP_EVENTS:
-                cdp.on(event, lambda e, name=event: cdp_events.append((name, e)))
-            cdp.send("Network.enable")
-            start = time.monotonic()
-            page.goto(page_url, wait_until="load")
-            timed_out = False
-            try:
-                page.wait_for_function(
-                    "(t) => report.fatal || report.ended || report.currentTime >= t",
-                    arg=until,
-                    polling=100,
-                    timeout=timeout * 1000,
-                )
-            except PlaywrightError as e:
-                if "Timeout" not in str(e):
-                    raise
-                timed_out = True
-            elapsed = time.monotonic() - start
-            report: dict[str, Any] = page.evaluate("Report.snapshot()")
-            # Read headers only now: each read is a round trip to the browser, which does not
-            # belong in an event callback.
-            requests = [_request(r.request, r) for r in responses]
-            requests += [_request(r, None) for r in failed]
-            preflights, cors_errors = _cors_from_cdp(cdp_events)
-        finally:
-            context.close()
-        return Playback(
-            player=str(report.get("player") or player),
-            version=report.get("version"),
-            page_url=page_url,
-            src=src,
-            target=until,
-            timed_out=timed_out,
-            elapsed=elapsed,
-            report=report,
-            requests=requests,
-            console=console,
-            page_errors=page_errors,
-            preflights=preflights,
-            cors_errors=cors_errors,
+        session = self._session(
+            src,
+            player=player,
+            until=until,
+            live=live,
+            start_level=start_level,
+            lock_level=lock_level,
+            rate=rate,
+            config=config,
+            headers=headers,
+            headers_for=headers_for,
         )
+        timed_out = False
+        try:
+            session.open()
+            session.page.wait_for_function(
+                _DONE,
+                arg={"until": until, "live": live},
+                polling=100,
+                timeout=timeout * 1000,
+            )
+        except PlaywrightError as e:
+            if "Timeout" not in str(e):
+                session.context.close()
+                raise
+            timed_out = True
+        except BaseException:
+            session.context.close()
+            raise
+        return session.finish(timed_out)
+
+    def play_together(
+        self, plays: Sequence[Mapping[str, Any]], *, timeout: float = 60.0
+    ) -> list[Playback]:
+        """Several playbacks at once, each in its own context and page of this one browser.
+
+        Each item of ``plays`` is the keyword arguments of :meth:`play` (``src`` included,
+        ``timeout`` excluded). The pages are opened one after the other, then all play at the
+        same time; each is judged by the same stop condition as :meth:`play`, and each stops
+        (its context closed) as soon as it is done, so the others get the machine.
+        """
+        sessions = [(self._session(**dict(p)), bool(p.get("live"))) for p in plays]
+        results: dict[int, Playback] = {}
+        try:
+            for session, _ in sessions:
+                session.open()
+            deadline = time.monotonic() + timeout
+            while len(results) < len(sessions):
+                timed_out = time.monotonic() > deadline
+                for i, (session, live) in enumerate(sessions):
+                    if i in results:
+                        continue
+                    done = session.page.evaluate(_DONE, {"until": session.until, "live": live})
+                    if done or timed_out:
+                        results[i] = session.finish(timed_out and not done)
+                time.sleep(0.2)
+        finally:
+            for i, (session, _) in enumerate(sessions):
+                if i not in results:
+                    session.context.close()
+        return [results[i] for i in range(len(sessions))]
 
 
 @contextmanager
@@ -483,6 +598,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("src", help="manifest URL")
     ap.add_argument("--player", default="hlsjs", choices=sorted(PLAYERS))
     ap.add_argument("--until", type=float, default=8.0, help="media seconds to reach")
+    ap.add_argument(
+        "--live", action="store_true", help="live: --until counts seconds played, edge sampled"
+    )
     ap.add_argument("--start-level", type=int)
     ap.add_argument("--lock-level", action="store_true")
     ap.add_argument("--rate", type=float, default=1.0)
@@ -501,6 +619,7 @@ def main(argv: list[str] | None = None) -> int:
             args.src,
             player=args.player,
             until=args.until,
+            live=args.live,
             start_level=args.start_level,
             lock_level=args.lock_level,
             rate=args.rate,
@@ -511,7 +630,8 @@ def main(argv: list[str] | None = None) -> int:
             headers_for=args.headers_for,
         )
     print(json.dumps(result.report, indent=2) if args.json else result.summary())
-    return 0 if result.reached and not result.fatal_errors else 1
+    reached = result.played >= args.until if args.live else result.reached
+    return 0 if reached and not result.fatal_errors else 1
 
 
 if __name__ == "__main__":

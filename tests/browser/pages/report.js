@@ -25,7 +25,11 @@
     // as real apps do so that manifests and segments stay simple, cacheable requests).
     headers: query.has("headers") ? JSON.parse(query.get("headers")) : {},
     headersFor: query.has("headersFor") ? new RegExp(query.get("headersFor")) : null,
+    // Live: sample the playhead and the player's live edge (`Report.liveEdge`, set by the page)
+    // every `sampleEvery` ms into report.samples, for the harness to judge stalls and latency.
+    live: query.get("live") === "1",
   };
+  const SAMPLE_EVERY_MS = 250;
 
   const headersLogged = new Set();
   const t0 = performance.now();
@@ -48,6 +52,10 @@
     errors: [], // {t, fatal, type, details, message, url, code}
     log: [], // {t, event}: everything else worth reading when a test fails
     video: null, // filled by Report.snapshot()
+    firstFrame: null, // {t, currentTime}: the first "playing" event
+    played: 0, // media seconds played since the first frame (currentTime - firstFrame.currentTime)
+    samples: [], // live only: {t, currentTime, paused, readyState, edge: {...from Report.liveEdge}}
+    playedFragments: [], // {t, type, sn, url}: fragments the playhead entered (where reported)
   };
   window.report = report;
 
@@ -55,6 +63,22 @@
     if (value === undefined || value === null) return null;
     const s = typeof value === "string" ? value : String(value);
     return s.length > 500 ? s.slice(0, 500) + "…" : s;
+  }
+
+  function sample(video) {
+    let edge = null;
+    try {
+      edge = Report.liveEdge ? Report.liveEdge() : null;
+    } catch (e) {
+      edge = { error: String(e) };
+    }
+    report.samples.push({
+      t: now(),
+      currentTime: video.currentTime,
+      paused: video.paused,
+      readyState: video.readyState,
+      edge: edge,
+    });
   }
 
   const Report = {
@@ -87,6 +111,13 @@
       if (report.startLevel === null && type === "main") report.startLevel = level;
       report.fragments.push({ t: now(), type: type, level: level, sn: sn, url: clip(url) });
     },
+    // The fragment the playhead has just entered (hls.js FRAG_CHANGED).
+    played(type, sn, url) {
+      report.playedFragments.push({ t: now(), type: type, sn: sn, url: clip(url) });
+    },
+    // Set by a page: () => ({edge, ...}), the player's live edge in media time (seconds) and
+    // whatever else it exposes about it; sampled with the playhead when options.live.
+    liveEdge: null,
     error(fatal, type, details, message, url, code) {
       report.errors.push({
         t: now(),
@@ -106,10 +137,12 @@
       const update = () => {
         report.currentTime = Math.max(report.currentTime, video.currentTime);
         if (Number.isFinite(video.duration)) report.duration = video.duration;
+        if (report.firstFrame) report.played = video.currentTime - report.firstFrame.currentTime;
       };
       video.addEventListener("timeupdate", update);
       video.addEventListener("playing", () => {
         report.playing = true;
+        if (!report.firstFrame) report.firstFrame = { t: now(), currentTime: video.currentTime };
         if (video.playbackRate !== options.playbackRate) video.playbackRate = options.playbackRate;
         Report.log("playing at " + video.currentTime);
       });
@@ -128,6 +161,7 @@
         Report.error(true, "video", "MediaError " + (e ? e.code : "?"), e ? e.message : "", null, e ? e.code : null);
       });
       window.setInterval(update, 100);
+      if (options.live) window.setInterval(() => sample(video), SAMPLE_EVERY_MS);
     },
     // The headers (options.headers) the player is to add to a request for `url`: {} for none.
     // Each URL given headers is logged once, to show which requests the page's hook saw.
