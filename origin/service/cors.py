@@ -15,7 +15,8 @@ from origin.service import http
 
 ALLOW_METHODS = "GET, HEAD, POST, OPTIONS"
 ALLOW_HEADERS = "Authorization, Range, Content-Type, If-None-Match, If-Range"
-EXPOSE_HEADERS = "Content-Length, Content-Range, ETag, Accept-Ranges, WWW-Authenticate"
+# Date: dash.js syncs its clock to a live Smooth manifest's Date header (Smooth has no UTCTiming).
+EXPOSE_HEADERS = "Content-Length, Content-Range, ETag, Accept-Ranges, WWW-Authenticate, Date"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
