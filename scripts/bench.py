@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Throughput of one origin worker, next to the single-core AES-128-CBC ceiling.
 
-    python scripts/bench.py [--seconds 10] [--connections 16]
+    python scripts/bench.py [--seconds 10] [--connections 16] [--live-only]
 
 Starts ``origin serve`` with ONE worker pinned to CPU 0 and drives it with wrk (Debian package)
 pinned to CPU 1, with warm caches (every URL is fetched once before measuring). Measures:
@@ -9,6 +9,10 @@ encrypted HLS TS segments, encrypted fMP4 segments, media playlists and key requ
 assets: the built-in sample (small 150-600 kbit/s segments) and a 720p 4 Mbit/s asset with 6 s
 segments (~3 MB segments, made here with ffmpeg once and cached in /tmp). The ceiling is
 ``openssl speed -evp aes-128-cbc`` (16 KiB blocks, one core) on the same machine.
+
+Live rows (scripts/bench_live.py; ``--live-only`` runs just those): media playlists of the sample
+looped as a live channel, the time from a pushed fragment's last byte to its segment in the
+playlist, and the server's CPU while three renditions are pushed at real time.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from urllib.parse import urljoin
 
+import bench_live
 import jwt
 import m3u8
 
@@ -83,7 +88,7 @@ def make_big_asset() -> Path:
     return out
 
 
-def write_config(big: Path) -> Path:
+def write_config(big: Path | None) -> Path:
     sample = ROOT / "origin" / "sample"
     files = ", ".join(f'"{sample / f"sample_{n}.mp4"}"' for n in ("240p", "360p", "480p"))
     cfg = CACHE / "bench.toml"
@@ -119,7 +124,8 @@ issuer = "https://sts.example"
 audience = "urn:origin"
 primary_key = "{base64.b64encode(JWT_SECRET).decode()}"
 required_claims = [{{ type = "urn:microsoft:azure:mediaservices:contentkeyidentifier" }}]
-
+"""
+        + ("" if big is None else f"""
 [[assets]]
 name = "big"
 files = ["{big}"]
@@ -129,8 +135,9 @@ key_id = "{KID}"
 key = "{KEY}"
 dash = "clear"
 smooth = "clear"
-"""
-    )
+""")
+        + bench_live.config("sample")
+    )  # fmt: skip
     return cfg
 
 
@@ -243,12 +250,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--live-only", action="store_true", help="only the live rows")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         print("wrk is needed: apt-get install wrk", file=sys.stderr)
         return 1
-    ceiling = openssl_ceiling()
-    cfg = write_config(make_big_asset())
+    ceiling = 0.0 if args.live_only else openssl_ceiling()
+    cfg = write_config(None if args.live_only else make_big_asset())
     port = free_port()
     env = dict(os.environ, ORIGIN_LOG_LEVEL="WARNING")
     cmd = [sys.executable, "-m", "origin", "serve", "--config", str(cfg), "--port", str(port)]
@@ -264,28 +272,45 @@ def main() -> int:
             except OSError:
                 time.sleep(0.1)
         rows: list[tuple[str, dict[str, float], float]] = []
-        for asset in ("sample", "big"):
+        for asset in () if args.live_only else ("sample", "big"):
             for fmt, label in (("m3u8-aapl", "HLS TS"), ("m3u8-cmaf", "HLS fMP4")):
                 playlists, segments = urls_of(base, asset, fmt)
                 rows.append(measure(f"{asset}: encrypted {label} segments", segments, args))
             rows.append(measure(f"{asset}: clear DASH segments", dash_urls(base, asset), args))
             rows.append(measure(f"{asset}: clear Smooth fragments", smooth_urls(base, asset), args))
             rows.append(measure(f"{asset}: HLS media playlists", playlists, args))
-        rows.append(measure("keys (open policy)", [f"{base}/key?kid={KID}"], args))
-        bearer = {"Authorization": f"Bearer {jwt_token()}"}
-        rows.append(measure("keys (JWT HS256 policy)", [f"{base}/key?kid={JWT_KID}"], args, bearer))
+        if not args.live_only:
+            rows.append(measure("keys (open policy)", [f"{base}/key?kid={KID}"], args))
+            bearer = {"Authorization": f"Bearer {jwt_token()}"}
+            key_url = f"{base}/key?kid={JWT_KID}"
+            rows.append(measure("keys (JWT HS256 policy)", [key_url], args, bearer))
+        live = bench_live.run(
+            base,
+            server.pid,
+            CACHE,
+            get=get,
+            wrk=lambda urls: wrk(urls, args.seconds, args.connections),
+            wrk_seconds=args.seconds,
+        )
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=10)
     print()
-    print(f"AES-128-CBC ceiling, one core (openssl speed, 16 KiB): {ceiling:,.0f} MB/s")
+    if not args.live_only:
+        print(f"AES-128-CBC ceiling, one core (openssl speed, 16 KiB): {ceiling:,.0f} MB/s")
     print(f"one origin worker on CPU 0, wrk -c{args.connections} on CPU 1, ", end="")
     print(f"{args.seconds}s each, warm caches")
     print(f"{'what':42} {'avg size':>10} {'req/s':>9} {'MB/s':>8} {'% ceiling':>9} {'p99 ms':>7}")
-    for name, r, size in rows:
+
+    def line(row: tuple[str, dict[str, float], float]) -> str:
+        name, r, size = row
         pct = f"{100 * r['mbs'] / ceiling:.0f}%" if "encrypted" in name else ""
         avg = f"{size / 1000:,.0f} kB" if size > 16 else ""
-        print(f"{name:42} {avg:>10} {r['rps']:9,.0f} {r['mbs']:8,.1f} {pct:>9} {r['p99']:7.1f}")
+        return f"{name:42} {avg:>10} {r['rps']:9,.0f} {r['mbs']:8,.1f} {pct:>9} {r['p99']:7.1f}"
+
+    for row in rows:
+        print(line(row))
+    bench_live.report(live, line)
     return 0
 
 
