@@ -44,6 +44,7 @@ import pytest
 
 from tests.browser.harness import Browser, Playback, browser, missing_prerequisites
 from tests.browser.harness import require as require_player
+from tests.support.live_encoder import LiveEncoder
 from tests.support.server import Server, run_server, sample_config
 
 CHANNEL = "loop"
@@ -321,3 +322,52 @@ def test_the_looped_channel_plays_in_hlsjs_across_a_loop_boundary_without_a_stal
     assert wraps, f"no loop start among the played fragments {times}\n{p.summary()}"
     # The fragment entered before each loop's first is the previous loop's last.
     assert all(b - loop <= a < b for a, b in wraps), times
+
+
+# --- a channel an encoder pushes to -----------------------------------------------------------
+
+INGEST_SECRET = "browser-ingest-secret-0123"
+
+
+@pytest.fixture(scope="module")
+def pushed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose channel ``tv`` a real ffmpeg ladder (3 renditions, one POST each, 2 s GOP)
+    pushes to, running for as long as the players play; a 24 s window, so that it slides while
+    they do."""
+    channel = f"""
+[[channels]]
+name = "tv"
+ingest_user = "enc"
+ingest_secret = "{INGEST_SECRET}"
+window = 24
+segment_duration = {SEGMENT}
+"""
+    tmp = tmp_path_factory.mktemp("live_pushed")
+    cfg = sample_config(tmp, server=f'state_dir = "{tmp}"', more=channel)
+    with (
+        run_server("--config", str(cfg)) as s,
+        LiveEncoder(s.base, "tv", tmp, auth=("enc", INGEST_SECRET)),
+    ):
+        deadline = time.monotonic() + 30
+        while s.request("/tv.isml/manifest(format=mpd-time-csf)").status != 200:
+            assert time.monotonic() < deadline, "the encoder's stream never showed up"
+            time.sleep(0.5)
+        time.sleep(2 * SEGMENT)  # a few segments in the window
+        yield s
+
+
+@pytest.mark.parametrize(("player", "fmt"), [("hlsjs", FMP4), ("dashjs", CSF)])
+def test_players_play_what_an_encoder_pushes_at_the_live_edge(
+    pushed: Server, player: str, fmt: str
+) -> None:
+    require_player(player)
+    src = f"{pushed.base}/tv.isml/manifest(format={fmt})"
+    with browser() as b:
+        (p,) = b.play_together(
+            [{"src": src, "player": player, "until": PLAY, "live": True, "config": None}],
+            timeout=PLAY + 25,
+        )
+    run = Run(player, p, 0, 1, 0.0)  # the origin's window is checked by test_live_e2e
+    print(describe(run))
+    check_live(run, fmt)
+    assert not [e for e in p.errors if not upswitch_reappend(p, e)], p.summary()
