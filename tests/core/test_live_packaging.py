@@ -138,7 +138,7 @@ def test_dynamic_mpd_lists_the_window_at_channel_times() -> None:
         assert root.get("availabilityStartTime") == "2026-12-02T03:00:00Z"
         assert root.get("minimumUpdatePeriod") == "PT1S"
         assert root.get("timeShiftBufferDepth") == "PT8S"
-        assert root.get("suggestedPresentationDelay") == "PT6S"
+        assert root.get("suggestedPresentationDelay") == "PT4S"  # two 2 s segments
         assert "mediaPresentationDuration" not in root.attrib
         timing = root.find(f"{{{NS}}}UTCTiming")
         assert timing is not None and timing.get("value") == UTC_URL

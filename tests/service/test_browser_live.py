@@ -60,7 +60,7 @@ STALL = 1.5  # the playhead not advancing for longer than this (seconds) is a st
 # How far behind the live edge a player may be. Each aims at a delay from the edge it sees when
 # it starts (``target_delay``): hls.js 3 target durations from its playlist's end (RFC 8216
 # 6.3.3 makes that the earliest start; its liveSyncDurationCount), Shaka and dash.js on DASH the
-# MPD's suggestedPresentationDelay (12 s, 3 segments), dash.js on Smooth 4 fragment durations
+# MPD's suggestedPresentationDelay (8 s, 2 segments), dash.js on Smooth 4 fragment durations
 # (its default without a suggested delay, which a Smooth manifest cannot carry). Two things come
 # on top and are never caught up at normal latency (no catch-up rate): the start-up (from that
 # choice to the first frame: 0.2-1 s here), and the age of the newest segment when the player
@@ -72,7 +72,7 @@ START_UP = 1.0
 
 
 def target_delay(fmt: str) -> float:
-    return (4 if fmt == SMOOTH else 3) * SEGMENT
+    return {SMOOTH: 4, CSF: 2, CMAF: 2}.get(fmt, 3) * SEGMENT
 
 
 def live_bound(fmt: str) -> float:
@@ -85,7 +85,7 @@ def live_bound(fmt: str) -> float:
 DRIFT = 0.5
 DRIFT_SPAN = SEGMENT + 1.0
 
-TS, FMP4, CSF, SMOOTH = "m3u8-aapl", "m3u8-cmaf", "mpd-time-csf", "smooth"
+TS, FMP4, CSF, CMAF, SMOOTH = "m3u8-aapl", "m3u8-cmaf", "mpd-time-csf", "mpd-time-cmaf", "smooth"
 # Three at a time on two cores (measured: no stall, 1x playback in each).
 BATCHES = [
     [("hlsjs", TS), ("shaka", CSF), ("dashjs", SMOOTH)],

@@ -34,10 +34,11 @@ __all__ = ["available_at", "dash_manifest", "master_playlist", "media_playlist",
 
 # dash.js and Shaka re-request a dynamic MPD every minimumUpdatePeriod; half a segment learns a
 # new segment at most half a segment after it is complete (the MPD's Cache-Control is as short).
-# suggestedPresentationDelay: three segments behind the live edge, dash.js's own default live
-# delay for SegmentTimeline and the distance RFC 8216 §6.3.3 keeps HLS players from the end.
+# suggestedPresentationDelay: two segments behind the live edge (dash.js and Shaka aim there).
+# With the newest segment up to one segment old when a player looks, that keeps players within
+# three segments of the newest media; less than two leaves no room for a segment in flight.
 UPDATE_PERIOD_SEGMENTS = Fraction(1, 2)
-PRESENTATION_DELAY_SEGMENTS = 3
+PRESENTATION_DELAY_SEGMENTS = 2
 SMOOTH_LOOK_AHEAD = 1  # one next fragment per tfrf: a fragment's bytes never change over time
 
 
