@@ -191,3 +191,31 @@ def test_a_dash_if_cmaf_ingest_client_publishes_a_channel_ffmpeg_plays(
     thread.join(timeout=60)
     status, master = _get(f"{server.base}/cmaf.isml/manifest(format=m3u8-cmaf)")
     assert status == 200 and master.count("#EXT-X-STREAM-INF") >= 2
+
+
+def test_a_redundant_encoder_takes_over_when_the_first_dies(server: Server, tmp_path: Path) -> None:
+    """Two encoders push the same stream (the same source, the same timestamps, a second apart):
+    the first fragment for a time wins; when the first encoder dies, the second one's fragments
+    continue the timeline and players see no break."""
+    one = ((426, 240, 300_000),)
+    a = LiveEncoder(
+        base := server.base, "cmaf", tmp_path / "a", auth=("enc", SECRET), renditions=one
+    )
+    b = LiveEncoder(base, "cmaf", tmp_path / "b", auth=("enc", SECRET), renditions=one)
+    with a:
+        time.sleep(1)
+        with b:
+            _wait_for_segments(base, "cmaf", 2)
+            log = tmp_path / "player.log"
+            player = _player(f"{base}/cmaf.isml/manifest(format=m3u8-aapl)", 20, log)
+            time.sleep(4)
+            a.kill()
+            assert player.wait(timeout=60) == 0
+            assert not _warnings(log), log.read_text()
+            media = _media_playlist(base, "cmaf", "m3u8-aapl")
+            assert "#EXT-X-DISCONTINUITY" not in media.dumps()
+            status, master = _get(f"{base}/cmaf.isml/manifest(format=m3u8-aapl)")
+            assert status == 200
+            assert master.count("#EXT-X-STREAM-INF") == 2  # one video (not two) + audio-only
+            durations = [s.duration for s in media.segments]
+            assert all(abs(d - 2.0) < 0.05 for d in durations[:-1]), durations
