@@ -9,6 +9,7 @@ that manifest writes, under the same parameter name, so native players that cann
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Sequence
@@ -26,6 +27,16 @@ NIL_KID = uuid.UUID(int=0)
 
 
 def _parse_ip(text: str) -> IPAddress | None:
+    """An address as a peer or X-Forwarded-For writes it. Cached, as peers repeat and parsing
+    one costs as much as the rest of an open key request; only strings as short as an address
+    can be, so a client's long X-Forwarded-For entries cannot fill the cache (4096 x 64 bytes)."""
+    return _parse_short_ip(text) if len(text) <= _MAX_ADDRESS_TEXT else _parse_any_ip(text)
+
+
+_MAX_ADDRESS_TEXT = 64  # "[" IPv6 with a zone "]:" port is shorter
+
+
+def _parse_any_ip(text: str) -> IPAddress | None:
     t = text.strip()
     if t.startswith("["):  # [v6] or [v6]:port
         end = t.find("]")
@@ -36,6 +47,9 @@ def _parse_ip(text: str) -> IPAddress | None:
         t = t.partition(":")[0]
     addr = parse_address(t)
     return None if addr is None else unmapped(addr)
+
+
+_parse_short_ip = functools.lru_cache(maxsize=4096)(_parse_any_ip)
 
 
 def client_ip(

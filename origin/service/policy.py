@@ -33,6 +33,7 @@ from typing import Any, Literal
 from origin.service.addresses import IPAddress, IPNetwork, in_networks
 from origin.service.tokens import jwt, swt
 from origin.service.tokens.jwt import TokenError, VerificationKey
+from origin.service.tokens.verified import VERIFIED
 
 CONTENT_KEY_CLAIM = "urn:microsoft:azure:mediaservices:contentkeyidentifier"
 MAX_TOKEN_BYTES = 8192
@@ -162,14 +163,24 @@ def check_token(
     """None when ``token`` satisfies ``restriction``, else a short reason safe to send."""
     if len(token) > MAX_TOKEN_BYTES:
         return "token too large"
+    if VERIFIED.hit(restriction, token, kid, now):
+        return None
     try:
         if restriction.token_type == "jwt":
-            claims = jwt.verify(token, restriction.keys)
-            return _check_jwt_claims(restriction, claims, kid, now)
-        secrets = [k.material for k in restriction.keys if isinstance(k.material, bytes)]
-        return _check_swt_claims(restriction, swt.verify(token, secrets), kid, now)
+            claims: Mapping[str, Any] = jwt.verify(token, restriction.keys)
+            failure = _check_jwt_claims(restriction, claims, kid, now)
+            expires = "exp"
+        else:
+            secrets = [k.material for k in restriction.keys if isinstance(k.material, bytes)]
+            claims = swt.verify(token, secrets)
+            failure = _check_swt_claims(restriction, claims, kid, now)
+            expires = "ExpiresOn"
     except (TokenError, swt.SwtError) as e:
         return str(e)
+    if failure is None:  # the claim checks passed: the expiry is a number (or digits)
+        until = float(claims[expires]) + restriction.clock_skew
+        VERIFIED.add(restriction, token, kid, now, until)
+    return failure
 
 
 def _is_number(value: object) -> bool:

@@ -32,6 +32,7 @@ from origin.service.live.channels import CHANNELS
 from origin.service.proxy.route import PROXY
 from origin.service.reload import Reloader
 from origin.service.state import State, build_state
+from origin.service.tokens.verified import VERIFIED
 
 log = logging.getLogger("origin")
 # Above the 8 KiB token limit, so an oversized token gets the policy's 401 answer.
@@ -151,6 +152,7 @@ def _follow_config(app: web.Application, state: State) -> None:
     if PROXY in app:  # the route exists from start-up; its settings follow the config
         app[PROXY].config = state.config.proxy
     app[CHANNELS].sync(state)  # channels keep their window across reloads
+    VERIFIED.clear()  # verified tokens: the policies may have changed
 
 
 async def serve(
