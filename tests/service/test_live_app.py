@@ -345,3 +345,30 @@ async def test_what_ffmpegs_hls_muxer_puts_is_indexed_and_its_playlists_dropped(
         assert (await client.put(base + "x.m3u8", data=playlist, headers=BASIC)).status == 200
     _, media = await _media(client, "m3u8-cmaf")
     assert len(media.segments) >= 1
+
+
+async def test_a_reload_keeps_a_channels_window_unless_its_timing_changes(
+    tmp_path: Path, aiohttp_client: MakeClient, ismv: bytes
+) -> None:
+    from origin.service.live.channels import CHANNELS  # noqa: PLC0415
+
+    client = await _client(aiohttp_client, tmp_path)
+    assert await _push(client, ismv[: len(ismv) - 8]) == 200
+    channels = client.app[CHANNELS]
+    before = channels.by_name["tv"].index
+    # The same channel under another key: the index (and its window) stays.
+    more = _channels().replace(KEY.hex(), "ff" * 16)
+    cfg = sample_config(tmp_path, server=f'state_dir = "{tmp_path}"', more=more)
+    channels.sync(build_state(resolve_secrets(load_config(cfg), tmp_path)))
+    assert channels.by_name["tv"].index is before
+    assert channels.by_name["tv"].config.key == bytes.fromhex("ff" * 16)
+    # A new window is a new timing: the channel starts afresh.
+    longer = more.replace("window = 12", "window = 24")
+    cfg = sample_config(tmp_path, server=f'state_dir = "{tmp_path}"', more=longer)
+    channels.sync(build_state(resolve_secrets(load_config(cfg), tmp_path)))
+    assert channels.by_name["tv"].index is not before
+    assert channels.by_name["tv"].index.view is None
+    # Removed from the config: gone.
+    cfg = sample_config(tmp_path, server=f'state_dir = "{tmp_path}"')
+    channels.sync(build_state(resolve_secrets(load_config(cfg), tmp_path)))
+    assert "tv" not in channels.by_name
