@@ -35,7 +35,7 @@ from origin.core.live.model import (
     LiveRendition,
     LiveSegment,
 )
-from origin.core.live.status import ChannelStatus, StreamStatus, describe
+from origin.core.live.status import ChannelStatus, channel_status
 from origin.core.live.tracks import StreamState, TrackState
 from origin.core.mux import fmp4, mpegts
 from origin.core.presentation import frame_rate
@@ -439,24 +439,5 @@ class Channel:
     # --- status -------------------------------------------------------------------------------
 
     def status(self, now: float) -> ChannelStatus:
-        streams = []
-        for sid, stream in self._streams.items():
-            names = tuple(describe(t.track) for t in stream.tracks.values())
-            walls = [t.last_wall for t in stream.tracks.values() if t.last_wall is not None]
-            ends = [
-                to_url(t.received_end, t.ts)
-                for t in stream.tracks.values()
-                if t.received_end is not None
-            ]
-            media_now = self._media_now(now)
-            lag = (media_now - max(ends)) / URL_SECOND if ends and media_now is not None else None
-            streams.append(
-                StreamStatus(sid, stream.connections, names, max(walls, default=None), lag)
-            )
-        window = (
-            (self._grid.intervals[0].time / URL_SECOND, self._grid.intervals[-1].end / URL_SECOND)
-            if self._grid.intervals
-            else None
-        )
         state = "idle" if self.view is None else ("ended" if self._ended else "live")
-        return ChannelStatus(self.name, state, tuple(streams), window, len(self._grid))
+        return channel_status(self.name, state, self._streams, self._grid, self._media_now(now))
