@@ -78,33 +78,55 @@ def _runs(p: Presentation, ref: SegmentRef) -> list[tuple[int, Track, int, int]]
     return out
 
 
-def plan_reads(p: Presentation, ref: SegmentRef) -> ReadPlan:
-    items: list[tuple[int, int, int, int, int]] = []  # file, offset, size, run, sample
-    runs = _runs(p, ref)
-    for n, (file, track, start, stop) in enumerate(runs):
-        s = track.samples
-        for i in range(start, stop):
-            items.append((file, s.offset[i], s.size[i], n, i - start))
-    items.sort()
+def coalesce(
+    ranges: Sequence[tuple[int, int, int]],
+) -> tuple[tuple[Span, ...], list[tuple[int, int, int]]]:
+    """Spans to read for ``(file, offset, size)`` byte ranges, ranges of one file closer than
+    READ_GAP read as one; and where each range lies, in input order: (span index, offset in the
+    span, size)."""
+    order = sorted(range(len(ranges)), key=ranges.__getitem__)
     spans: list[Span] = []
-    where: list[list[tuple[int, int, int]]] = [
-        [(0, 0, 0)] * (stop - start) for _, _, start, stop in runs
-    ]
+    where: list[tuple[int, int, int]] = [(0, 0, 0)] * len(ranges)
     cur_file, cur_start, cur_end = -1, 0, 0
-    for file, off, size, n, j in items:
+    for n in order:
+        file, off, size = ranges[n]
         if file != cur_file or off > cur_end + READ_GAP:
             if cur_file >= 0:
                 spans.append(Span(cur_file, cur_start, cur_end - cur_start))
             cur_file, cur_start, cur_end = file, off, off + size
         else:
             cur_end = max(cur_end, off + size)
-        where[n][j] = (len(spans), off - cur_start, size)
+        where[n] = (len(spans), off - cur_start, size)
     if cur_file >= 0:
         spans.append(Span(cur_file, cur_start, cur_end - cur_start))
-    return ReadPlan(
-        tuple(spans),
-        tuple((t, a, b, tuple(w)) for (_, t, a, b), w in zip(runs, where, strict=True)),
-    )
+    return tuple(spans), where
+
+
+def span_views(spans: Sequence[Span], chunks: Sequence[bytes]) -> list[memoryview]:
+    """The bytes read for ``spans`` (same order), checked to be as long as planned."""
+    if len(chunks) != len(spans):
+        raise ValueError("one chunk per planned span is required")
+    views = [memoryview(c) for c in chunks]
+    for span, view in zip(spans, views, strict=True):
+        if len(view) < span.size:
+            raise MediaError("source file is shorter than its index says")
+    return views
+
+
+def plan_reads(p: Presentation, ref: SegmentRef) -> ReadPlan:
+    runs = _runs(p, ref)
+    ranges = [
+        (file, track.samples.offset[i], track.samples.size[i])
+        for file, track, start, stop in runs
+        for i in range(start, stop)
+    ]
+    spans, where = coalesce(ranges)
+    out = []
+    k = 0
+    for _, track, start, stop in runs:
+        out.append((track, start, stop, tuple(where[k : k + stop - start])))
+        k += stop - start
+    return ReadPlan(spans, tuple(out))
 
 
 def build_segment(
@@ -114,12 +136,7 @@ def build_segment(
     r = p.rendition(ref.track, ref.rendition)
     if ref.index == urls.INIT:
         return fmp4.init_segment(r.track, r.edit)
-    if len(chunks) != len(plan.spans):
-        raise ValueError("one chunk per planned span is required")
-    views = [memoryview(c) for c in chunks]
-    for span, view in zip(plan.spans, views, strict=True):
-        if len(view) < span.size:
-            raise MediaError("source file is shorter than its index says")
+    views = span_views(plan.spans, chunks)
     runs = [
         Run(track, start, stop, [views[si][o : o + n] for si, o, n in where])
         for track, start, stop, where in plan.runs

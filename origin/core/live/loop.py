@@ -36,7 +36,7 @@ from origin.core.index import make_index
 from origin.core.live.buffer import URL_SECOND, from_url
 from origin.core.live.channel import Channel
 from origin.core.live.model import Chunk, StreamTrack
-from origin.core.plan import READ_GAP, Span
+from origin.core.plan import Span, coalesce, span_views
 from origin.core.presentation import Presentation, Rendition
 from origin.core.track import Track
 
@@ -130,25 +130,12 @@ def layout_of(file: int, track: Track, start: int, stop: int) -> PieceLayout:
             runs[-1][1] += size
         else:
             runs.append([off, size])
-    spans: list[Span] = []
-    where: list[tuple[int, int, int]] = [(0, 0, 0)] * len(runs)
-    cur_start = cur_end = -1
-    for n in sorted(range(len(runs)), key=lambda n: runs[n][0]):
-        off, size = runs[n]
-        if cur_start < 0 or off > cur_end + READ_GAP:
-            if cur_start >= 0:
-                spans.append(Span(file, cur_start, cur_end - cur_start))
-            cur_start, cur_end = off, off + size
-        else:
-            cur_end = max(cur_end, off + size)
-        where[n] = (len(spans), off - cur_start, size)
-    if cur_start >= 0:
-        spans.append(Span(file, cur_start, cur_end - cur_start))
+    spans, where = coalesce([(file, off, size) for off, size in runs])
     sizes = s.size[start:stop]
     keys = s.keyframes
     a, b = bisect_left(keys, start), bisect_left(keys, stop)
     return PieceLayout(
-        tuple(spans),
+        spans,
         tuple(where),
         array("Q", accumulate(sizes[:-1], initial=0)) if stop > start else array("Q"),
         array("I", [k - start for k in keys[a:b]]),
@@ -328,12 +315,7 @@ def chunk_of(piece: LoopPiece, data: Sequence[bytes]) -> Chunk:
     """The chunk for ``piece`` from the bytes read for its :attr:`~LoopPiece.spans` (same
     order): one payload of exactly its samples, decode times moved by the loop's shift."""
     lay = piece.layout
-    if len(data) != len(lay.spans):
-        raise ValueError("one buffer per span is required")
-    views = [memoryview(d) for d in data]
-    for span, view in zip(lay.spans, views, strict=True):
-        if len(view) < span.size:
-            raise MediaError("source file is shorter than its index says")
+    views = span_views(lay.spans, data)
     payload = b"".join([views[si][o : o + n] for si, o, n in lay.runs])
     s = piece.track.samples
     a, b = piece.start, piece.stop
