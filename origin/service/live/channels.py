@@ -14,6 +14,7 @@ from typing import Protocol
 from aiohttp import web
 
 from origin.core.live.channel import Channel
+from origin.core.live.ingest import Header
 from origin.core.live.loop import open_loop
 from origin.service.config import ChannelConfig
 from origin.service.live.archive import ArchiveFile
@@ -29,7 +30,7 @@ class LiveChannel:
     index: Channel
     generation: int  # distinguishes a channel re-created under the same name (cache keys)
     # The CMAF header each stream sent last: a DASH-IF ingest segment POST carries none.
-    headers: dict[str, object] = field(default_factory=dict)
+    headers: dict[str, Header] = field(default_factory=dict)
     archives: dict[str, ArchiveFile] = field(default_factory=dict)  # open files by stream
     task: asyncio.Task[None] | None = None
     asset: Asset | None = None  # a looped channel's source

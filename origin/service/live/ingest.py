@@ -101,7 +101,11 @@ async def ingest(request: web.Request, state_of: object) -> web.StreamResponse:
 async def _receive(request: web.Request, lc: LiveChannel, stream: str) -> web.StreamResponse:
     channel = lc.config.name
     known = lc.headers.get(stream)
-    parser = StreamParser(max_box=MAX_BOX, tracks=known)  # type: ignore[arg-type]
+    parser = StreamParser(
+        max_box=MAX_BOX,
+        tracks=known.tracks if known else None,
+        defaults=known.defaults if known else None,
+    )
     conn = lc.index.connect(stream)
     archive: ArchiveFile | None = None
     if lc.config.archive is not None:
@@ -113,7 +117,7 @@ async def _receive(request: web.Request, lc: LiveChannel, stream: str) -> web.St
             for event in parser.feed(data):
                 if isinstance(event, Header):
                     conn.header(event.tracks)
-                    lc.headers[stream] = event.tracks
+                    lc.headers[stream] = event  # its tracks and trex defaults
                     if lc.config.archive is not None:
                         if archive is not None:
                             await archive.close()
