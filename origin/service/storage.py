@@ -87,7 +87,8 @@ class SourceUnavailable(MediaError):
 _CHANGED = "a source file changed on disk since the asset was loaded (a config reload picks it up)"
 
 
-def _read_spans(files: Sequence[SourceFile], spans: Sequence[Span]) -> list[bytes]:
+def read_spans_now(files: Sequence[SourceFile], spans: Sequence[Span]) -> list[bytes]:
+    """The bytes of ``spans``, read in the calling thread (``read_spans`` runs it off the loop)."""
     out = []
     try:
         # A file written to in place would otherwise serve bytes its index does not describe.
@@ -113,7 +114,7 @@ def _read_spans(files: Sequence[SourceFile], spans: Sequence[Span]) -> list[byte
 
 async def read_spans(files: Sequence[SourceFile], spans: Sequence[Span]) -> list[bytes]:
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, _read_spans, files, spans)
+    return await loop.run_in_executor(None, read_spans_now, files, spans)
 
 
 def close_all(files: Sequence[SourceFile]) -> None:
