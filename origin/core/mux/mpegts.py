@@ -26,17 +26,18 @@ predecessors wrote, so the count is made not to matter:
 
 Packets that carry no payload (PCR-only) repeat the PID's previous counter, as the standard wants.
 
-Packetization is the hot loop and runs no Python code per full packet: ``Struct.iter_unpack``
-cuts 184-byte bodies from each PES, headers come from a precomputed per-counter table, and one
-``b"".join`` writes the segment. Only the first and the short packets of a PES are built one by
-one (adaptation field, PCR, stuffing).
+Packetization is the hot loop and runs no Python code per full packet: every packet body is 184
+bytes, so the bodies of the whole segment (adaptation fields and PES bytes in order) are joined
+once and cut by ``Struct.unpack_from`` a chunk of packets at a time, headers come from precomputed
+per-counter tables, and ``b"".join`` writes the segment. Python runs per PES (its first packet's
+adaptation field, PCR) and per short packet (stuffing), never per full packet.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
-from itertools import chain, cycle, islice
+from itertools import cycle, islice
 from operator import itemgetter
 from struct import Struct
 from typing import NamedTuple, Protocol
@@ -164,10 +165,7 @@ def mux_segment(
     units = _plan(
         video, audio, video.data if video else None, audio.data if audio else None, video_delay
     )
-    out = _Packets()
-    out.add(_psi(video is not None, audio is not None, sequence % 16))
-    _packetize(units, out)
-    return out.join()
+    return _packetize(units, _psi(video is not None, audio is not None, sequence % 16))
 
 
 def segment_size_bound(
@@ -454,90 +452,102 @@ def _pcr(base: int) -> bytes:
     )
 
 
-_BODY16 = Struct(f"{_PAYLOAD}s" * 16)  # 16 packet bodies per call: fewer tuples to build
+# Packets written per chunk: bodies are cut from the joined stream of all bodies this many at a
+# time (one tuple per call) and joined with their headers.
+_CUT = 128
+_BODIES = Struct(f"{_PAYLOAD}s" * _CUT)
 _BODY = Struct(f"{_PAYLOAD}s")
 _FIRST = itemgetter(0)
+_STUFFING = b"\xff" * _PAYLOAD
+# adaptation_field_control, in place in the 4th header byte.
+_AFC_PAYLOAD = 0x10
+_AFC_ADAPTATION = 0x20
+_AFC_BOTH = 0x30
+# Payload-only headers of a run of full packets come from one slice of this many, counters cycling.
+_RUN_HEADS = 16 * 256
+
+
+@lru_cache(maxsize=32)
+def _heads(pid: int, pusi: bool, afc: int) -> tuple[bytes, ...]:
+    """The 4-byte packet headers of ``pid`` with these flags, indexed by continuity counter."""
+    b1 = (0x40 if pusi else 0) | pid >> 8
+    return tuple(bytes((0x47, b1, pid & 0xFF, afc | cc)) for cc in range(16))
 
 
 @lru_cache(maxsize=8)
-def _headers(pid: int) -> tuple[bytes, ...]:
-    """The 4-byte header of a payload-only packet of ``pid``, indexed by counter."""
-    return tuple(bytes((0x47, pid >> 8, pid & 0xFF, 0x10 | cc)) for cc in range(16))
+def _run_heads(pid: int) -> tuple[bytes, ...]:
+    """Payload-only headers of ``pid`` for counters 0, 1, ... 15, 0, 1, ... (_RUN_HEADS of them)."""
+    return _heads(pid, False, _AFC_PAYLOAD) * (_RUN_HEADS // 16)
 
 
-class _Packets:
-    """A segment's packets as two parallel lists: 4-byte headers and 184-byte bodies.
+def _adaptation(n: int, flags: int, pcr: int | None) -> bytes:
+    """The adaptation field before an ``n``-byte payload, stuffed to fill the packet; b"" when
+    the packet needs none (a full payload and no flags)."""
+    if n == _PAYLOAD and not flags:
+        return b""
+    af_len = _PAYLOAD - 1 - n
+    if af_len == 0:
+        return b"\x00"
+    af = bytes((af_len, flags))
+    if pcr is not None:
+        af += _pcr(pcr)
+    if len(af) > af_len + 1:
+        raise AssertionError("adaptation field overflows the packet")
+    return af + _STUFFING[: af_len + 1 - len(af)]
 
-    Full packets need no Python code each: ``iter_unpack`` cuts their bodies from the PES,
-    ``islice(cycle(...))`` picks their headers, and one ``join`` writes the segment at the end.
+
+@lru_cache(maxsize=256)
+def _stuffing_field(n: int) -> bytes:
+    """The flagless adaptation field of a short packet carrying ``n`` payload bytes."""
+    return _adaptation(n, 0, None)
+
+
+def _packetize(units: list[_Unit], psi: bytes) -> bytes:
+    """The segment: ``psi`` then the packets of ``units``.
+
+    Every packet body is exactly 184 bytes, so all of them are written as one stream (adaptation
+    fields and PES bytes, in order) and cut once: Python runs per PES and per short packet, never
+    per full packet. The bytes are those of writing each packet as header + adaptation + payload.
     """
-
-    __slots__ = ("bodies", "heads")
-
-    def __init__(self) -> None:
-        self.heads: list[bytes] = []
-        self.bodies: list[bytes] = []
-
-    def full(self, pid: int, cc: int, payload: memoryview) -> None:
-        """Payload-only packets for ``payload`` (a multiple of 184 bytes), counters from ``cc``."""
-        n = len(payload) // _PAYLOAD
-        self.heads.extend(islice(cycle(_headers(pid)), cc, cc + n))
-        split = n // 16 * 16 * _PAYLOAD
-        self.bodies.extend(chain.from_iterable(_BODY16.iter_unpack(payload[:split])))
-        self.bodies.extend(map(_FIRST, _BODY.iter_unpack(payload[split:])))
-
-    def one(
-        self,
-        pid: int,
-        cc: int,
-        pusi: bool,
-        payload: memoryview | bytes,
-        *,
-        pcr: int | None = None,
-        rai: bool = False,
-        di: bool = False,
-    ) -> None:
-        """One packet; an adaptation field carries the flags and stuffs a short payload."""
-        n = len(payload)
-        flags = (0x80 if di else 0) | (0x40 if rai else 0) | (0x10 if pcr is not None else 0)
-        b1 = (0x40 if pusi else 0) | pid >> 8
-        if n == _PAYLOAD and not flags:
-            self.heads.append(bytes((0x47, b1, pid & 0xFF, 0x10 | cc)))
-            self.bodies.append(bytes(payload))
-            return
-        self.heads.append(bytes((0x47, b1, pid & 0xFF, (0x30 if n else 0x20) | cc)))
-        af_len = _PAYLOAD - 1 - n
-        if af_len == 0:
-            self.bodies.append(b"\x00" + payload)
-            return
-        af = bytes((af_len, flags))
-        if pcr is not None:
-            af += _pcr(pcr)
-        if len(af) > af_len + 1:
-            raise AssertionError("adaptation field overflows the packet")
-        self.bodies.append(af.ljust(af_len + 1, b"\xff") + payload)
-
-    def add(self, packets: bytes) -> None:
-        """Ready-made packets (PSI)."""
-        for p in range(0, len(packets), TS_PACKET_SIZE):
-            self.heads.append(packets[p : p + 4])
-            self.bodies.append(packets[p + 4 : p + TS_PACKET_SIZE])
-
-    def join(self) -> bytes:
-        parts = [b""] * (2 * len(self.heads))
-        parts[::2] = self.heads
-        parts[1::2] = self.bodies
-        return b"".join(parts)
-
-
-def _packetize(units: list[_Unit], out: _Packets) -> None:
+    heads: list[bytes] = []
+    parts: list[bytes | memoryview] = []  # joined: the packets' bodies, back to back
     cc = {pid: _start_cc(units, pid) for pid in (VIDEO_PID, AUDIO_PID)}
     for u in units:
         pid = u.pid
-        if not u.size:
-            out.one(pid, (cc[pid] - 1) & 15, False, b"", pcr=u.pcr, di=u.di)
+        if not u.size:  # a PCR-only packet repeats its PID's previous counter
+            heads.append(_heads(pid, False, _AFC_ADAPTATION)[(cc[pid] - 1) & 15])
+            flags = (0x80 if u.di else 0) | (0x10 if u.pcr is not None else 0)
+            parts.append(_adaptation(0, flags, u.pcr))
         else:
-            cc[pid] = _pes_packets(out, u, cc[pid])
+            cc[pid] = _pes_packets(heads, parts, u, cc[pid])
+    bodies = b"".join(parts)
+    n = len(heads)
+    if len(bodies) != n * _PAYLOAD:  # pragma: no cover - guards the split arithmetic
+        raise AssertionError("packet bodies do not add up to whole packets")
+    return b"".join(_interleave_packets(psi, heads, memoryview(bodies)))
+
+
+def _interleave_packets(psi: bytes, heads: list[bytes], bodies: memoryview) -> list[bytes]:
+    """``psi``, then each header followed by its 184-byte body, in chunks of _CUT packets.
+
+    A chunk at a time: the bodies cut for one chunk are freed before the next is cut, so a big
+    segment does not have the allocator map (and the kernel fault in) fresh memory for a
+    hundred-byte object per packet, which cost more than the copying itself.
+    """
+    n = len(heads)
+    out = [psi]
+    row: list[bytes] = [b""] * (2 * _CUT)
+    whole = n // _CUT * _CUT
+    for i in range(0, whole, _CUT):
+        row[::2] = heads[i : i + _CUT]
+        row[1::2] = _BODIES.unpack_from(bodies, i * _PAYLOAD)
+        out.append(b"".join(row))
+    if whole < n:
+        tail: list[bytes] = [b""] * (2 * (n - whole))
+        tail[::2] = heads[whole:]
+        tail[1::2] = map(_FIRST, _BODY.iter_unpack(bodies[whole * _PAYLOAD :]))
+        out.append(b"".join(tail))
+    return out
 
 
 def _start_cc(units: list[_Unit], pid: int) -> int:
@@ -545,28 +555,49 @@ def _start_cc(units: list[_Unit], pid: int) -> int:
     return -total % 16
 
 
-def _pes_packets(out: _Packets, u: _Unit, cc: int) -> int:
-    """Add the ``u.packets`` TS packets of one PES; return the next continuity counter."""
+def _pes_packets(heads: list[bytes], parts: list[bytes | memoryview], u: _Unit, cc: int) -> int:
+    """Add the headers and bodies of the ``u.packets`` TS packets of one PES; return the next
+    continuity counter."""
     pid = u.pid
-    mv = memoryview(u.data)
+    data = u.data
     size = u.size
     n = u.packets
     # Greedy split: full packets first, then the short ones the counter padding asks for.
     pos = min(u.first_capacity(), size - (n - 1))
-    out.one(pid, cc, True, mv[:pos], pcr=u.pcr, rai=u.rai, di=u.di)
+    flags = (0x80 if u.di else 0) | (0x40 if u.rai else 0) | (0x10 if u.pcr is not None else 0)
+    af = _adaptation(pos, flags, u.pcr)
+    heads.append(_heads(pid, True, _AFC_BOTH if af else _AFC_PAYLOAD)[cc])
+    if af:
+        parts.append(af)
     cc = (cc + 1) & 15
     left = n - 1
     spare = size - pos - left + 1  # bytes free to fill packets beyond one byte each
     full = 0 if spare < _PAYLOAD else min(left, (spare - _PAYLOAD) // (_PAYLOAD - 1) + 1)
     if full:
-        end = pos + full * _PAYLOAD
-        out.full(pid, cc, mv[pos:end])
+        run = _run_heads(pid)
+        if cc + full <= len(run):
+            heads += run[cc : cc + full]
+        else:
+            heads += islice(cycle(run[:16]), cc, cc + full)
         cc = (cc + full) & 15
-        pos = end
         left -= full
+    end = pos + full * _PAYLOAD
+    if not left and end == size:  # the usual PES: no short packet after the full ones
+        parts.append(data)
+        return cc
+    mv = memoryview(data)
+    parts.append(mv[:end])
+    pos = end
+    short = _heads(pid, False, _AFC_BOTH)
+    plain = _heads(pid, False, _AFC_PAYLOAD)
     while left:
         take = min(_PAYLOAD, size - pos - (left - 1))
-        out.one(pid, cc, False, mv[pos : pos + take])
+        if take == _PAYLOAD:
+            heads.append(plain[cc])
+        else:
+            heads.append(short[cc])
+            parts.append(_stuffing_field(take))
+        parts.append(mv[pos : pos + take])
         pos += take
         cc = (cc + 1) & 15
         left -= 1
