@@ -39,6 +39,7 @@ from bench import make_big_asset  # noqa: E402
 from origin.core import pipeline  # noqa: E402
 from origin.core.crypto import Aes128Cbc  # noqa: E402
 from origin.core.urls import Format  # noqa: E402
+from origin.service.server import _tune_malloc  # noqa: E402
 from origin.service.storage import (  # noqa: E402
     SourceFile,
     close_all,
@@ -140,6 +141,9 @@ def passes(asset: Asset, fmt: Format, repeats: int) -> dict[str, float]:
 
 def measure_cold(repeats: int = 5, *, big: bool = True, sample: bool = True) -> dict[str, float]:
     """Flat figures ``{asset}_{ts|fmp4}_{warm_mbs|cold_mbs|cold_loop_mbs|ratio|...}``."""
+    # The server's malloc settings: without them every big buffer is mapped fresh and page
+    # faults, not muxing, dominate (and this process would not measure what the server does).
+    _tune_malloc()
     out: dict[str, float] = {}
     makers = [("sample", sample_asset)] * sample + [("big", big_asset)] * big
     for name, make in makers:
@@ -154,6 +158,7 @@ def measure_cold(repeats: int = 5, *, big: bool = True, sample: bool = True) -> 
 
 
 def profile(fmt: Format, rounds: int, top: int) -> None:
+    _tune_malloc()
     assets = [sample_asset(), big_asset()]
     refs = [(a, r) for a in assets for r in a.refs(fmt)]
     cipher = Aes128Cbc(KEY)

@@ -102,7 +102,7 @@ def coalesce(
     return tuple(spans), where
 
 
-def span_views(spans: Sequence[Span], chunks: Sequence[bytes]) -> list[memoryview]:
+def span_views(spans: Sequence[Span], chunks: Sequence[bytes | bytearray]) -> list[memoryview]:
     """The bytes read for ``spans`` (same order), checked to be as long as planned."""
     if len(chunks) != len(spans):
         raise ValueError("one chunk per planned span is required")
@@ -130,7 +130,7 @@ def plan_reads(p: Presentation, ref: SegmentRef) -> ReadPlan:
 
 
 def build_segment(
-    p: Presentation, ref: SegmentRef, plan: ReadPlan, chunks: Sequence[bytes]
+    p: Presentation, ref: SegmentRef, plan: ReadPlan, chunks: Sequence[bytes | bytearray]
 ) -> bytes:
     """Mux a clear segment from the bytes of ``plan.spans`` (same order)."""
     r = p.rendition(ref.track, ref.rendition)

@@ -311,7 +311,7 @@ class LoopSchedule:
         return self.start + self._current[self._i].media_end
 
 
-def chunk_of(piece: LoopPiece, data: Sequence[bytes]) -> Chunk:
+def chunk_of(piece: LoopPiece, data: Sequence[bytes | bytearray]) -> Chunk:
     """The chunk for ``piece`` from the bytes read for its :attr:`~LoopPiece.spans` (same
     order): one payload of exactly its samples, decode times moved by the loop's shift."""
     lay = piece.layout
