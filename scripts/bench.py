@@ -227,6 +227,7 @@ def main() -> int:
     mem: list[str] = []
     cold: list[tuple[str, dict[str, float], float | None]] = []
     starts: dict[int, dict[str, float]] = {}
+    helpers: dict[str, dict[str, float] | None] = {}
     targets: dict[str, list[str]] = {}
     two: dict[str, dict[str, float]] = {}
     try:
@@ -250,11 +251,15 @@ def main() -> int:
             srv.stop()
         if "cold" in groups:
             cold = cold_rows(b, ladder)
+            helpers["cold"] = bench_fresh.helper_rows("bench_cold", "measure_cold")
         if "startup" in groups:
             starts = {
                 n: bench_fresh.startup(bench_assets.write_many(f"startup_{n}", ladder, n), n)
                 for n in (1, 100)
             }
+            helpers["startup"] = bench_fresh.helper_rows(
+                "bench_startup", "measure_startup", n_assets=100
+            )
         if targets:
             two = bench_fresh.two_workers(cfg, targets, args.seconds, args.connections)
     finally:
@@ -262,9 +267,9 @@ def main() -> int:
             nginx.stop()
     report(b, ceiling, live, tail, mem)
     if cold:
-        bench_fresh.report_cold(cold)
+        bench_fresh.report_cold(cold, helpers.get("cold"))
     if starts:
-        bench_fresh.report_startup(starts)
+        bench_fresh.report_startup(starts, helpers.get("startup"))
     if two:
         one = {r[0]: r[1] for r in b.rows}
         bench_fresh.report_workers(two, one, args.connections)

@@ -99,8 +99,11 @@ def cold(config: Path, asset: str, fmt: str, clients: int) -> dict[str, float]:
     }
 
 
-def report_cold(results: list[tuple[str, dict[str, float], float | None]]) -> None:
-    """(what, figures, the main table's warm wrk MB/s of the same segments when measured)."""
+def report_cold(
+    results: list[tuple[str, dict[str, float], float | None]], helper: dict[str, float] | None
+) -> None:
+    """(what, figures, the main table's warm wrk MB/s of the same segments when measured);
+    ``helper``: scripts/bench_cold.py's measure_cold(), if on this branch."""
     print()
     print(
         "cold segments: each segment of the 60 s ladder once on a fresh server, "
@@ -118,12 +121,12 @@ def report_cold(results: list[tuple[str, dict[str, float], float | None]]) -> No
             f"{r['warm_s']:8.3f}s {r['warm_s'] / r['cold_s']:6.2f} {vs_wrk:>10}"
         )
     print("(x 2nd: the warm second pass's time over the cold one, same clients; target >= 0.8)")
-    module = optional("bench_cold")
-    if module is None:
+    if helper is None:
         print("scripts/bench_cold.py (the cold path without HTTP) is not on this branch")
     else:
-        for key, value in module.measure_cold().items():
-            print(f"bench_cold.measure_cold {key:28} {value:12,.3f}")
+        for key, value in helper.items():
+            shown = f"{value:12,.3f}" if isinstance(value, int | float) else str(value)
+            print(f"{'bench_cold ' + key:44} {shown}")
 
 
 # ---- start-up -----------------------------------------------------------------------------
@@ -143,7 +146,17 @@ def startup(cfg: Path, n_assets: int) -> dict[str, float]:
     return {"ready_s": ready, "first_ms": 1000 * first}
 
 
-def report_startup(results: dict[int, dict[str, float]]) -> None:
+def helper_rows(module: str, function: str, **kwargs: int) -> dict[str, float] | None:
+    """``module.function(**kwargs)`` of another helper's bench module, None if it is missing."""
+    found = optional(module)
+    if found is None:
+        return None
+    figures: dict[str, float] = getattr(found, function)(**kwargs)
+    return figures
+
+
+def report_startup(results: dict[int, dict[str, float]], helper: dict[str, float] | None) -> None:
+    """``helper``: scripts/bench_startup.py's measure_startup(n_assets=100), if on this branch."""
     print()
     print("start-up: process start until /healthz answers (imports included), then the last")
     print("asset's master playlist; every asset is the ladder's 3 renditions (60 s, 4 s segments)")
@@ -152,13 +165,13 @@ def report_startup(results: dict[int, dict[str, float]]) -> None:
             f"{f'{n} asset(s) x 3 renditions':44} ready {r['ready_s']:6.2f} s, first master "
             f"{r['first_ms']:7.1f} ms" + ("  (target < 1 s)" if n >= 100 else "")
         )
-    module = optional("bench_startup")
-    if module is None:
+    if helper is None:
         print("scripts/bench_startup.py (indexing alone, and a 2-hour title) is not on this branch")
         return
-    r = module.measure_startup(n_assets=100)
-    print(f"{'bench_startup: 100 assets x 3 renditions':44} {r['ladder_100x3_s']:6.2f} s")
-    print(f"{'bench_startup: a 2-hour title':44} {r['two_hour_s']:6.2f} s  (target < 0.5 s)")
+    targets = {"ladder_100x3_s": "  (target < 1 s)", "two_hour_s": "  (target < 0.5 s)"}
+    for key, value in helper.items():
+        shown = f"{value:6.2f} s" if isinstance(value, int | float) else str(value)
+        print(f"{'bench_startup ' + key:44} {shown}{targets.get(key, '')}")
 
 
 # ---- two workers --------------------------------------------------------------------------
