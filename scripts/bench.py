@@ -1,317 +1,352 @@
 #!/usr/bin/env python3
-"""Throughput of one origin worker, next to the single-core AES-128-CBC ceiling.
+"""One origin worker on every row of issue 10, beside Debian's nginx serving the same bytes as
+static files and the single-core AES-128-CBC ceiling, all measured in the same run.
 
-    python scripts/bench.py [--seconds 10] [--connections 16] [--live-only]
+    python scripts/bench.py [--seconds 10] [--quick] [--connections 16] [--rows a,b,...]
 
-Starts ``origin serve`` with ONE worker pinned to CPU 0 and drives it with wrk (Debian package)
-pinned to CPU 1, with warm caches (every URL is fetched once before measuring). Measures:
-encrypted HLS TS segments, encrypted fMP4 segments, media playlists and key requests, on two
-assets: the built-in sample (small 150-600 kbit/s segments) and a 720p 4 Mbit/s asset with 6 s
-segments (~3 MB segments, made here with ffmpeg once and cached in /tmp). The ceiling is
-``openssl speed -evp aes-128-cbc`` (16 KiB blocks, one core) on the same machine.
+Starts ``origin serve`` with ONE worker pinned to CPU 0, with the default settings but the access
+log, and drives it with wrk (Debian package) pinned to CPU 1 (the bench's own clients run there
+too), warm caches (every URL is fetched once before measuring). Assets (scripts/bench_assets.py):
+the built-in sample (10 s, 150-600 kbit/s), a 3-rendition 60 s ladder (400k-1200k, 4 s segments:
+45 segments) and a 720p 4 Mbit/s asset with 6 s segments (~1.6 MB segments). Each wrk row is
+followed by the same wrk run on nginx (scripts/bench_nginx.py: one worker on CPU 0) serving the
+exact bytes the origin answered as files; encrypted segment rows also show the share of
+``openssl speed -evp aes-128-cbc`` (16 KiB blocks, one core) they reach.
 
-Live rows (scripts/bench_live.py; ``--live-only`` runs just those): media playlists of the sample
-looped as a live channel, the time from a pushed fragment's last byte to its segment in the
-playlist, and the server's CPU while three renditions are pushed at real time.
+Rows (``--rows``, comma-separated; all by default):
+  segments   encrypted HLS TS and fMP4 segments of each asset, clear DASH and Smooth of
+             the sample and big ones
+  manifests  the ladder's media and master playlists, MPDs (mpd-time-csf, -cmaf), Smooth
+  keys       key requests, open policy and an HS256 JWT policy
+  live       a looped channel's playlists and manifests, fragment-to-playlist latency and
+             ingest CPU while three renditions are pushed (scripts/bench_live.py)
+  tail       64 connections on big segments, and a playlist and a key timed during that load
+  memory     the server's RSS after the load above, and its cache figures if it reports them
+  cold       every segment of the ladder once on a fresh server (scripts/bench_fresh.py)
+  startup    process start until /healthz answers, 1 and 100 assets x 3 renditions
+  workers    workers = 2 on both cores against the one-worker rows
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
+import hashlib
+import json
 import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
-import xml.etree.ElementTree as ET
 from pathlib import Path
-from urllib.parse import urljoin
 
+import bench_assets
+import bench_fresh
 import bench_live
-import jwt
-import m3u8
+import bench_nginx
+import bench_tail
+from bench_http import (
+    CACHE,
+    CLIENT_CPU,
+    SERVER_CPU,
+    TWO_CORES,
+    Origin,
+    dash_urls,
+    fetch,
+    get,
+    pinned,
+    smooth_urls,
+    urls_of,
+    wrk,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-CACHE = Path(tempfile.gettempdir()) / "origin-bench"
-KID = "da3813af-55e6-48e7-aa9f-a4d6031f7b4d"
-KEY = "3c9f2bd4a1e0475e8a7f6b2c1d0e9f8a"
-JWT_KID = "7d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6"
-JWT_SECRET = bytes(range(64))
+GROUPS = (
+    "segments", "manifests", "keys", "live", "tail", "memory", "cold", "startup", "workers",
+)  # fmt: skip
+NGINX_GROUPS = {"segments", "manifests", "keys", "live"}
+# The rows two workers are compared on, and the one-worker row of the same name.
+WORKER_ROWS = ("big: encrypted HLS TS segments", "ladder: HLS media playlists (TS+fMP4)")
+# Which rows each asset gets: every segment kind, or the encrypted HLS ones.
+SEGMENT_ROWS = {"sample": True, "ladder": False, "big": True}
 
-
-def jwt_token() -> str:
-    now = int(time.time())
-    claims = {
-        "iss": "https://sts.example",
-        "aud": "urn:origin",
-        "nbf": now - 60,
-        "exp": now + 3600,
-        "urn:microsoft:azure:mediaservices:contentkeyidentifier": JWT_KID,
-    }
-    token: str = jwt.encode(claims, JWT_SECRET, algorithm="HS256")
-    return token
+Row = tuple[str, dict[str, float], float]  # name, wrk figures, average body size
 
 
 def openssl_ceiling() -> float:
     """MB/s of AES-128-CBC on one core, 16 KiB blocks (decimal MB, as wrk reports)."""
-    out = subprocess.run(
-        ["openssl", "speed", "-evp", "aes-128-cbc", "-seconds", "3"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    line = next(ln for ln in out.splitlines() if ln.upper().startswith("AES-128-CBC"))
+    cmd = ["openssl", "speed", "-evp", "aes-128-cbc", "-seconds", "3"]
+    out = subprocess.run(pinned(cmd, SERVER_CPU), capture_output=True, text=True, check=True)
+    line = next(ln for ln in out.stdout.splitlines() if ln.upper().startswith("AES-128-CBC"))
     last = line.split()[-1]  # e.g. 1131839.49k (1000-byte units per second)
     return float(last.rstrip("k")) * 1000 / 1e6
 
 
-def make_big_asset() -> Path:
-    CACHE.mkdir(exist_ok=True)
-    out = CACHE / "bench_720p.mp4"
-    if not out.exists():
-        print("making a 60 s 720p 4 Mbit/s bench asset with ffmpeg…", flush=True)
-        subprocess.run(
-            [
-                "ffmpeg", "-nostdin", "-v", "error", "-y",
-                "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=60",
-                "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=60",
-                "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "4M", "-maxrate", "4M",
-                "-bufsize", "8M", "-g", "60", "-keyint_min", "60", "-sc_threshold", "0",
-                "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart", str(out),
-            ],
-            check=True,
-        )  # fmt: skip
-    return out
+class Bench:
+    """The rows of the main table, each with nginx's figures for the same bodies."""
+
+    def __init__(self, args: argparse.Namespace, nginx: bench_nginx.Nginx | None) -> None:
+        self.args = args
+        self.nginx = nginx
+        self.rows: list[Row] = []
+        self.ref: dict[str, dict[str, float]] = {}  # row name -> nginx's wrk figures
+        self._by_bodies: dict[bytes, dict[str, float]] = {}
+
+    def wrk(self, urls: list[str], headers: dict[str, str] | None = None) -> dict[str, float]:
+        return wrk(urls, self.args.seconds, self.args.connections, headers)
+
+    def reference(self, name: str, bodies: list[tuple[bytes, str]]) -> None:
+        """nginx on the same bodies, once per distinct list (both key rows share a file)."""
+        if self.nginx is None:
+            return
+        digest = hashlib.sha256(b"".join(hashlib.sha256(b).digest() for b, _ in bodies)).digest()
+        if digest not in self._by_bodies:
+            self._by_bodies[digest] = self.wrk(self.nginx.serve(bodies))
+        self.ref[name] = self._by_bodies[digest]
+
+    def measure(self, name: str, urls: list[str], headers: dict[str, str] | None = None) -> Row:
+        """Fetch every URL once (warms the caches, gives the bytes), wrk the origin, then nginx."""
+        bodies = [fetch(u, headers) for u in urls]
+        row = (name, self.wrk(urls, headers), sum(len(b) for b, _ in bodies) / len(bodies))
+        self.reference(name, bodies)
+        return row
+
+    def line(self, row: Row, ceiling: float) -> str:
+        name, r, size = row
+        avg = f"{size / 1000:,.0f} kB" if size >= 1000 else f"{size:,.0f} B"
+        ref = self.ref.get(name)
+        ng = f"{ref['rps']:11,.0f} {r['rps'] / ref['rps']:8.2f}" if ref else f"{'':11} {'':8}"
+        pct = f"{100 * r['mbs'] / ceiling:.0f}%" if "encrypted" in name and ceiling else ""
+        return (
+            f"{name:44} {avg:>10} {r['rps']:9,.0f} {r['mbs']:8,.1f} {r['p99']:7.1f} {ng} {pct:>6}"
+        )
 
 
-def write_config(big: Path | None) -> Path:
-    sample = ROOT / "origin" / "sample"
-    files = ", ".join(f'"{sample / f"sample_{n}.mp4"}"' for n in ("240p", "360p", "480p"))
-    cfg = CACHE / "bench.toml"
-    cfg.write_text(
-        f"""
-[server]
-access_log = false
-cache_mb = 1024
-
-[[assets]]
-name = "sample"
-files = [{files}]
-segment_duration = 4.0
-protection = "aes-128"
-key_id = "{KID}"
-key = "{KEY}"
-dash = "clear"
-smooth = "clear"
-
-[[assets]]
-name = "tokened"
-files = [{files}]
-segment_duration = 4.0
-protection = "aes-128"
-key_id = "{JWT_KID}"
-key = "{KEY}"
-policy = "jwt"
-
-[[policies.jwt.options]]
-type = "token"
-token_type = "jwt"
-issuer = "https://sts.example"
-audience = "urn:origin"
-primary_key = "{base64.b64encode(JWT_SECRET).decode()}"
-required_claims = [{{ type = "urn:microsoft:azure:mediaservices:contentkeyidentifier" }}]
-"""
-        + ("" if big is None else f"""
-[[assets]]
-name = "big"
-files = ["{big}"]
-segment_duration = 6.0
-protection = "aes-128"
-key_id = "{KID}"
-key = "{KEY}"
-dash = "clear"
-smooth = "clear"
-""")
-        + bench_live.config("sample")
-    )  # fmt: skip
-    return cfg
+def vod_rows(b: Bench, base: str, groups: set[str]) -> None:
+    for asset, every_kind in SEGMENT_ROWS.items():
+        if "segments" in groups:
+            for fmt, label in (("m3u8-aapl", "HLS TS"), ("m3u8-cmaf", "HLS fMP4")):
+                segments = urls_of(base, asset, fmt)[1]
+                b.rows.append(b.measure(f"{asset}: encrypted {label} segments", segments))
+            if not every_kind:
+                continue
+            b.rows.append(b.measure(f"{asset}: clear DASH segments", dash_urls(base, asset)))
+            b.rows.append(b.measure(f"{asset}: clear Smooth fragments", smooth_urls(base, asset)))
+    if "manifests" in groups:
+        b.rows += manifests(b, base, "ladder", ".ism", "ladder:")
+    if "keys" in groups:
+        b.rows.append(b.measure("keys (open policy)", [f"{base}/key?kid={bench_assets.KID}"]))
+        bearer = {"Authorization": f"Bearer {bench_assets.jwt_token()}"}
+        b.rows.append(
+            b.measure("keys (JWT HS256 policy)", [f"{base}/key?kid={bench_assets.JWT_KID}"], bearer)
+        )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def manifests(
+    b: Bench, base: str, name: str, ext: str, label: str, *, media: bool = True
+) -> list[Row]:
+    """Media and master playlists, both MPDs and the Smooth manifest of an asset or channel."""
+    at = f"{base}/{name}{ext}/manifest"
+    rows = []
+    if media:
+        urls = urls_of(base, name, "m3u8-aapl", ext)[0] + urls_of(base, name, "m3u8-cmaf", ext)[0]
+        rows.append(b.measure(f"{label} HLS media playlists (TS+fMP4)", urls))
+    masters = [f"{at}(format=m3u8-aapl)", f"{at}(format=m3u8-cmaf)"]
+    rows.append(b.measure(f"{label} HLS master playlists (TS+fMP4)", masters))
+    for fmt in ("mpd-time-csf", "mpd-time-cmaf"):
+        rows.append(b.measure(f"{label} MPD {fmt}", [f"{at}(format={fmt})"]))
+    rows.append(b.measure(f"{label} Smooth manifest", [at]))
+    return rows
 
 
-def get(url: str, headers: dict[str, str] | None = None) -> bytes:
-    req = urllib.request.Request(url, headers=headers or {})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        data: bytes = r.read()
-        return data
+def live_rows(b: Bench, srv: Origin) -> bench_live.Results:
+    """bench_live's rows, each with nginx on the bodies fetched right after its wrk run, then a
+    looped channel's manifests."""
+    bodies: list[list[tuple[bytes, str]]] = []
 
+    def live_wrk(urls: list[str]) -> dict[str, float]:
+        r = b.wrk(urls)
+        bodies.append([fetch(u) for u in urls])  # the bytes of that moment: live ones change
+        return r
 
-def urls_of(base: str, asset: str, fmt: str) -> tuple[list[str], list[str]]:
-    """(media playlist URLs, segment URLs) of every rendition, init segments excluded."""
-    master_url = f"{base}/{asset}.ism/manifest(format={fmt})"
-    master = m3u8.loads(get(master_url).decode(), uri=master_url)
-    playlists = sorted({urljoin(master_url, p.uri) for p in master.playlists})
-    segments: list[str] = []
-    for url in playlists:
-        pl = m3u8.loads(get(url).decode(), uri=url)
-        segments += [urljoin(url, s.uri) for s in pl.segments]
-    return playlists, segments
-
-
-def dash_urls(base: str, asset: str) -> list[str]:
-    """Every media segment of every Representation, expanded from the SegmentTimelines."""
-    url = f"{base}/{asset}.ism/manifest(format=mpd-time-cmaf)"
-    root = ET.fromstring(get(url))
-    ns = {"d": "urn:mpeg:dash:schema:mpd:2011"}
-    out = []
-    for aset in root.iterfind(".//d:AdaptationSet", ns):
-        tmpl = aset.find("d:SegmentTemplate", ns)
-        assert tmpl is not None
-        times, t = [], 0
-        for seg in tmpl.iterfind(".//d:S", ns):
-            t = int(seg.get("t", t))
-            for _ in range(int(seg.get("r", "0")) + 1):
-                times.append(t)
-                t += int(seg.get("d", "0"))
-        media = tmpl.get("media", "")
-        for rep in aset.iterfind("d:Representation", ns):
-            m = media.replace("$RepresentationID$", rep.get("id", ""))
-            out += [urljoin(url, m.replace("$Time$", str(t))) for t in times]
-    return out
-
-
-def smooth_urls(base: str, asset: str) -> list[str]:
-    """Every fragment of every QualityLevel of the Smooth manifest."""
-    url = f"{base}/{asset}.ism/manifest"
-    root = ET.fromstring(get(url))
-    out = []
-    for stream in root.iter("StreamIndex"):
-        starts, t = [], 0
-        for c in stream.iter("c"):
-            t = int(c.get("t", t))
-            starts.append(t)
-            t += int(c.get("d", "0"))
-        for q in stream.iter("QualityLevel"):
-            tmpl = stream.get("Url", "").replace("{bitrate}", q.get("Bitrate", ""))
-            out += [f"{base}/{asset}.ism/" + tmpl.replace("{start time}", str(t)) for t in starts]
-    return out
-
-
-def wrk(
-    urls: list[str], seconds: int, connections: int, headers: dict[str, str] | None = None
-) -> dict[str, float]:
-    """Run wrk on CPU 1 over ``urls`` round-robin; return req/s, MB/s and latency p99 (ms)."""
-    paths = [re.sub(r"^http://[^/]+", "", u) for u in urls]
-    lua = CACHE / "paths.lua"
-    quoted = ",\n".join('  "' + p.replace("\\", "\\\\").replace('"', '\\"') + '"' for p in paths)
-    set_headers = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items())
-    lua.write_text(
-        set_headers + "local paths = {\n" + quoted + "\n}\nlocal i = 0\n"
-        "request = function()\n  i = i % #paths + 1\n"
-        '  return wrk.format("GET", paths[i])\nend\n'
+    live = bench_live.run(
+        srv.base, srv.proc.pid, CACHE, get=get, wrk=live_wrk, wrk_seconds=b.args.seconds
     )
-    host = re.match(r"^(http://[^/]+)", urls[0])
-    assert host is not None
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(lua), host[1]]
-    if shutil.which("taskset"):
-        cmd = ["taskset", "-c", "1", *cmd]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
-    tr = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
-    assert tr is not None
-    scale = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}[tr[2]]
-    p99 = re.search(r"99%\s+([\d.]+)(\w+)", out)
-    assert p99 is not None
-    p99_ms = float(p99[1]) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99[2]]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if errors:
-        raise SystemExit(f"wrk saw {errors[1]} error responses:\n{out}")
-    return {"rps": rps, "mbs": float(tr[1]) * scale / 1e6, "p99": p99_ms}
+    for (name, _, _), got in zip(live.rows, bodies, strict=True):
+        b.reference(name, got)
+    # bench_live has the media playlists' rows
+    live.rows.extend(
+        manifests(b, srv.base, bench_live.LOOP_CHANNEL, ".isml", "looped channel", media=False)
+    )
+    return live
 
 
-def measure(
-    name: str, urls: list[str], args: argparse.Namespace, headers: dict[str, str] | None = None
-) -> tuple[str, dict[str, float], float]:
-    """Fetch every URL once (warms the clear-segment LRU), then drive them with wrk."""
-    size = sum(len(get(u, headers)) for u in urls) / len(urls)
-    return name, wrk(urls, args.seconds, args.connections, headers), size
+def memory(srv: Origin) -> list[str]:
+    """RSS after the load, and whatever /healthz tells of the caches."""
+    st = srv.status()
+    lines = [
+        f"{'RSS after the load (VmRSS)':44} {st['VmRSS'] / 1024:8.1f} MB  (target < 120 MB)",
+        f"{'peak RSS (VmHWM)':44} {st['VmHWM'] / 1024:8.1f} MB",
+    ]
+    health = json.loads(get(srv.base + "/healthz"))
+    extra = {k: v for k, v in health.items() if k not in ("assets", "refused")}
+    if extra:
+        lines += [f"{'/healthz ' + k:44} {json.dumps(v)}" for k, v in extra.items()]
+    else:
+        lines.append("clear-segment cache size, entries, bytes: not exposed by the server")
+        lines.append(f"  (/healthz gives only {', '.join(health)})")
+    return lines
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--seconds", type=int, default=10, help="per wrk row (default 10)")
+    ap.add_argument("--quick", action="store_true", help="3 s per wrk row")
     ap.add_argument("--connections", type=int, default=16)
-    ap.add_argument("--live-only", action="store_true", help="only the live rows")
+    ap.add_argument(
+        "--rows", default=",".join(GROUPS), help="comma-separated, of: " + ", ".join(GROUPS)
+    )
+    ap.add_argument("--live-only", action="store_true", help="as --rows live")
     args = ap.parse_args()
-    if not shutil.which("wrk"):
-        print("wrk is needed: apt-get install wrk", file=sys.stderr)
-        return 1
-    ceiling = 0.0 if args.live_only else openssl_ceiling()
-    cfg = write_config(None if args.live_only else make_big_asset())
-    port = free_port()
-    env = dict(os.environ, ORIGIN_LOG_LEVEL="WARNING")
-    cmd = [sys.executable, "-m", "origin", "serve", "--config", str(cfg), "--port", str(port)]
-    if shutil.which("taskset"):
-        cmd = ["taskset", "-c", "0", *cmd]
-    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}"
+    if args.quick:
+        args.seconds = 3
+    groups = {"live"} if args.live_only else {g.strip() for g in args.rows.split(",") if g.strip()}
+    if unknown := groups - set(GROUPS):
+        ap.error(f"unknown rows {', '.join(sorted(unknown))}; known: {', '.join(GROUPS)}")
+    for tool in ("wrk", "nginx"):
+        if not shutil.which(tool):
+            print(f"{tool} is needed: apt-get install {tool}", file=sys.stderr)
+            return 1
+    CACHE.mkdir(exist_ok=True)
+    if TWO_CORES:  # this process's clients (probes, cold fetches, pushers) on wrk's core
+        os.sched_setaffinity(0, {int(CLIENT_CPU)})
+    ceiling = openssl_ceiling() if groups & {"segments", "tail"} else 0.0
+    ladder = bench_assets.make_ladder()
+    cfg = bench_assets.write_config(ladder, bench_assets.make_big())
+    nginx = bench_nginx.Nginx() if groups & NGINX_GROUPS else None
+    b = Bench(args, nginx)
+    live: bench_live.Results | None = None
+    tail: bench_tail.Tail | None = None
+    mem: list[str] = []
+    cold: list[tuple[str, dict[str, float], float | None]] = []
+    starts: dict[int, dict[str, float]] = {}
+    helpers: dict[str, dict[str, float] | None] = {}
+    targets: dict[str, list[str]] = {}
+    two: dict[str, dict[str, float]] = {}
     try:
-        for _ in range(200):
-            try:
-                get(base + "/healthz")
-                break
-            except OSError:
-                time.sleep(0.1)
-        rows: list[tuple[str, dict[str, float], float]] = []
-        for asset in () if args.live_only else ("sample", "big"):
-            for fmt, label in (("m3u8-aapl", "HLS TS"), ("m3u8-cmaf", "HLS fMP4")):
-                playlists, segments = urls_of(base, asset, fmt)
-                rows.append(measure(f"{asset}: encrypted {label} segments", segments, args))
-            rows.append(measure(f"{asset}: clear DASH segments", dash_urls(base, asset), args))
-            rows.append(measure(f"{asset}: clear Smooth fragments", smooth_urls(base, asset), args))
-            rows.append(measure(f"{asset}: HLS media playlists", playlists, args))
-        if not args.live_only:
-            rows.append(measure("keys (open policy)", [f"{base}/key?kid={KID}"], args))
-            bearer = {"Authorization": f"Bearer {jwt_token()}"}
-            key_url = f"{base}/key?kid={JWT_KID}"
-            rows.append(measure("keys (JWT HS256 policy)", [key_url], args, bearer))
-        live = bench_live.run(
-            base,
-            server.pid,
-            CACHE,
-            get=get,
-            wrk=lambda urls: wrk(urls, args.seconds, args.connections),
-            wrk_seconds=args.seconds,
-        )
+        srv = Origin(cfg)
+        try:
+            srv.wait_ready()
+            vod_rows(b, srv.base, groups)
+            if "live" in groups:
+                live = live_rows(b, srv)
+            if "tail" in groups:
+                tail = tail_rows(b, srv.base)
+            if "memory" in groups:
+                for asset in SEGMENT_ROWS:  # the load, if no row above gave it
+                    for fmt in ("m3u8-aapl", "m3u8-cmaf"):
+                        for u in urls_of(srv.base, asset, fmt)[1]:
+                            get(u)
+                mem = memory(srv)
+            if "workers" in groups:
+                targets = worker_targets(b, srv.base)
+        finally:
+            srv.stop()
+        if "cold" in groups:
+            cold = cold_rows(b, ladder)
+            helpers["cold"] = bench_fresh.helper_rows("bench_cold", "measure_cold")
+        if "startup" in groups:
+            starts = {
+                n: bench_fresh.startup(bench_assets.write_many(f"startup_{n}", ladder, n), n)
+                for n in (1, 100)
+            }
+            helpers["startup"] = bench_fresh.helper_rows(
+                "bench_startup", "measure_startup", n_assets=100
+            )
+        if targets:
+            two = bench_fresh.two_workers(cfg, targets, args.seconds, args.connections)
     finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=10)
-    print()
-    if not args.live_only:
-        print(f"AES-128-CBC ceiling, one core (openssl speed, 16 KiB): {ceiling:,.0f} MB/s")
-    print(f"one origin worker on CPU 0, wrk -c{args.connections} on CPU 1, ", end="")
-    print(f"{args.seconds}s each, warm caches")
-    print(f"{'what':42} {'avg size':>10} {'req/s':>9} {'MB/s':>8} {'% ceiling':>9} {'p99 ms':>7}")
-
-    def line(row: tuple[str, dict[str, float], float]) -> str:
-        name, r, size = row
-        pct = f"{100 * r['mbs'] / ceiling:.0f}%" if "encrypted" in name else ""
-        avg = f"{size / 1000:,.0f} kB" if size > 16 else ""
-        return f"{name:42} {avg:>10} {r['rps']:9,.0f} {r['mbs']:8,.1f} {pct:>9} {r['p99']:7.1f}"
-
-    for row in rows:
-        print(line(row))
-    bench_live.report(live, line)
+        if nginx is not None:
+            nginx.stop()
+    report(b, ceiling, live, tail, mem)
+    if cold:
+        bench_fresh.report_cold(cold, helpers.get("cold"))
+    if starts:
+        bench_fresh.report_startup(starts, helpers.get("startup"))
+    if two:
+        one = {r[0]: r[1] for r in b.rows}
+        bench_fresh.report_workers(two, one, args.connections)
     return 0
+
+
+def tail_rows(b: Bench, base: str) -> bench_tail.Tail:
+    playlists, segments = urls_of(base, "big", "m3u8-aapl")
+    for u in segments:
+        get(u)
+    probes = {
+        "big: HLS TS media playlist": playlists[0],
+        "key (open policy)": f"{base}/key?kid={bench_assets.KID}",
+    }
+    return bench_tail.run(segments, probes, wrk=lambda urls, c: wrk(urls, b.args.seconds, c))
+
+
+def cold_rows(b: Bench, ladder: list[Path]) -> list[tuple[str, dict[str, float], float | None]]:
+    """The ladder's segments on fresh servers, next to the warm wrk row of the same segments."""
+    cfg = bench_assets.write_many("cold", ladder, 1)
+    warm = {r[0]: r[1]["mbs"] for r in b.rows}
+    out = []
+    for fmt, label in (("m3u8-aapl", "HLS TS"), ("m3u8-cmaf", "HLS fMP4")):
+        for clients in bench_fresh.COLD_CONCURRENCY:
+            how = "sequential" if clients == 1 else f"{clients} concurrent"
+            r = bench_fresh.cold(cfg, "a0", fmt, clients)
+            wrk_mbs = warm.get(f"ladder: encrypted {label} segments")
+            out.append((f"ladder: cold {label} segments, {how}", r, wrk_mbs))
+    return out
+
+
+def worker_targets(b: Bench, base: str) -> dict[str, list[str]]:
+    """The URLs two workers are compared on; the one-worker figure measured now if no row of
+    the table gave it."""
+    seg = urls_of(base, "big", "m3u8-aapl")[1]
+    media = urls_of(base, "ladder", "m3u8-aapl")[0] + urls_of(base, "ladder", "m3u8-cmaf")[0]
+    targets = dict(zip(WORKER_ROWS, (seg, media), strict=True))
+    done = {r[0] for r in b.rows}
+    for name, urls in targets.items():
+        if name not in done:
+            b.rows.append(b.measure(name, urls))
+    return targets
+
+
+def report(
+    b: Bench,
+    ceiling: float,
+    live: bench_live.Results | None,
+    tail: bench_tail.Tail | None,
+    mem: list[str],
+) -> None:
+    print()
+    if ceiling:
+        print(f"AES-128-CBC, one core (openssl speed -evp, 16 KiB blocks): {ceiling:,.0f} MB/s")
+    pin = "CPU 0" if TWO_CORES else "any CPU (no taskset or one core)"
+    print(f"one origin worker and one nginx worker on {pin}, wrk -c{b.args.connections} on CPU 1,")
+    print(f"{b.args.seconds} s each, warm caches; nginx: {nginx_version()} serving the same bytes")
+    print(
+        f"{'what':44} {'avg size':>10} {'req/s':>9} {'MB/s':>8} {'p99 ms':>7} "
+        f"{'nginx req/s':>11} {'x nginx':>8} {'% AES':>6}"
+    )
+    for row in b.rows:
+        print(b.line(row, ceiling))
+    if live is not None:
+        bench_live.report(live, lambda row: b.line(row, ceiling))
+    if tail is not None:
+        bench_tail.report(tail, "big asset's encrypted HLS TS segments")
+    if mem:
+        print()
+        print("memory: the one-worker server above, default settings but the access log")
+        for ln in mem:
+            print(ln)
+
+
+def nginx_version() -> str:
+    out = subprocess.run(["nginx", "-v"], capture_output=True, text=True)
+    return out.stderr.strip().removeprefix("nginx version: ")
 
 
 if __name__ == "__main__":

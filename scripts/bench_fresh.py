@@ -1,0 +1,216 @@
+"""Rows of scripts/bench.py that each need a server of their own, freshly started: cold segments,
+start-up, and two workers on the two cores.
+
+Cold: on a fresh server a player's path is followed (master, media playlists: not timed), then
+every segment of the ladder is fetched once, in order, by COLD_CONCURRENCY keep-alive clients
+sharing the list (1: sequential); then the same list again on the same server, now warm, with the
+same clients: the ratio of the two passes is the cold path's cost with everything else equal.
+"""
+
+from __future__ import annotations
+
+import http.client
+import importlib
+import re
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from urllib.parse import urlsplit
+
+from bench_http import Origin, free_port, get, urls_of, wrk
+
+COLD_CONCURRENCY = (1, 4)
+COLD_REPEATS = 3
+BOTH_CORES = "0,1"
+
+
+def optional(module: str) -> ModuleType | None:
+    """Another helper's bench module, when this branch has it."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name != module:
+            raise
+        return None
+
+
+# ---- cold segments ------------------------------------------------------------------------
+
+
+def fetch_all(urls: list[str], clients: int) -> tuple[float, int]:
+    """Seconds to GET every URL once with ``clients`` keep-alive connections; bytes received."""
+    lock = threading.Lock()
+    todo: Iterator[str] = iter(urls)
+    got = [0] * clients
+    failed: list[str] = []
+
+    def client(n: int) -> None:
+        conn: http.client.HTTPConnection | None = None
+        while True:
+            with lock:
+                url = next(todo, None)
+            if url is None:
+                break
+            u = urlsplit(url)
+            conn = conn or http.client.HTTPConnection(u.netloc, timeout=60)
+            conn.request("GET", u.path + (f"?{u.query}" if u.query else ""))
+            r = conn.getresponse()
+            body = r.read()
+            if r.status != 200:
+                failed.append(f"{r.status} {url}")
+            got[n] += len(body)
+        if conn is not None:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - t0
+    if failed:
+        raise SystemExit(f"cold fetch failed: {failed[:3]}")
+    return seconds, sum(got)
+
+
+def cold(config: Path, asset: str, fmt: str, clients: int) -> dict[str, float]:
+    """A fresh server's first pass over every segment of ``asset`` in ``fmt``, then a second;
+    the median of COLD_REPEATS servers (one pass takes a tenth of a second or so)."""
+    passes = []
+    for _ in range(COLD_REPEATS):
+        srv = Origin(config)
+        try:
+            srv.wait_ready()
+            _, segments = urls_of(srv.base, asset, fmt)
+            cold_s, size = fetch_all(segments, clients)
+            warm_s, _ = fetch_all(segments, clients)
+        finally:
+            srv.stop()
+        passes.append((cold_s, warm_s))
+    return {
+        "segments": len(segments),
+        "bytes": size,
+        "cold_s": statistics.median(c for c, _ in passes),
+        "warm_s": statistics.median(w for _, w in passes),
+    }
+
+
+def report_cold(
+    results: list[tuple[str, dict[str, float], float | None]], helper: dict[str, float] | None
+) -> None:
+    """(what, figures, the main table's warm wrk MB/s of the same segments when measured);
+    ``helper``: scripts/bench_cold.py's measure_cold(), if on this branch."""
+    print()
+    print(
+        "cold segments: each segment of the 60 s ladder once on a fresh server, "
+        f"median of {COLD_REPEATS} servers"
+    )
+    print(
+        f"{'what':44} {'segments':>8} {'seconds':>8} {'MB/s':>8} {'2nd pass':>9} "
+        f"{'x 2nd':>6} {'x wrk warm':>10}"
+    )
+    for what, r, wrk_mbs in results:
+        mbs = r["bytes"] / r["cold_s"] / 1e6
+        vs_wrk = f"{mbs / wrk_mbs:.2f}" if wrk_mbs else "n/a"
+        print(
+            f"{what:44} {r['segments']:8.0f} {r['cold_s']:8.3f} {mbs:8.1f} "
+            f"{r['warm_s']:8.3f}s {r['warm_s'] / r['cold_s']:6.2f} {vs_wrk:>10}"
+        )
+    print("(x 2nd: the warm second pass's time over the cold one, same clients; target >= 0.8)")
+    if helper is None:
+        print("scripts/bench_cold.py (the cold path without HTTP) is not on this branch")
+    else:
+        for key, value in helper.items():
+            shown = f"{value:12,.3f}" if isinstance(value, int | float) else str(value)
+            print(f"{'bench_cold ' + key:44} {shown}")
+
+
+# ---- start-up -----------------------------------------------------------------------------
+
+
+def startup(cfg: Path, n_assets: int) -> dict[str, float]:
+    """Seconds from process start to /healthz, and the first master playlist's ms afterwards,
+    of ``cfg``'s assets a0 … a{n_assets - 1}."""
+    srv = Origin(cfg)
+    try:
+        ready = srv.wait_ready(timeout=600)
+        t0 = time.perf_counter()
+        get(f"{srv.base}/a{n_assets - 1}.ism/manifest(format=m3u8-aapl)")
+        first = time.perf_counter() - t0
+    finally:
+        srv.stop()
+    return {"ready_s": ready, "first_ms": 1000 * first}
+
+
+def helper_rows(module: str, function: str, **kwargs: int) -> dict[str, float] | None:
+    """``module.function(**kwargs)`` of another helper's bench module, None if it is missing."""
+    found = optional(module)
+    if found is None:
+        return None
+    figures: dict[str, float] = getattr(found, function)(**kwargs)
+    return figures
+
+
+def report_startup(results: dict[int, dict[str, float]], helper: dict[str, float] | None) -> None:
+    """``helper``: scripts/bench_startup.py's measure_startup(n_assets=100), if on this branch."""
+    print()
+    print("start-up: process start until /healthz answers (imports included), then the last")
+    print("asset's master playlist; every asset is the ladder's 3 renditions (60 s, 4 s segments)")
+    for n, r in results.items():
+        print(
+            f"{f'{n} asset(s) x 3 renditions':44} ready {r['ready_s']:6.2f} s, first master "
+            f"{r['first_ms']:7.1f} ms" + ("  (target < 1 s)" if n >= 100 else "")
+        )
+    if helper is None:
+        print("scripts/bench_startup.py (indexing alone, and a 2-hour title) is not on this branch")
+        return
+    targets = {"ladder_100x3_s": "  (target < 1 s)", "two_hour_s": "  (target < 0.5 s)"}
+    for key, value in helper.items():
+        shown = f"{value:6.2f} s" if isinstance(value, int | float) else str(value)
+        print(f"{'bench_startup ' + key:44} {shown}{targets.get(key, '')}")
+
+
+# ---- two workers --------------------------------------------------------------------------
+
+
+def two_workers(
+    config: Path, rows: dict[str, list[str]], seconds: int, connections: int
+) -> dict[str, dict[str, float]]:
+    """``rows`` (name -> URLs) on ``workers = 2`` over both cores, wrk -t2 over both too."""
+    srv = Origin(config, port=free_port(), cpus=BOTH_CORES, workers=2)
+    out = {}
+    try:
+        srv.wait_ready()
+        for _ in range(600):  # the parent says so once every worker listens
+            if b"worker processes" in Path(srv.log.name).read_bytes():
+                break
+            time.sleep(0.1)
+        for name, urls in rows.items():
+            here = [re.sub(r"^http://[^/]+", srv.base, u) for u in urls]
+            for _ in range(4):  # each worker has its caches: warm them through several connections
+                for u in here:
+                    get(u)
+            out[name] = wrk(here, seconds, connections, threads=2, cpus=BOTH_CORES)
+    finally:
+        srv.stop()
+    return out
+
+
+def report_workers(
+    results: dict[str, dict[str, float]], one: dict[str, dict[str, float]], connections: int
+) -> None:
+    print()
+    print(
+        f"two workers (workers = 2, SO_REUSEPORT) on both cores, wrk -t2 -c{connections} unpinned:"
+    )
+    print("wrk competes with the workers for the 2 cores; 1 worker: the table above (own core)")
+    print(f"{'what':44} {'req/s':>9} {'MB/s':>8} {'1 worker':>9} {'x 1':>6}  target")
+    for name, r in results.items():
+        base = one.get(name)
+        one_rps = f"{base['rps']:9,.0f}" if base else f"{'n/a':>9}"
+        ratio = f"{r['rps'] / base['rps']:6.2f}" if base else f"{'n/a':>6}"
+        print(f"{name:44} {r['rps']:9,.0f} {r['mbs']:8,.1f} {one_rps} {ratio}  >= 1.6")
