@@ -10,6 +10,7 @@ from typing import Generic, TypeVar, cast
 
 V = TypeVar("V")
 
+ANSWER_CACHE_BYTES = 8 * 1024 * 1024  # fast-path answers (origin.service.fastpath)
 MANIFEST_CACHE_BYTES = 32 * 1024 * 1024  # manifests without a token, by request path
 ROUTE_CACHE_BYTES = 4 * 1024 * 1024  # parsed request paths
 # What an entry weighs beyond its key's and value's bytes: the OrderedDict node, the entry tuple,
@@ -32,6 +33,19 @@ class ByteLRU(Generic[V]):
             return None
         self._items.move_to_end(key)
         return item[0]
+
+    def find(self, key: Hashable) -> V | None:
+        """:meth:`get` for a lookup that most requests make and miss (the fast path's)."""
+        item = self._items.get(key)
+        if item is None:
+            return None
+        self._items.move_to_end(key)
+        return item[0]
+
+    def pop(self, key: Hashable) -> None:
+        item = self._items.pop(key, None)
+        if item is not None:
+            self.used -= item[1]
 
     def put(self, key: Hashable, value: V, cost: int | None = None) -> None:
         size = len(cast(Sized, value)) if cost is None else cost
