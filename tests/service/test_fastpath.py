@@ -108,7 +108,7 @@ def without_date(head: bytes) -> bytes:
 
 
 def hits(client: Client) -> int:
-    return client.server.app[FAST].hits
+    return client.app[FAST].hits
 
 
 @pytest.mark.parametrize("target", CACHEABLE)
@@ -244,7 +244,7 @@ async def test_a_reload_drops_every_answer(app_client: Client, tmp_path: Path) -
     assert hits(app_client) == 1
     path = tmp_path / "reloaded.toml"
     path.write_text(_config_text().replace('name = "plain"', 'name = "plain2"'))
-    live = app_client.server.app[STATE]
+    live = app_client.app[STATE]
     old, live.current = live.current, build_state(load_config(path))
     head, _ = await conn.get(MASTER)
     assert head.startswith(b"HTTP/1.1 404 ")  # the new state's answer, not the stored one
@@ -268,7 +268,7 @@ async def test_token_gated_manifests_and_policy_keys_are_never_kept(app_client: 
         head, _ = await conn.get("/gated.ism/manifest(format=m3u8-aapl)")
         assert head.startswith(b"HTTP/1.1 401 ")
     assert hits(app_client) == 0
-    assert len(app_client.server.app[STATE].current.answers) == 0
+    assert len(app_client.app[STATE].current.answers) == 0
     conn.close()
 
 
@@ -340,7 +340,7 @@ async def test_a_live_manifest_answer_is_dropped_when_the_channel_view_changes(
     app_client: Client,
 ) -> None:
     """The stored answer of a live playlist carries the view it was built from."""
-    app = app_client.server.app
+    app = app_client.app
     answers = app[STATE].current.answers
     seen: list[Any] = []
 
