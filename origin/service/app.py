@@ -19,6 +19,7 @@ from origin.core.urls import Format, Protocol, UrlError
 from origin.service import auth, delivery, fastpath, http
 from origin.service.cache import ENTRY_OVERHEAD, ROUTE_CACHE_BYTES, ByteLRU
 from origin.service.cors import Cors
+from origin.service.fastpath import FAST
 from origin.service.live.channels import CHANNELS, setup_channels
 from origin.service.live.ingest import expect, ingest
 from origin.service.live.player import TIME_PATH, clock, live_stream
@@ -303,8 +304,19 @@ async def key_service(request: web.Request) -> web.StreamResponse:
 
 async def health(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE].current
+    caches = {
+        "segments": state.segments.stats(),
+        "manifests": state.manifests.stats(),
+        "routes": request.app[ROUTES].stats(),
+        "answers": state.answers.stats(),  # the fast path's, looked up uncounted
+    }
     return web.json_response(
-        {"assets": sorted(state.assets), "refused": sorted(state.refused)},
+        {
+            "assets": sorted(state.assets),
+            "refused": sorted(state.refused),
+            "caches": caches,
+            "fast_path": {"hits": request.app[FAST].hits},
+        },
         headers=http.cache_headers(http.NO_STORE),
     )
 

@@ -25,17 +25,22 @@ class ByteLRU(Generic[V]):
     def __init__(self, capacity_bytes: int) -> None:
         self.capacity = capacity_bytes
         self.used = 0
+        self.hits = 0  # lookups by get() that found their entry
+        self.misses = 0
         self._items: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
 
     def get(self, key: Hashable) -> V | None:
         item = self._items.get(key)
         if item is None:
+            self.misses += 1
             return None
+        self.hits += 1
         self._items.move_to_end(key)
         return item[0]
 
     def find(self, key: Hashable) -> V | None:
-        """:meth:`get` for a lookup that most requests make and miss (the fast path's)."""
+        """:meth:`get`, not counted: for a lookup that most requests make and miss (the fast
+        path's, which counts its own hits)."""
         item = self._items.get(key)
         if item is None:
             return None
@@ -66,6 +71,18 @@ class ByteLRU(Generic[V]):
         while self.used > self.capacity:
             _, (_, size) = self._items.popitem(last=False)
             self.used -= size
+
+    def stats(self) -> dict[str, int | float | None]:
+        """Size, fill and hit ratio (None before any lookup), for /healthz and metrics."""
+        lookups = self.hits + self.misses
+        return {
+            "capacity_bytes": self.capacity,
+            "used_bytes": self.used,
+            "entries": len(self._items),
+            "hits": self.hits,
+            "misses": self.misses,
+            "hit_ratio": round(self.hits / lookups, 4) if lookups else None,
+        }
 
     def __len__(self) -> int:
         return len(self._items)
