@@ -21,6 +21,7 @@ from origin.core.live.packaging import init_segment as live_init_segment
 from origin.core.live.packaging import master_playlist as live_master_playlist
 from origin.core.live.packaging import media_playlist as live_media_playlist
 from origin.core.live.packaging import media_segment as live_segment
+from origin.core.live.packaging import next_available as live_next_available
 from origin.core.live.packaging import segment_ref as live_segment_ref
 from origin.core.live.packaging import smooth_manifest as live_smooth_manifest
 from origin.core.manifests import (
@@ -62,6 +63,7 @@ __all__ = [
     "live_init_segment",
     "live_master_playlist",
     "live_media_playlist",
+    "live_next_available",
     "live_segment",
     "live_segment_ref",
     "live_smooth_manifest",

@@ -16,13 +16,14 @@ from aiohttp.http_exceptions import HttpProcessingError
 from origin.core import pipeline, urls
 from origin.core.errors import MediaError, NotFoundError
 from origin.core.urls import Format, Protocol, UrlError
-from origin.service import auth, delivery, http
+from origin.service import auth, delivery, fastpath, http
 from origin.service.cache import ENTRY_OVERHEAD, ROUTE_CACHE_BYTES, ByteLRU
 from origin.service.cors import Cors
+from origin.service.fastpath import FAST
 from origin.service.live.channels import CHANNELS, setup_channels
 from origin.service.live.ingest import expect, ingest
 from origin.service.live.player import TIME_PATH, clock, live_stream
-from origin.service.logs import REQUESTS, clean
+from origin.service.logs import REQUESTS, access_line, clean
 from origin.service.proxy.route import setup_proxy
 from origin.service.state import Asset, ContentKey, State
 from origin.service.storage import SourceUnavailable, read_spans
@@ -49,17 +50,17 @@ _MANIFEST_TYPES = {
 
 
 class AccessLogger(AbstractAccessLogger):
-    """Method, path, status, size, time. Never the query string: it may carry tokens."""
+    """Method, path, status, size, time (:func:`logs.access_line`)."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info(
-            '%s "%s %s" %d %d %.1fms',
-            clean(request.remote),
-            clean(request.method),
-            clean(request.path),
+        access_line(
+            self.logger,
+            request.remote,
+            request.method,
+            request.path,
             response.status,
             response.body_length,
-            time * 1000,
+            time,
         )
 
     @property
@@ -158,6 +159,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
         if not query:
             cost = len(body) + len(request.path) + ENTRY_OVERHEAD
             state.manifests.put(request.path, body, cost=cost)
+    if not private:
+        fastpath.allow(request)  # the same bytes for every viewer until a reload
     return http.entity_response(
         request,
         body,
@@ -290,6 +293,8 @@ async def key_service(request: web.Request) -> web.StreamResponse:
             # can be sent on a closed connection; 400 if anything can still be.
             REQUESTS.info("key request body from %s incomplete", clean(request.remote))
             return _closing(http.error_response(400, "bad request: the body is incomplete"))
+    if key.policy is None or key.policy.options[0].open:
+        fastpath.allow(request)  # handed to anyone who asks, until a reload
     return web.Response(
         body=key.key,
         content_type=http.CT_KEY,
@@ -299,8 +304,19 @@ async def key_service(request: web.Request) -> web.StreamResponse:
 
 async def health(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE].current
+    caches = {
+        "segments": state.segments.stats(),
+        "manifests": state.manifests.stats(),
+        "routes": request.app[ROUTES].stats(),
+        "answers": state.answers.stats(),  # the fast path's, looked up uncounted
+    }
     return web.json_response(
-        {"assets": sorted(state.assets), "refused": sorted(state.refused)},
+        {
+            "assets": sorted(state.assets),
+            "refused": sorted(state.refused),
+            "caches": caches,
+            "fast_path": {"hits": request.app[FAST].hits},
+        },
         headers=http.cache_headers(http.NO_STORE),
     )
 
@@ -357,6 +373,7 @@ def build_app(state: State) -> web.Application:
     app[STATE] = Live(state)
     app[INFLIGHT] = {}
     app[ROUTES] = ByteLRU(ROUTE_CACHE_BYTES)
+    fastpath.setup(app, lambda: app[STATE].current.answers)
     setup_channels(app, app[STATE])
     app.router.add_get("/healthz", health)
     app.router.add_get("/channels", channels_status)

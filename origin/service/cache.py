@@ -10,6 +10,7 @@ from typing import Generic, TypeVar, cast
 
 V = TypeVar("V")
 
+ANSWER_CACHE_BYTES = 8 * 1024 * 1024  # fast-path answers (origin.service.fastpath)
 MANIFEST_CACHE_BYTES = 32 * 1024 * 1024  # manifests without a token, by request path
 ROUTE_CACHE_BYTES = 4 * 1024 * 1024  # parsed request paths
 # What an entry weighs beyond its key's and value's bytes: the OrderedDict node, the entry tuple,
@@ -24,14 +25,32 @@ class ByteLRU(Generic[V]):
     def __init__(self, capacity_bytes: int) -> None:
         self.capacity = capacity_bytes
         self.used = 0
+        self.hits = 0  # lookups by get() that found their entry
+        self.misses = 0
         self._items: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
 
     def get(self, key: Hashable) -> V | None:
         item = self._items.get(key)
         if item is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._items.move_to_end(key)
+        return item[0]
+
+    def find(self, key: Hashable) -> V | None:
+        """:meth:`get`, not counted: for a lookup that most requests make and miss (the fast
+        path's, which counts its own hits)."""
+        item = self._items.get(key)
+        if item is None:
             return None
         self._items.move_to_end(key)
         return item[0]
+
+    def pop(self, key: Hashable) -> None:
+        item = self._items.pop(key, None)
+        if item is not None:
+            self.used -= item[1]
 
     def put(self, key: Hashable, value: V, cost: int | None = None) -> None:
         size = len(cast(Sized, value)) if cost is None else cost
@@ -52,6 +71,18 @@ class ByteLRU(Generic[V]):
         while self.used > self.capacity:
             _, (_, size) = self._items.popitem(last=False)
             self.used -= size
+
+    def stats(self) -> dict[str, int | float | None]:
+        """Size, fill and hit ratio (None before any lookup), for /healthz and metrics."""
+        lookups = self.hits + self.misses
+        return {
+            "capacity_bytes": self.capacity,
+            "used_bytes": self.used,
+            "entries": len(self._items),
+            "hits": self.hits,
+            "misses": self.misses,
+            "hit_ratio": round(self.hits / lookups, 4) if lookups else None,
+        }
 
     def __len__(self) -> int:
         return len(self._items)

@@ -14,6 +14,12 @@ aiohttp's Application knows its own request handler and factory (``Application._
 ``_make_request``); the override lets aiohttp build its Server, then builds a
 :class:`_SafeServer` from that Server's public attributes. tests/service/test_connections.py and
 the hostile tests pin the behaviour.
+
+The connections also serve the fast path (:mod:`origin.service.fastpath`): each connection
+parses the request heads it reads with httptools as well, and when it is idle and every request
+in what it read has an answer there, writes them itself instead of handing the bytes to aiohttp.
+That needs a few of aiohttp's protected connection attributes (:data:`_AIOHTTP_STATE`), checked
+at import: with another aiohttp that lacks them, the fast path is off and nothing else changes.
 """
 
 from __future__ import annotations
@@ -27,13 +33,22 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
+import httptools
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import RequestHandler
 from aiohttp.web_log import AccessLogger
 
+from origin.service.fastpath import (
+    FAST,
+    MAX_HEADERS,
+    MAX_TARGET,
+    MAX_VALUE,
+    FastPath,
+    request_key,
+)
 from origin.service.http import NO_STORE, cache_headers
-from origin.service.logs import REQUESTS, clean
+from origin.service.logs import REQUESTS, access_line, clean
 
 log = logging.getLogger("origin")
 
@@ -62,6 +77,110 @@ class Limits:
             count,
             self.nofile,
         )
+
+
+# aiohttp's RequestHandler state the fast path reads (is the connection idle, is it logging)
+# and updates (the keep-alive deadline after answering).
+_AIOHTTP_STATE = (
+    "_messages",
+    "_payload_parser",
+    "_upgraded",
+    "_force_close",
+    "_close",
+    "_keepalive",
+    "_keepalive_timeout",
+    "_keepalive_handle",
+    "_next_keepalive_close_time",
+    "_logging_enabled",
+    "_manager",
+)
+_SLOTS = {name for cls in RequestHandler.__mro__ for name in getattr(cls, "__slots__", ())}
+FAST_CAPABLE = set(_AIOHTTP_STATE) <= _SLOTS and hasattr(RequestHandler, "_process_keepalive")
+# Not while the client is not reading: aiohttp's own writes then wait for the buffer to drain.
+_WRITE_LIMIT = 256 * 1024
+
+
+class _Head:
+    """One request head as httptools read it; ``fit``: it could be a fast-path request."""
+
+    __slots__ = ("fit", "headers", "keep_alive", "method", "target", "version")
+
+    def __init__(self) -> None:
+        self.target = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.fit = True
+        self.method = b""
+        self.version = ""
+        self.keep_alive = False
+
+
+class _Heads:
+    """httptools callbacks: collects the complete request heads of the bytes fed to it.
+
+    Fed every byte the connection reads, so that it knows where each message starts. ``spoilt``:
+    it can no longer follow this connection (a body, an upgrade, a head cut across two reads);
+    the connection then drops it for good."""
+
+    __slots__ = ("_head", "done", "parser", "spoilt")
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+        self.done: list[_Head] = []
+        self.spoilt = False
+        self._head: _Head | None = None  # the message being read
+
+    def feed(self, data: bytes) -> list[_Head] | None:
+        """The heads completed by ``data``; None once this parser cannot follow the connection."""
+        self.done = []
+        try:
+            self.parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            self.spoilt = True
+        if self.spoilt or self._head is not None:  # an error, or ended inside a message
+            self.spoilt = True
+            return None
+        return self.done
+
+    def on_message_begin(self) -> None:
+        self._head = _Head()
+
+    def on_url(self, url: bytes) -> None:
+        head = self._head
+        if head is None:
+            return
+        if len(head.target) + len(url) > MAX_TARGET:
+            head.fit = False
+        else:
+            head.target += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        head = self._head
+        if head is None:
+            return
+        if len(head.headers) >= MAX_HEADERS or len(value) > MAX_VALUE:
+            head.fit = False
+        else:
+            head.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        head = self._head
+        if head is None:
+            return
+        parser = self.parser
+        head.method = parser.get_method()
+        head.version = parser.get_http_version()
+        head.keep_alive = parser.should_keep_alive()
+        if head.method not in {b"GET", b"HEAD"}:
+            # Uploads (ingest, POSTed keys): never fast, and their bodies are not parsed twice.
+            self.spoilt = True
+
+    def on_body(self, body: bytes) -> None:
+        self.spoilt = True  # GETs with a body are not followed: aiohttp's parser decides
+
+    def on_message_complete(self) -> None:
+        if self._head is not None:
+            self.done.append(self._head)
+        self._head = None
 
 
 def raise_nofile_limit() -> int:
@@ -99,6 +218,7 @@ class _SafeRequestHandler(RequestHandler):
         *,
         loop: asyncio.AbstractEventLoop,
         limits: Limits,
+        fast: FastPath | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(manager, loop=loop, **kwargs)
@@ -107,6 +227,8 @@ class _SafeRequestHandler(RequestHandler):
         self._head_timer: asyncio.TimerHandle | None = None
         self._heads_read = 0  # request heads read (or found unreadable) on this connection
         self._responses_sent = 0  # responses to them sent
+        self._fast = fast if FAST_CAPABLE else None
+        self._heads = _Heads() if self._fast is not None else None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -117,9 +239,75 @@ class _SafeRequestHandler(RequestHandler):
         # while a request is being handled: bytes then are its body, or pipelined requests that
         # the keep-alive deadline aiohttp sets once the response is sent times. An idle
         # connection (no byte yet) is aiohttp's keepalive_timeout's to close.
+        if self._heads is not None and self._answer_fast(data):
+            return
         if self._head_timer is None and data and self._heads_read == self._responses_sent:
             self._arm_head_timer()
         super().data_received(data)
+
+    def _answer_fast(self, data: bytes) -> bool:
+        """Answer every request in ``data`` from the fast path, if it has them all and nothing
+        else is under way on this connection; False: ``data`` is aiohttp's to read."""
+        assert self._heads is not None and self._fast is not None
+        heads = self._heads.feed(data)
+        if heads is None:
+            self._heads = None  # it cannot follow this connection any more: for good
+            return False
+        transport = self.transport
+        if (
+            not heads
+            or self._heads_read != self._responses_sent
+            or self._messages
+            or self._payload_parser is not None
+            or self._upgraded
+            or self._force_close
+            or self._close
+            or not self._keepalive
+            or transport is None
+            or transport.get_write_buffer_size() > _WRITE_LIMIT
+        ):
+            return False
+        now = time.time()
+        fast = self._fast
+        answers = []
+        for head in heads:
+            if not (
+                head.fit and head.method == b"GET" and head.version == "1.1" and head.keep_alive
+            ):
+                return False
+            key = request_key(head.target, head.headers)
+            answer = fast.lookup(key, now) if key is not None else None
+            if answer is None:
+                return False
+            answers.append(answer)
+        date = fast.date.value(now)
+        parts: list[bytes] = []
+        for answer in answers:
+            parts += (answer.head, date, answer.tail)
+        transport.writelines(parts)
+        fast.hits += len(answers)
+        self._manager.requests_count += len(answers)  # type: ignore[union-attr]
+        loop = self._timer_loop
+        if self._keepalive_timeout:
+            # What aiohttp does after each response: the idle deadline restarts.
+            close_time = loop.time() + self._keepalive_timeout
+            self._next_keepalive_close_time = close_time
+            if self._keepalive_handle is None:
+                self._keepalive_handle = loop.call_at(close_time, self._process_keepalive)
+        if self._logging_enabled and self.access_logger is not None:
+            peer = transport.get_extra_info("peername")
+            remote = peer[0] if isinstance(peer, tuple) else peer
+            for answer in answers:
+                access_line(
+                    self.access_logger.logger,
+                    remote,
+                    "GET",
+                    answer.path,
+                    answer.status,
+                    len(answer.head) + len(date) + len(answer.tail),  # as aiohttp counts
+                    time.time() - now,
+                )
+        return True
 
     def head_read(self) -> None:
         """aiohttp makes a request of a head it read, or an error reply of one it could not."""
@@ -130,6 +318,8 @@ class _SafeRequestHandler(RequestHandler):
         self, request: web.BaseRequest, response: web.StreamResponse, time: float | None
     ) -> None:
         self._responses_sent += 1  # aiohttp calls this once a response is written, sent or not
+        if self._fast is not None:
+            self._fast.store(request, response)
         super().log_access(request, response, time)
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -198,6 +388,7 @@ class _SafeServer(web.Server):
         request_factory: RequestFactory,
         loop: asyncio.AbstractEventLoop,
         limits: Limits,
+        fast: FastPath | None = None,
         **kwargs: Any,
     ) -> None:
         def on_head(
@@ -212,6 +403,7 @@ class _SafeServer(web.Server):
         handler_kwargs.pop("handler_cancellation", None)  # the Server's, not the handlers'
         super().__init__(handler, request_factory=on_head, loop=loop, **kwargs)
         self.limits = limits
+        self.fast = fast
         self._handler_loop = loop
         self._handler_kwargs = handler_kwargs
         # Connections not yet lost, with their transports: what a drain past its deadline aborts.
@@ -219,7 +411,11 @@ class _SafeServer(web.Server):
 
     def __call__(self) -> RequestHandler:
         return _SafeRequestHandler(
-            self, loop=self._handler_loop, limits=self.limits, **self._handler_kwargs
+            self,
+            loop=self._handler_loop,
+            limits=self.limits,
+            fast=self.fast,
+            **self._handler_kwargs,
         )
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
@@ -286,5 +482,6 @@ class SafeAppRunner(web.AppRunner):
             request_factory=made.request_factory,
             loop=asyncio.get_running_loop(),
             limits=self._limits,
+            fast=self.app.get(FAST),
             **self._server_kwargs,
         )

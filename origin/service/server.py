@@ -24,7 +24,7 @@ from aiohttp import web
 
 from origin.core import urls
 from origin.core.urls import Format
-from origin.service import delivery, logs
+from origin.service import delivery, logs, memory
 from origin.service.app import STATE, AccessLogger, build_app
 from origin.service.config import Config
 from origin.service.connections import Limits, SafeAppRunner, raise_nofile_limit
@@ -166,6 +166,7 @@ async def serve(
     ``ready_message`` is printed, and this process's id put on ``ready``, once it listens.
     """
     app = build_app(state)  # its cleanup closes the state that is current then
+    app.cleanup_ctx.append(memory.trimming)
     srv = state.config.server
     runner = SafeAppRunner(
         app,

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from origin.core.crypto import Aes128Cbc
 from origin.core.errors import MediaError
 from origin.core.pipeline import Presentation, prepare
-from origin.service.cache import MANIFEST_CACHE_BYTES, ByteLRU
+from origin.service.cache import ANSWER_CACHE_BYTES, MANIFEST_CACHE_BYTES, ByteLRU
 from origin.service.config import AssetConfig, Config
+from origin.service.fastpath import Answer
 from origin.service.policy import Policy
 from origin.service.storage import SourceFile, close_all, load_movie, open_source
 
@@ -45,6 +46,8 @@ class State:
     segments: ByteLRU[bytes]
     # Encoded manifests by request path, bounded by bytes (paths are as many as clients invent).
     manifests: ByteLRU[bytes] = field(default_factory=lambda: ByteLRU(MANIFEST_CACHE_BYTES))
+    # The fast path's answers (origin.service.fastpath): a reload's new state starts with none.
+    answers: ByteLRU[Answer] = field(default_factory=lambda: ByteLRU(ANSWER_CACHE_BYTES))
 
     def close(self) -> None:
         for a in self.assets.values():

@@ -302,3 +302,20 @@ def test_ended_encrypted_live_playlist_plays_through_ffmpeg(tmp_path: Path, opts
         assert view.audio is not None
         audio = _ffmpeg(_write_hls(tmp_path, view, "audio", view.audio.id, opts))
         assert audio.stderr.strip() == "" and audio.stdout.count("\n0,") > 300
+
+
+def test_next_available_is_when_the_next_pushed_segment_becomes_available_never_later() -> None:
+    view = live_view()
+    ends = sorted({s.end for r in view.renditions() for s in r.segments})
+    # Just after the first segments ended: the rest are pushed but not yet available.
+    now = T0 + timedelta(microseconds=ends[0] // 10 + 1)
+    next_at = pipeline.live_next_available(view, now)
+    assert next_at is not None
+    assert next_at == T0 + timedelta(microseconds=ends[1] // 10)
+    shown = pipeline.live_available_at(view, now)
+    assert shown is not None
+    assert pipeline.live_available_at(view, next_at - timedelta(microseconds=1)) == shown
+    exact = T0 + timedelta(microseconds=-(-ends[1] // 10))  # the first instant it shows
+    assert next_at <= exact
+    assert pipeline.live_available_at(view, exact) != shown
+    assert pipeline.live_next_available(view, now_after(view)) is None

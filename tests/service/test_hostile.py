@@ -12,48 +12,25 @@ import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import replace
-from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from origin.core import urls
 from origin.service import logs
-from origin.service.app import ROUTES, AccessLogger, build_app
+from origin.service.app import ROUTES, build_app
 from origin.service.cache import ByteLRU
 from origin.service.cli import sample_config_path
 from origin.service.config import load_config
-from origin.service.connections import Limits, SafeAppRunner
-from origin.service.server import MAX_HEADER_BYTES
+from origin.service.connections import Limits
 from origin.service.state import State, build_state
+from tests.support.safe_server import SafeTestServer
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
 MASTER = "/sample.ism/manifest(format=m3u8-aapl)"
-
-
-class SafeTestServer(TestServer):
-    """pytest-aiohttp's server, with the connections `origin serve` makes."""
-
-    def __init__(self, app: web.Application, limits: Limits) -> None:
-        super().__init__(app)
-        self._limits = limits
-
-    async def _make_runner(self, **kwargs: Any) -> SafeAppRunner:
-        # As `origin serve`: a client going away does not cancel its handler (the test server's
-        # default does, which would hide what a handler does when its client is gone).
-        kwargs["handler_cancellation"] = False
-        return SafeAppRunner(
-            self.app,
-            limits=self._limits,
-            access_log_class=AccessLogger,
-            access_log=logging.getLogger("origin.access"),
-            max_line_size=MAX_HEADER_BYTES,
-            max_field_size=MAX_HEADER_BYTES,
-            **kwargs,
-        )
 
 
 @pytest.fixture

@@ -100,8 +100,8 @@ def health(s: Server) -> dict[str, list[str]]:
 
     r = s.request("/healthz")
     assert r.status == 200
-    data: dict[str, list[str]] = json.loads(r.body)
-    return data
+    data = json.loads(r.body)
+    return {"assets": data["assets"], "refused": data["refused"]}  # not the cache figures
 
 
 # --- real server, real signals -------------------------------------------------------------------

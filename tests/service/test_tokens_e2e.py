@@ -56,7 +56,7 @@ def none_alg_token() -> str:
 
     now = int(time.time())
     payload = (
-        f'{{"iss":"{ISSUER}","aud":"{AUDIENCE}","exp":{now + 600},'
+        f'{{"iss":"{ISSUER}","aud":"{AUDIENCE}","exp":{now + 3 * 3600},'
         f'"{CK_CLAIM}":"{KID}","role":"premium"}}'
     )
     return seg(b'{"alg":"none","typ":"JWT"}') + "." + seg(payload.encode()) + "."

@@ -98,7 +98,7 @@ def make_jwt(
 ) -> str:
     now = int(time.time())
     claims: dict[str, object] = {
-        "iss": ISSUER, "aud": AUDIENCE, "nbf": now - 10, "exp": now + 600,
+        "iss": ISSUER, "aud": AUDIENCE, "nbf": now - 10, "exp": now + 3 * 3600,
         CK_CLAIM: str(kid), "role": "premium",
     }  # fmt: skip
     claims.update(over)
@@ -109,7 +109,7 @@ def make_jwt(
 
 
 def make_swt(key: bytes = PRIMARY, *, expires: int | None = None, issuer: str = ISSUER) -> str:
-    expires = expires or int(time.time()) + 600
+    expires = expires or int(time.time()) + 3 * 3600
     body = urlencode([("Issuer", issuer), ("Audience", AUDIENCE), ("ExpiresOn", str(expires))])
     mac = hmac.new(key, body.encode(), hashlib.sha256).digest()
     return body + "&HMACSHA256=" + quote(base64.b64encode(mac).decode(), safe="")

@@ -163,6 +163,17 @@ def available_at(view: ChannelView, now: datetime) -> ChannelView | None:
     return dataclasses.replace(view, video=video, audio=audio)
 
 
+def next_available(view: ChannelView, now: datetime) -> datetime | None:
+    """When :func:`available_at` next shows more of ``view`` than at ``now`` (the next pushed
+    segment's availability time, floored to the microsecond so never late); None: never (every
+    segment pushed is available)."""
+    horizon = (now - view.availability_start) / timedelta(microseconds=1) * 10
+    ends = [s.end for r in view.renditions() for s in r.segments if s.end > horizon]
+    if not ends:
+        return None
+    return view.availability_start + timedelta(microseconds=min(ends) // 10)
+
+
 def dash_manifest(
     view: ChannelView, options: Options, *, base: str = "", now: datetime, utc_timing_url: str
 ) -> str:

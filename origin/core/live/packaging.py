@@ -9,6 +9,7 @@ from origin.core.live.manifests import (
     dash_manifest,
     master_playlist,
     media_playlist,
+    next_available,
     smooth_manifest,
 )
 from origin.core.live.segments import find_segment, init_segment, media_segment, segment_ref
@@ -23,6 +24,7 @@ __all__ = [
     "master_playlist",
     "media_playlist",
     "media_segment",
+    "next_available",
     "segment_ref",
     "smooth_manifest",
 ]

@@ -54,7 +54,7 @@ class ServerConfig:
     port: int = 8080
     workers: int = 1
     base_url: str | None = None
-    cache_mb: int = 256
+    cache_mb: int = 32  # a small machine can afford it; a CDN in front absorbs repeats
     cors_origins: tuple[str, ...] = ()  # empty: "*"
     cors_max_age: int = 86400
     access_log: bool = True

@@ -18,7 +18,7 @@ from origin.core import pipeline, urls
 from origin.core.errors import NotFoundError
 from origin.core.live.model import ChannelView
 from origin.core.urls import Format, Protocol
-from origin.service import auth, delivery, http
+from origin.service import auth, delivery, fastpath, http
 from origin.service.cache import ENTRY_OVERHEAD
 from origin.service.live.channels import CHANNELS, LiveChannel
 from origin.service.state import ContentKey, State
@@ -76,11 +76,16 @@ async def live_stream(request: web.Request, state: State, route: urls.Path) -> w
     if view.ended:
         cache_control = http.PRIVATE if private else "public, max-age=3600"
     version: tuple[int, ...] = (view.version,)
+    published = view
+    until: float | None = None  # when this answer stops being the channel's (DASH)
     if protocol is Protocol.DASH:
         # DASH segments become available at their wall-clock time, not when pushed.
-        dash_view = pipeline.live_available_at(view, datetime.now(UTC))
+        now = datetime.now(UTC)
+        dash_view = pipeline.live_available_at(view, now)
         if dash_view is None:
             return _retry_soon(f"channel {route.asset!r}: no segment is available yet")
+        next_at = pipeline.live_next_available(view, now)
+        until = next_at.timestamp() if next_at is not None else None
         view = dash_view
         version += tuple(len(r.segments) for r in view.renditions())
     tag = ".".join(map(str, version))
@@ -93,6 +98,11 @@ async def live_stream(request: web.Request, state: State, route: urls.Path) -> w
             state.manifests.put(
                 cache_key, body, cost=len(body) + len(request.path) + ENTRY_OVERHEAD
             )
+    if not private:
+        index = lc.index
+        # The same bytes for every viewer while the channel shows this view (and, for DASH,
+        # until its next segment's availability time).
+        fastpath.allow(request, until=until, check=lambda: index.view is published)
     return http.entity_response(
         request,
         body,

@@ -1,0 +1,225 @@
+"""The fast path: the exact bytes of a cacheable small response, answered without aiohttp.
+
+Manifests and open keys are the requests a CDN cannot absorb (live playlists are reloaded by
+every player every few seconds; keys are never cached by design), and aiohttp's per-request cost
+(a Request, a Response, headers serialized, middlewares) caps them near 10,000/s on one core. A
+handler that has answered a request whose response depends only on its target, its ``Host`` and
+its ``Origin`` marks it with :func:`allow`; once aiohttp has written that response, :meth:`store`
+keeps its bytes (but the ``Date``) under :func:`request_key`. The connection (in
+:mod:`origin.service.connections`) parses each later request head itself with httptools and,
+when every request in what it read has a valid answer here, writes the answers in one call,
+without waking aiohttp.
+
+What keeps it exact:
+
+* Only requests carrying nothing but :data:`FAST_HEADERS` are looked up or stored: any header
+  that could change the answer (``Authorization``, ``Cookie``, ``Range``, ``If-None-Match``,
+  ``X-Forwarded-For``…) sends the request down aiohttp's path. So does anything but a
+  ``GET`` over HTTP/1.1 kept alive.
+* Only what aiohttp itself answered is replayed: a 200 of a complete, uncompressed body with no
+  cookie, after the handler said it does not depend on anything else (no token, no address
+  policy; private responses are never allowed).
+* An answer lives as long as what it was built from: the answers belong to the loaded state (a
+  reload drops them all); a live manifest's answer carries the channel view it was built from
+  (``check``) and, for DASH, the moment the next segment becomes available (``until``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from email.utils import formatdate
+
+from aiohttp import web
+from aiohttp.http import HttpVersion11
+
+from origin.service.cache import ENTRY_OVERHEAD, ByteLRU
+
+# Request headers that do not change a response of the fast path (``host`` and ``origin`` are
+# part of the key; ``connection`` must say keep-alive or be absent).
+FAST_HEADERS = frozenset(
+    (
+        b"host",
+        b"origin",
+        b"connection",
+        b"user-agent",
+        b"accept",
+        b"accept-language",
+        b"accept-encoding",
+        b"referer",
+        b"cache-control",
+        b"pragma",
+        b"dnt",
+        b"priority",
+        b"sec-ch-ua",
+        b"sec-ch-ua-mobile",
+        b"sec-ch-ua-platform",
+        b"sec-fetch-dest",
+        b"sec-fetch-mode",
+        b"sec-fetch-site",
+        b"sec-fetch-user",
+        b"x-playback-session-id",  # AVPlayer's
+    )
+)
+MAX_VALUE = 4096  # bytes of one header value; longer: not fast
+MAX_HEADERS = 48
+# Longer targets are never kept: a flood of unique long URLs must not fill the answers with keys.
+MAX_TARGET = 1024
+_NO_ORIGIN = b"\x00"  # not a byte an Origin header can hold
+
+Key = tuple[str, bytes, bytes, bytes]
+
+
+def request_key(target: bytes, headers: Sequence[tuple[bytes, bytes]]) -> Key | None:
+    """The key of a request's answer, or None if the request is not one the fast path serves.
+
+    ``headers`` as read (any case); one function for storing and looking up, so both agree."""
+    if len(target) > MAX_TARGET or len(headers) > MAX_HEADERS or not target.startswith(b"/"):
+        return None
+    host: bytes | None = None
+    origin = _NO_ORIGIN
+    for raw_name, value in headers:
+        name = raw_name.lower()
+        if name not in FAST_HEADERS or len(value) > MAX_VALUE:
+            return None
+        if name == b"host":
+            if host is not None:
+                return None
+            host = value
+        elif name == b"origin":
+            if origin is not _NO_ORIGIN:
+                return None
+            origin = value
+        elif name == b"connection" and value.strip().lower() != b"keep-alive":
+            return None
+    if host is None:
+        return None
+    return ("fast", target, host, origin)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A response's bytes around its ``Date`` value: ``head`` ends with ``Date: ``."""
+
+    head: bytes
+    tail: bytes  # the rest of the headers, the blank line and the body
+    status: int
+    path: str  # the request's decoded path, for the access log
+    until: float | None = None  # valid before this time.time(), if set
+    check: Callable[[], bool] | None = None  # still valid while this returns True, if set
+
+    def valid(self, now: float) -> bool:
+        if self.until is not None and now >= self.until:
+            return False
+        return self.check is None or self.check()
+
+
+@dataclass(frozen=True, slots=True)
+class _Allowance:
+    until: float | None
+    check: Callable[[], bool] | None
+
+
+_ALLOW: web.RequestKey[_Allowance] = web.RequestKey("fast_allow", _Allowance)
+
+
+def allow(
+    request: web.Request, *, until: float | None = None, check: Callable[[], bool] | None = None
+) -> None:
+    """Say that this request's response depends only on its target, Host and Origin (and,
+    until ``until`` or while ``check()``, on nothing else): the fast path may replay it."""
+    request[_ALLOW] = _Allowance(until, check)
+
+
+class _Date:
+    """The ``Date`` value, formatted once a second."""
+
+    __slots__ = ("_second", "_value")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = b""
+
+    def value(self, now: float) -> bytes:
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._value = formatdate(second, usegmt=True).encode()
+        return self._value
+
+
+class FastPath:
+    """The answers of the state being served (``answers()``), looked up and stored."""
+
+    def __init__(self, answers: Callable[[], ByteLRU[Answer]]) -> None:
+        self._answers = answers
+        self.date = _Date()
+        self.hits = 0  # requests answered by the fast path
+
+    def lookup(self, key: Key, now: float) -> Answer | None:
+        answers = self._answers()
+        answer = answers.find(key)
+        if answer is None:
+            return None
+        if not answer.valid(now):
+            answers.pop(key)
+            return None
+        return answer
+
+    def store(self, request: web.BaseRequest, response: web.StreamResponse) -> None:
+        """Keep ``response`` if the handler allowed it and aiohttp wrote it plainly."""
+        allowance = request.get(_ALLOW)
+        if allowance is None:
+            return
+        if (
+            request.method != "GET"
+            or request.version != HttpVersion11
+            or response.status != 200
+            or not response.keep_alive
+            or response.chunked
+            or response.compression
+            or not isinstance(response, web.Response)
+        ):
+            return
+        body = response.body
+        if not isinstance(body, bytes):
+            return
+        if not request.raw_path.isascii():
+            return
+        key = request_key(request.raw_path.encode(), request.raw_headers)
+        if key is None:
+            return
+        headers = response.headers
+        if (
+            "Set-Cookie" in headers
+            or len(headers.getall("Date", ())) != 1
+            or headers.get("Content-Length") != str(len(body))
+        ):
+            return
+        head = [f"HTTP/1.1 {response.status} {response.reason}\r\n"]
+        tail: list[str] = []
+        part = head
+        for name, value in headers.items():
+            if name == "Date":
+                head.append("Date: ")
+                part = tail
+                continue
+            part.append(f"{name}: {value}\r\n")
+        answer = Answer(
+            head="".join(head).encode("latin-1"),
+            tail=b"\r\n" + "".join(tail).encode("latin-1") + b"\r\n" + body,
+            status=response.status,
+            path=request.path,
+            until=allowance.until,
+            check=allowance.check,
+        )
+        cost = len(answer.head) + len(answer.tail) + len(key[1]) + len(key[2]) + ENTRY_OVERHEAD
+        self._answers().put(key, answer, cost=cost)
+
+
+FAST: web.AppKey[FastPath] = web.AppKey("fast", FastPath)
+
+
+def setup(app: web.Application, answers: Callable[[], ByteLRU[Answer]]) -> None:
+    """Serve ``answers()`` on the fast path of the app's connections."""
+    app[FAST] = FastPath(answers)

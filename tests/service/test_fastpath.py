@@ -1,0 +1,360 @@
+"""The fast path (origin.service.fastpath): cached manifests and open keys answered by the
+connection itself, byte for byte what aiohttp answered, and only where nothing else could change
+the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from origin.core.live.model import ChannelView
+from origin.service import fastpath
+from origin.service.app import STATE, build_app
+from origin.service.config import load_config
+from origin.service.connections import FAST_CAPABLE, Limits
+from origin.service.fastpath import FAST, Answer, request_key
+from origin.service.state import State, build_state
+from tests.support import token_server
+from tests.support.safe_server import SafeTestServer
+
+Client = TestClient[web.Request, web.Application]
+MakeClient = Callable[..., Awaitable[Client]]
+
+OPEN_KID = "da3813af-55e6-48e7-aa9f-a4d6031f7b4d"
+SITE_A, SITE_B = "https://a.example", "https://b.example"
+MASTER = "/plain.ism/manifest(format=m3u8-aapl)"
+MEDIA = "/plain.ism/QualityLevels(152122)/Manifest(video,format=m3u8-aapl)"
+MPD = "/plain.ism/manifest(format=mpd-time-csf)"
+SMOOTH = "/plain.ism/manifest"
+OPEN_KEY = f"/key?kid={OPEN_KID}"
+CACHEABLE = (MASTER, MEDIA, MPD, SMOOTH, OPEN_KEY)
+
+pytestmark = pytest.mark.skipif(not FAST_CAPABLE, reason="aiohttp lacks what the fast path uses")
+
+
+def _config_text() -> str:
+    text = token_server.config_text().replace(
+        "[server]\n", f'[server]\ncors_origins = ["{SITE_A}", "{SITE_B}"]\n', 1
+    )
+    return (
+        text
+        + f"""
+[[assets]]
+name = "plain"
+files = [{token_server.FILES}]
+segment_duration = 4.0
+protection = "aes-128"
+key_id = "{OPEN_KID}"
+key = "{"33" * 16}"
+dash = "clear"
+smooth = "clear"
+"""
+    )
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> State:
+    path = tmp_path / "origin.toml"
+    path.write_text(_config_text())
+    return build_state(load_config(path))
+
+
+@pytest.fixture
+async def app_client(state: State, aiohttp_client: MakeClient) -> AsyncIterator[Client]:
+    yield await aiohttp_client(SafeTestServer(build_app(state), Limits()))
+
+
+class Conn:
+    """One kept-alive connection, written and read as raw bytes."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, client: Client) -> Conn:
+        return cls(*await asyncio.open_connection(client.host, client.port))
+
+    async def response(self) -> tuple[bytes, bytes]:
+        """The next response: its head (status line and headers) and its body."""
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 10)
+        m = re.search(rb"\r\nContent-Length: (\d+)\r\n", head)
+        length = int(m.group(1)) if m else 0
+        body = await asyncio.wait_for(self.reader.readexactly(length), 10) if length else b""
+        return head, body
+
+    async def get(self, target: str, *extra: str, version: str = "1.1") -> tuple[bytes, bytes]:
+        self.writer.write(request(target, *extra, version=version))
+        return await self.response()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def request(target: str, *extra: str, version: str = "1.1", method: str = "GET") -> bytes:
+    lines = [f"{method} {target} HTTP/{version}", "Host: origin.test", "User-Agent: t", *extra]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def without_date(head: bytes) -> bytes:
+    return re.sub(rb"\r\nDate: [^\r]*", b"\r\nDate: -", head)
+
+
+def hits(client: Client) -> int:
+    return client.app[FAST].hits
+
+
+@pytest.mark.parametrize("target", CACHEABLE)
+async def test_a_repeated_request_is_answered_by_the_fast_path_with_the_bytes_aiohttp_wrote(
+    app_client: Client, target: str
+) -> None:
+    conn = await Conn.open(app_client)
+    first = await conn.get(target)
+    assert first[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert hits(app_client) == 0
+    second = await conn.get(target)
+    assert hits(app_client) == 1
+    assert without_date(second[0]) == without_date(first[0])
+    assert second[1] == first[1]
+    assert re.search(rb"\r\nDate: \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT\r\n", second[0])
+    other = await Conn.open(app_client)  # another viewer's connection: the same answer
+    assert (await other.get(target))[1] == first[1]
+    assert hits(app_client) == 2
+    conn.close()
+    other.close()
+
+
+@pytest.mark.parametrize(
+    ("extra", "status"),
+    [
+        ("Authorization: Bearer abc", 200),
+        ("Cookie: a=b", 200),
+        ("X-Forwarded-For: 203.0.113.9", 200),
+        ("Range: bytes=0-9", 206),
+        ("Connection: close", 200),
+    ],
+)
+async def test_a_request_with_a_header_that_may_change_the_answer_goes_to_aiohttp(
+    app_client: Client, extra: str, status: int
+) -> None:
+    conn = await Conn.open(app_client)
+    await conn.get(MASTER)
+    head, body = await conn.get(MASTER, extra)
+    assert head.startswith(f"HTTP/1.1 {status} ".encode())
+    assert hits(app_client) == 0
+    if status == 206:
+        assert len(body) == 10
+    conn.close()
+
+
+async def test_a_revalidation_gets_aiohttps_304_not_the_stored_200(app_client: Client) -> None:
+    conn = await Conn.open(app_client)
+    head, _ = await conn.get(MASTER)
+    etag = re.search(rb"\r\nETag: ([^\r]*)", head)
+    assert etag is not None
+    head, body = await conn.get(MASTER, f"If-None-Match: {etag.group(1).decode()}")
+    assert head.startswith(b"HTTP/1.1 304 ")
+    assert body == b""
+    assert hits(app_client) == 0
+    conn.close()
+
+
+async def test_head_and_http_1_0_requests_are_not_answered_by_the_fast_path(
+    app_client: Client,
+) -> None:
+    conn = await Conn.open(app_client)
+    await conn.get(MASTER)
+    conn.writer.write(request(MASTER, method="HEAD"))
+    head = await asyncio.wait_for(conn.reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    head, _ = await conn.get(MASTER, "Connection: keep-alive", version="1.0")
+    assert head.startswith(b"HTTP/1.0 200 ")
+    assert hits(app_client) == 0
+    conn.close()
+
+
+async def test_each_allowed_origin_gets_its_own_cors_answer(app_client: Client) -> None:
+    conn = await Conn.open(app_client)
+    for _ in range(2):
+        for site in (SITE_A, SITE_B):
+            head, _ = await conn.get(MASTER, f"Origin: {site}")
+            assert f"\r\nAccess-Control-Allow-Origin: {site}\r\n".encode() in head
+        head, _ = await conn.get(MASTER)  # no Origin
+        assert b"Access-Control-Allow-Origin" not in head
+    assert hits(app_client) == 3
+    conn.close()
+
+
+async def test_pipelined_hits_are_answered_together_and_a_miss_sends_all_to_aiohttp_in_order(
+    app_client: Client,
+) -> None:
+    conn = await Conn.open(app_client)
+    expected = {t: (await conn.get(t))[1] for t in (MASTER, MPD)}
+    conn.writer.write(request(MASTER) + request(MPD) + request(MASTER))
+    bodies = [(await conn.response())[1] for _ in range(3)]
+    assert bodies == [expected[MASTER], expected[MPD], expected[MASTER]]
+    assert hits(app_client) == 3
+    conn.writer.write(request(MPD) + request(SMOOTH) + request(MASTER))  # SMOOTH: not yet kept
+    heads = [await conn.response() for _ in range(3)]
+    assert [h[1] for h in heads[::2]] == [expected[MPD], expected[MASTER]]
+    assert b"<SmoothStreamingMedia" in heads[1][1]
+    assert hits(app_client) == 3
+    conn.close()
+
+
+async def test_a_head_split_across_two_reads_is_answered_by_aiohttp(app_client: Client) -> None:
+    conn = await Conn.open(app_client)
+    _, body = await conn.get(MASTER)
+    data = request(MASTER)
+    conn.writer.write(data[:20])
+    await conn.writer.drain()
+    await asyncio.sleep(0.05)
+    conn.writer.write(data[20:])
+    assert (await conn.response())[1] == body
+    assert (await conn.get(MASTER))[1] == body  # still right once the fast path lets go
+    assert hits(app_client) == 0
+    conn.close()
+
+
+async def test_a_get_after_a_posted_key_request_on_the_same_connection_is_right(
+    app_client: Client,
+) -> None:
+    conn = await Conn.open(app_client)
+    _, key = await conn.get(OPEN_KEY)
+    conn.writer.write(
+        request(OPEN_KEY, "Content-Length: 5", method="POST") + b"hello" + request(OPEN_KEY)
+    )
+    assert (await conn.response())[1] == key
+    assert (await conn.response())[1] == key
+    assert len(key) == 16
+    conn.close()
+
+
+async def test_a_reload_drops_every_answer(app_client: Client, tmp_path: Path) -> None:
+    conn = await Conn.open(app_client)
+    await conn.get(MASTER)
+    await conn.get(MASTER)
+    assert hits(app_client) == 1
+    path = tmp_path / "reloaded.toml"
+    path.write_text(_config_text().replace('name = "plain"', 'name = "plain2"'))
+    live = app_client.app[STATE]
+    old, live.current = live.current, build_state(load_config(path))
+    head, _ = await conn.get(MASTER)
+    assert head.startswith(b"HTTP/1.1 404 ")  # the new state's answer, not the stored one
+    assert hits(app_client) == 1
+    old.close()
+    conn.close()
+
+
+async def test_token_gated_manifests_and_policy_keys_are_never_kept(app_client: Client) -> None:
+    token = token_server.make_jwt(kid=token_server.OTHER_KID)
+    gated = f"/gated.ism/manifest(format=m3u8-aapl)?token={token}"
+    secure_key = f"/key?kid={token_server.KID}"  # its policy wants a token or an address
+    conn = await Conn.open(app_client)
+    for _ in range(3):
+        head, _ = await conn.get(gated)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        head, _ = await conn.get(secure_key)
+        assert head.startswith(b"HTTP/1.1 401 ")
+        head, _ = await conn.get(secure_key, "X-Forwarded-For: 203.0.113.9")
+        assert head.startswith(b"HTTP/1.1 200 ")
+        head, _ = await conn.get("/gated.ism/manifest(format=m3u8-aapl)")
+        assert head.startswith(b"HTTP/1.1 401 ")
+    assert hits(app_client) == 0
+    assert len(app_client.app[STATE].current.answers) == 0
+    conn.close()
+
+
+async def test_a_fast_answer_is_written_to_the_access_log_like_aiohttps(
+    app_client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="origin.access"):
+        conn = await Conn.open(app_client)  # a connection logs if logging was on when it opened
+        await conn.get(MASTER + "?x=1")
+        await conn.get(MASTER + "?x=1")
+    lines = [r.getMessage() for r in caplog.records if r.name == "origin.access"]
+    assert hits(app_client) == 1
+    assert len(lines) == 2
+    shape = [re.sub(r" [\d.]+ms$", "", line) for line in lines]
+    assert shape[0] == shape[1]
+    assert '"GET /plain.ism/manifest(format=m3u8-aapl)" 200' in shape[0]  # never the query
+    conn.close()
+
+
+async def test_a_connection_kept_alive_by_fast_answers_still_closes_once_idle(
+    state: State, aiohttp_client: MakeClient
+) -> None:
+    client = await aiohttp_client(SafeTestServer(build_app(state), Limits(), keepalive_timeout=0.5))
+    conn = await Conn.open(client)
+    await conn.get(MASTER)
+    for _ in range(4):  # the fast answers push the idle deadline on
+        await asyncio.sleep(0.3)
+        await conn.get(MASTER)
+    assert hits(client) == 4
+    assert await asyncio.wait_for(conn.reader.read(), 5) == b""  # closed by the server
+    conn.close()
+
+
+# --- the pieces ---------------------------------------------------------------------------------
+
+
+def test_request_key_takes_only_requests_with_harmless_headers() -> None:
+    base = [(b"Host", b"o.test"), (b"User-Agent", b"x"), (b"Accept", b"*/*")]
+    assert request_key(b"/a", base) == ("fast", b"/a", b"o.test", b"\x00")
+    with_origin = [*base, (b"origin", b"https://a.example")]
+    assert request_key(b"/a", with_origin) == ("fast", b"/a", b"o.test", b"https://a.example")
+    assert request_key(b"/a", [*base, (b"Connection", b"Keep-Alive")]) is not None
+    refused: list[tuple[bytes, list[tuple[bytes, bytes]]]] = [
+        (b"/a", [*base, (b"Authorization", b"Bearer x")]),
+        (b"/a", [*base, (b"If-None-Match", b'"x"')]),
+        (b"/a", [*base, (b"Connection", b"close")]),
+        (b"/a", [*base, (b"Host", b"other.test")]),  # two hosts
+        (b"/a", [*with_origin, (b"Origin", b"https://b.example")]),
+        (b"/a", [(b"User-Agent", b"x")]),  # no host
+        (b"/a", [*base, (b"Accept", b"x" * (fastpath.MAX_VALUE + 1))]),
+        (b"/" + b"a" * fastpath.MAX_TARGET, base),
+        (b"*", base),
+    ]
+    for target, headers in refused:
+        assert request_key(target, headers) is None, (target, headers)
+
+
+def test_an_answer_is_valid_before_its_until_and_while_its_check_holds() -> None:
+    state = {"current": True}
+    answer = Answer(b"", b"", 200, "/", until=100.0, check=lambda: state["current"])
+    assert answer.valid(99.9)
+    assert not answer.valid(100.0)
+    state["current"] = False
+    assert not answer.valid(50.0)
+    assert Answer(b"", b"", 200, "/").valid(1e12)
+
+
+async def test_a_live_manifest_answer_is_dropped_when_the_channel_view_changes(
+    app_client: Client,
+) -> None:
+    """The stored answer of a live playlist carries the view it was built from."""
+    app = app_client.app
+    answers = app[STATE].current.answers
+    seen: list[Any] = []
+
+    class Index:
+        view: ChannelView | None = None
+
+    index = Index()
+    index.view = object()  # type: ignore[assignment]
+    published = index.view
+    key = ("fast", b"/live.isml/manifest", b"origin.test", b"\x00")
+    answers.put(key, Answer(b"H", b"T", 200, "/", check=lambda: index.view is published), cost=100)
+    fast = app[FAST]
+    assert fast.lookup(key, 0.0) is not None
+    index.view = object()  # type: ignore[assignment]
+    seen.append(fast.lookup(key, 0.0))
+    assert seen == [None]
+    assert answers.find(key) is None  # dropped, not kept to fail again
