@@ -4,7 +4,7 @@
     python scripts/bench_cold.py [--repeats 5] [--profile ts|fmp4] [--big-only]
 
 For the sample ladder (3 renditions, 4 s segments) and the 720p 4 Mbit/s bench asset (6 s
-segments, made by ``bench.make_big_asset``), over every media segment of every rendition, in
+segments, made by ``bench_assets.make_big``), over every media segment of every rendition, in
 HLS TS and in fMP4, measures the MB/s (decimal, of encrypted bytes out) of:
 
 - warm: the clear segment is already built (the server's LRU hit): AES-128-CBC only;
@@ -34,12 +34,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import make_big_asset  # noqa: E402
+from bench_assets import make_big as make_big_asset  # noqa: E402
 
 from origin.core import pipeline  # noqa: E402
 from origin.core.crypto import Aes128Cbc  # noqa: E402
 from origin.core.urls import Format  # noqa: E402
-from origin.service.server import _tune_malloc  # noqa: E402
+from origin.service.memory import tune_malloc  # noqa: E402
 from origin.service.storage import (  # noqa: E402
     SourceFile,
     close_all,
@@ -143,7 +143,7 @@ def measure_cold(repeats: int = 5, *, big: bool = True, sample: bool = True) -> 
     """Flat figures ``{asset}_{ts|fmp4}_{warm_mbs|cold_mbs|cold_loop_mbs|ratio|...}``."""
     # The server's malloc settings: without them every big buffer is mapped fresh and page
     # faults, not muxing, dominate (and this process would not measure what the server does).
-    _tune_malloc()
+    tune_malloc()
     out: dict[str, float] = {}
     makers = [("sample", sample_asset)] * sample + [("big", big_asset)] * big
     for name, make in makers:
@@ -158,7 +158,7 @@ def measure_cold(repeats: int = 5, *, big: bool = True, sample: bool = True) -> 
 
 
 def profile(fmt: Format, rounds: int, top: int) -> None:
-    _tune_malloc()
+    tune_malloc()
     assets = [sample_asset(), big_asset()]
     refs = [(a, r) for a in assets for r in a.refs(fmt)]
     cipher = Aes128Cbc(KEY)
