@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import add, sub
 
 from origin.core import urls
 from origin.core.errors import MediaError, NotFoundError
@@ -113,8 +115,45 @@ def span_views(spans: Sequence[Span], chunks: Sequence[bytes | bytearray]) -> li
     return views
 
 
+def _one_span(
+    file: int, offsets: Sequence[int], sizes: Sequence[int], index: int
+) -> tuple[Span, list[tuple[int, int, int]]] | None:
+    """:func:`coalesce` of one run whose samples follow each other in the file with gaps of at
+    most READ_GAP (how muxers write a track's samples), as span number ``index``, in C-level
+    passes over the columns instead of a Python loop per sample; None for any other run."""
+    if not offsets:
+        return None
+    ends = list(map(add, offsets, sizes))
+    if len(offsets) > 1:
+        gaps = list(map(sub, offsets[1:], ends[:-1]))
+        if min(gaps) < 0 or max(gaps) > READ_GAP:
+            return None
+    first = offsets[0]
+    where = list(zip(repeat(index), map(sub, offsets, repeat(first)), sizes, strict=False))
+    return Span(file, first, ends[-1] - first), where
+
+
 def plan_reads(p: Presentation, ref: SegmentRef) -> ReadPlan:
     runs = _runs(p, ref)
+    files = [file for file, *_ in runs]
+    if len(set(files)) == len(runs):  # runs of one file may share a span
+        # Spans in file order, as coalesce() gives them.
+        rank = {file: k for k, file in enumerate(sorted(files))}
+        singles = []
+        for file, track, start, stop in runs:
+            s = track.samples
+            one = _one_span(file, s.offset[start:stop], s.size[start:stop], rank[file])
+            if one is None:
+                break
+            singles.append(one)
+        else:
+            return ReadPlan(
+                tuple(sorted((span for span, _ in singles), key=lambda span: span.file)),
+                tuple(
+                    (track, start, stop, tuple(where))
+                    for (_, track, start, stop), (_, where) in zip(runs, singles, strict=True)
+                ),
+            )
     ranges = [
         (file, track.samples.offset[i], track.samples.size[i])
         for file, track, start, stop in runs
