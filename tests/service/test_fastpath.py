@@ -18,12 +18,16 @@ from aiohttp.test_utils import TestClient
 from origin.core.live.model import ChannelView
 from origin.service import fastpath
 from origin.service.app import STATE, build_app
-from origin.service.config import load_config
+from origin.service.config import load_config, resolve_secrets
 from origin.service.connections import FAST_CAPABLE, Limits
 from origin.service.fastpath import FAST, Answer, request_key
 from origin.service.state import State, build_state
+from tests.service.test_live_app import BASIC, INGEST
+from tests.service.test_live_app import _channels as live_channels
+from tests.service.test_live_app import ismv as _ismv_fixture
 from tests.support import token_server
 from tests.support.safe_server import SafeTestServer
+from tests.support.server import sample_config
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -70,6 +74,9 @@ def state(tmp_path: Path) -> State:
 @pytest.fixture
 async def app_client(state: State, aiohttp_client: MakeClient) -> AsyncIterator[Client]:
     yield await aiohttp_client(SafeTestServer(build_app(state), Limits()))
+
+
+ismv = _ismv_fixture  # ffmpeg's live Smooth ingest, shared with test_live_app
 
 
 class Conn:
@@ -358,3 +365,31 @@ async def test_a_live_manifest_answer_is_dropped_when_the_channel_view_changes(
     seen.append(fast.lookup(key, 0.0))
     assert seen == [None]
     assert answers.find(key) is None  # dropped, not kept to fail again
+
+
+async def test_a_live_playlist_is_replayed_only_while_the_channel_shows_the_same_window(
+    tmp_path: Path, aiohttp_client: MakeClient, ismv: bytes
+) -> None:
+    cfg = sample_config(tmp_path, server=f'state_dir = "{tmp_path}"', more=live_channels())
+    state = build_state(resolve_secrets(load_config(cfg), tmp_path))
+    client = await aiohttp_client(SafeTestServer(build_app(state), Limits()))
+    assert (await client.post(INGEST, data=ismv, headers=BASIC)).status in (200, 204)
+    master = "/tv.isml/manifest(format=m3u8-aapl)"
+    conn = await Conn.open(client)
+    head, body = await conn.get(master)
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    media = re.findall(rb"^[^#\s].*$", body, re.M)[0].decode()
+    media = "/tv.isml/" + media
+    _, first = await conn.get(media)
+    again = hits(client)
+    assert (await conn.get(media))[1] == first
+    assert hits(client) == again + 1
+    # A second encoder session: the channel's window changes, and so must the answer.
+    assert (await client.post(INGEST, data=ismv, headers=BASIC)).status in (200, 204)
+    _, after = await conn.get(media)
+    assert after != first
+    assert b"#EXT-X-DISCONTINUITY" in after or after.count(b"#EXTINF") != first.count(b"#EXTINF")
+    fresh = await Conn.open(client)
+    assert (await fresh.get(media, "Cache-Control: no-cache"))[1] == after
+    conn.close()
+    fresh.close()

@@ -100,9 +100,14 @@ async def live_stream(request: web.Request, state: State, route: urls.Path) -> w
             )
     if not private:
         index = lc.index
+        shown = published.version  # not the view itself: a stale answer must not pin a window
+
+        def current() -> bool:
+            return index.view is not None and index.view.version == shown
+
         # The same bytes for every viewer while the channel shows this view (and, for DASH,
         # until its next segment's availability time).
-        fastpath.allow(request, until=until, check=lambda: index.view is published)
+        fastpath.allow(request, until=until, check=current)
     return http.entity_response(
         request,
         body,
