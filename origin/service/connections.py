@@ -33,20 +33,12 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-import httptools
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import RequestHandler
 from aiohttp.web_log import AccessLogger
 
-from origin.service.fastpath import (
-    FAST,
-    MAX_HEADERS,
-    MAX_TARGET,
-    MAX_VALUE,
-    FastPath,
-    request_key,
-)
+from origin.service.fastpath import FAST, FastPath, Heads, request_key
 from origin.service.http import NO_STORE, cache_headers
 from origin.service.logs import REQUESTS, access_line, clean
 
@@ -100,89 +92,6 @@ FAST_CAPABLE = set(_AIOHTTP_STATE) <= _SLOTS and hasattr(RequestHandler, "_proce
 _WRITE_LIMIT = 256 * 1024
 
 
-class _Head:
-    """One request head as httptools read it; ``fit``: it could be a fast-path request."""
-
-    __slots__ = ("fit", "headers", "keep_alive", "method", "target", "version")
-
-    def __init__(self) -> None:
-        self.target = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.fit = True
-        self.method = b""
-        self.version = ""
-        self.keep_alive = False
-
-
-class _Heads:
-    """httptools callbacks: collects the complete request heads of the bytes fed to it.
-
-    Fed every byte the connection reads, so that it knows where each message starts. ``spoilt``:
-    it can no longer follow this connection (a body, an upgrade, a head cut across two reads);
-    the connection then drops it for good."""
-
-    __slots__ = ("_head", "done", "parser", "spoilt")
-
-    def __init__(self) -> None:
-        self.parser = httptools.HttpRequestParser(self)
-        self.done: list[_Head] = []
-        self.spoilt = False
-        self._head: _Head | None = None  # the message being read
-
-    def feed(self, data: bytes) -> list[_Head] | None:
-        """The heads completed by ``data``; None once this parser cannot follow the connection."""
-        self.done = []
-        try:
-            self.parser.feed_data(data)
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-            self.spoilt = True
-        if self.spoilt or self._head is not None:  # an error, or ended inside a message
-            self.spoilt = True
-            return None
-        return self.done
-
-    def on_message_begin(self) -> None:
-        self._head = _Head()
-
-    def on_url(self, url: bytes) -> None:
-        head = self._head
-        if head is None:
-            return
-        if len(head.target) + len(url) > MAX_TARGET:
-            head.fit = False
-        else:
-            head.target += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        head = self._head
-        if head is None:
-            return
-        if len(head.headers) >= MAX_HEADERS or len(value) > MAX_VALUE:
-            head.fit = False
-        else:
-            head.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        head = self._head
-        if head is None:
-            return
-        parser = self.parser
-        head.method = parser.get_method()
-        head.version = parser.get_http_version()
-        head.keep_alive = parser.should_keep_alive()
-        if head.method not in {b"GET", b"HEAD"}:
-            # Uploads (ingest, POSTed keys): never fast, and their bodies are not parsed twice.
-            self.spoilt = True
-
-    def on_body(self, body: bytes) -> None:
-        self.spoilt = True  # GETs with a body are not followed: aiohttp's parser decides
-
-    def on_message_complete(self) -> None:
-        if self._head is not None:
-            self.done.append(self._head)
-        self._head = None
-
-
 def raise_nofile_limit() -> int:
     """Raise the soft open-files limit to the hard one where allowed; the soft limit in force.
 
@@ -228,7 +137,7 @@ class _SafeRequestHandler(RequestHandler):
         self._heads_read = 0  # request heads read (or found unreadable) on this connection
         self._responses_sent = 0  # responses to them sent
         self._fast = fast if FAST_CAPABLE else None
-        self._heads = _Heads() if self._fast is not None else None
+        self._heads = Heads() if self._fast is not None else None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
 
+import httptools
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 
@@ -215,6 +216,92 @@ class FastPath:
         )
         cost = len(answer.head) + len(answer.tail) + len(key[1]) + len(key[2]) + ENTRY_OVERHEAD
         self._answers().put(key, answer, cost=cost)
+
+
+# --- reading request heads ---------------------------------------------------------------
+
+
+class Head:
+    """One request head as httptools read it; ``fit``: it could be a fast-path request."""
+
+    __slots__ = ("fit", "headers", "keep_alive", "method", "target", "version")
+
+    def __init__(self) -> None:
+        self.target = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.fit = True
+        self.method = b""
+        self.version = ""
+        self.keep_alive = False
+
+
+class Heads:
+    """httptools callbacks: collects the complete request heads of the bytes fed to it.
+
+    Fed every byte the connection reads, so that it knows where each message starts. ``spoilt``:
+    it can no longer follow this connection (a body, an upgrade, a head cut across two reads);
+    the connection then drops it for good."""
+
+    __slots__ = ("_head", "done", "parser", "spoilt")
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+        self.done: list[Head] = []
+        self.spoilt = False
+        self._head: Head | None = None  # the message being read
+
+    def feed(self, data: bytes) -> list[Head] | None:
+        """The heads completed by ``data``; None once this parser cannot follow the connection."""
+        self.done = []
+        try:
+            self.parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            self.spoilt = True
+        if self.spoilt or self._head is not None:  # an error, or ended inside a message
+            self.spoilt = True
+            return None
+        return self.done
+
+    def on_message_begin(self) -> None:
+        self._head = Head()
+
+    def on_url(self, url: bytes) -> None:
+        head = self._head
+        if head is None:
+            return
+        if len(head.target) + len(url) > MAX_TARGET:
+            head.fit = False
+        else:
+            head.target += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        head = self._head
+        if head is None:
+            return
+        if len(head.headers) >= MAX_HEADERS or len(value) > MAX_VALUE:
+            head.fit = False
+        else:
+            head.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        head = self._head
+        if head is None:
+            return
+        parser = self.parser
+        head.method = parser.get_method()
+        head.version = parser.get_http_version()
+        head.keep_alive = parser.should_keep_alive()
+        if head.method not in {b"GET", b"HEAD"}:
+            # Uploads (ingest, POSTed keys): never fast, and their bodies are not parsed twice.
+            self.spoilt = True
+
+    def on_body(self, body: bytes) -> None:
+        self.spoilt = True  # GETs with a body are not followed: aiohttp's parser decides
+
+    def on_message_complete(self) -> None:
+        if self._head is not None:
+            self.done.append(self._head)
+        self._head = None
 
 
 FAST: web.AppKey[FastPath] = web.AppKey("fast", FastPath)
