@@ -13,12 +13,13 @@ without waking aiohttp.
 What keeps it exact:
 
 * Only requests carrying nothing but :data:`FAST_HEADERS` are looked up or stored: any header
-  that could change the answer (``Authorization``, ``Cookie``, ``Range``, ``If-None-Match``,
+  that could change the answer (``Authorization``, ``Cookie``, ``Range``, ``If-Range``,
   ``X-Forwarded-For``…) sends the request down aiohttp's path. So does anything but a
-  ``GET`` over HTTP/1.1 kept alive.
+  ``GET`` over HTTP/1.1 kept alive. The few headers that do change it and are common on
+  reloads (``Host``, ``Origin``, ``If-None-Match``, ``If-Modified-Since``) are part of the key.
 * Only what aiohttp itself answered is replayed: a 200 of a complete, uncompressed body with no
-  cookie, after the handler said it does not depend on anything else (no token, no address
-  policy; private responses are never allowed).
+  cookie, or the 304 of a revalidation, after the handler said it depends on nothing else (no
+  token, no address policy; private responses are never allowed).
 * An answer lives as long as what it was built from: the answers belong to the loaded state (a
   reload drops them all); a live manifest's answer carries the channel view it was built from
   (``check``) and, for DASH, the moment the next segment becomes available (``until``).
@@ -36,12 +37,14 @@ from aiohttp.http import HttpVersion11
 
 from origin.service.cache import ENTRY_OVERHEAD, ByteLRU
 
-# Request headers that do not change a response of the fast path (``host`` and ``origin`` are
-# part of the key; ``connection`` must say keep-alive or be absent).
+# Request headers a fast-path request may carry: those that do not change the answer, and those
+# that are part of its key (_KEYED); ``connection`` must say keep-alive or be absent.
 FAST_HEADERS = frozenset(
     (
         b"host",
         b"origin",
+        b"if-none-match",
+        b"if-modified-since",
         b"connection",
         b"user-agent",
         b"accept",
@@ -66,36 +69,37 @@ MAX_VALUE = 4096  # bytes of one header value; longer: not fast
 MAX_HEADERS = 48
 # Longer targets are never kept: a flood of unique long URLs must not fill the answers with keys.
 MAX_TARGET = 1024
-_NO_ORIGIN = b"\x00"  # not a byte an Origin header can hold
+_ABSENT = b"\x00"  # not a byte a header value can hold
+# Headers that do change the answer, so they are part of its key (at most once each): the host
+# (absolute URLs), the Origin (CORS), and the validators of a revalidation (a player's or a CDN's
+# conditional reload gets the 304, or the 200, that aiohttp gave for those exact values).
+_KEYED = {b"host": 0, b"origin": 1, b"if-none-match": 2, b"if-modified-since": 3}
 
-Key = tuple[str, bytes, bytes, bytes]
+Key = tuple[bytes, ...]
 
 
 def request_key(target: bytes, headers: Sequence[tuple[bytes, bytes]]) -> Key | None:
-    """The key of a request's answer, or None if the request is not one the fast path serves.
+    """The key of a request's answer (target, then the _KEYED values), or None if the request is
+    not one the fast path serves.
 
     ``headers`` as read (any case); one function for storing and looking up, so both agree."""
     if len(target) > MAX_TARGET or len(headers) > MAX_HEADERS or not target.startswith(b"/"):
         return None
-    host: bytes | None = None
-    origin = _NO_ORIGIN
+    keyed = [_ABSENT, _ABSENT, _ABSENT, _ABSENT]
     for raw_name, value in headers:
         name = raw_name.lower()
         if name not in FAST_HEADERS or len(value) > MAX_VALUE:
             return None
-        if name == b"host":
-            if host is not None:
-                return None
-            host = value
-        elif name == b"origin":
-            if origin is not _NO_ORIGIN:
-                return None
-            origin = value
+        slot = _KEYED.get(name)
+        if slot is not None:
+            if keyed[slot] is not _ABSENT:
+                return None  # twice: aiohttp's reading of it decides
+            keyed[slot] = value
         elif name == b"connection" and value.strip().lower() != b"keep-alive":
             return None
-    if host is None:
-        return None
-    return ("fast", target, host, origin)
+    if keyed[0] is _ABSENT:
+        return None  # no Host
+    return (target, *keyed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +179,7 @@ class FastPath:
         if (
             request.method != "GET"
             or request.version != HttpVersion11
-            or response.status != 200
+            or response.status not in (200, 304)
             or not response.keep_alive
             or response.chunked
             or response.compression
@@ -183,7 +187,11 @@ class FastPath:
         ):
             return
         body = response.body
-        if not isinstance(body, bytes):
+        if response.status == 304:  # a revalidation's answer: headers only
+            if body not in (None, b"") or "Content-Length" in response.headers:
+                return
+            body = b""
+        elif not isinstance(body, bytes):
             return
         if not request.raw_path.isascii():
             return
@@ -194,7 +202,7 @@ class FastPath:
         if (
             "Set-Cookie" in headers
             or len(headers.getall("Date", ())) != 1
-            or headers.get("Content-Length") != str(len(body))
+            or (response.status == 200 and headers.get("Content-Length") != str(len(body)))
         ):
             return
         head = [f"HTTP/1.1 {response.status} {response.reason}\r\n"]
@@ -214,7 +222,7 @@ class FastPath:
             until=allowance.until,
             check=allowance.check,
         )
-        cost = len(answer.head) + len(answer.tail) + len(key[1]) + len(key[2]) + ENTRY_OVERHEAD
+        cost = len(answer.head) + len(answer.tail) + sum(map(len, key)) + ENTRY_OVERHEAD
         self._answers().put(key, answer, cost=cost)
 
 

@@ -34,6 +34,7 @@ hls.js also shows the loop: the playhead enters (``FRAG_CHANGED``) a fragment th
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -371,3 +372,14 @@ def test_players_play_what_an_encoder_pushes_at_the_live_edge(
     print(describe(run))
     check_live(run, fmt)
     assert not [e for e in p.errors if not upswitch_reappend(p, e)], p.summary()
+
+
+def test_the_players_reloads_of_live_manifests_and_keys_are_answered_by_the_fast_path(
+    server: Server, runs: dict[tuple[str, str], Run]
+) -> None:
+    """Real players' requests carry only headers the fast path lets through (Chromium's
+    sec-fetch-*, sec-ch-ua*, Origin, Referer…): their reloads skip aiohttp."""
+    health = json.loads(server.request("/healthz").body)
+    reloads = sum(len(run.playback.requests) for run in runs.values())
+    print(f"fast-path hits {health['fast_path']['hits']} of {reloads} player requests")
+    assert health["fast_path"]["hits"] >= len(runs), health
