@@ -192,12 +192,15 @@ def memory(srv: Origin) -> list[str]:
         f"{'peak RSS (VmHWM)':44} {st['VmHWM'] / 1024:8.1f} MB",
     ]
     health = json.loads(get(srv.base + "/healthz"))
-    extra = {k: v for k, v in health.items() if k not in ("assets", "refused")}
-    if extra:
-        lines += [f"{'/healthz ' + k:44} {json.dumps(v)}" for k, v in extra.items()]
-    else:
-        lines.append("clear-segment cache size, entries, bytes: not exposed by the server")
-        lines.append(f"  (/healthz gives only {', '.join(health)})")
+    for name, c in health.get("caches", {}).items():
+        ratio = "-" if c["hit_ratio"] is None else f"{c['hit_ratio']:.2f}"
+        lines.append(
+            f"{'cache: ' + name:44} {c['used_bytes'] / 1e6:8.1f} MB of "
+            f"{c['capacity_bytes'] / 1e6:.0f}, {c['entries']:,} entries, "
+            f"{c['hits']:,} hits / {c['misses']:,} misses (hit ratio {ratio})"
+        )
+    if "fast_path" in health:
+        lines.append(f"{'fast-path answers':44} {health['fast_path']['hits']:,}")
     return lines
 
 
