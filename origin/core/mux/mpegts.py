@@ -483,17 +483,28 @@ def _run_heads(pid: int) -> tuple[bytes, ...]:
 def _adaptation(n: int, flags: int, pcr: int | None) -> bytes:
     """The adaptation field before an ``n``-byte payload, stuffed to fill the packet; b"" when
     the packet needs none (a full payload and no flags)."""
+    if pcr is None:
+        return _flag_field(n, flags)
+    if n == _PAYLOAD - _AF_PCR:  # the usual first packet of a video PES: flags and PCR, no stuffing
+        return ((_AF_PCR - 1) << 56 | flags << 48 | (pcr & _MASK33) << 15 | 0x7E00).to_bytes(8)
+    af_len = _PAYLOAD - 1 - n
+    af = bytes((af_len, flags)) + _pcr(pcr)
+    if len(af) > af_len + 1:
+        raise AssertionError("adaptation field overflows the packet")
+    return af + _STUFFING[: af_len + 1 - len(af)]
+
+
+@lru_cache(maxsize=1024)
+def _flag_field(n: int, flags: int) -> bytes:
+    """:func:`_adaptation` without a PCR: a few hundred distinct fields, built once each."""
     if n == _PAYLOAD and not flags:
         return b""
     af_len = _PAYLOAD - 1 - n
     if af_len == 0:
         return b"\x00"
-    af = bytes((af_len, flags))
-    if pcr is not None:
-        af += _pcr(pcr)
-    if len(af) > af_len + 1:
+    if af_len < 1:
         raise AssertionError("adaptation field overflows the packet")
-    return af + _STUFFING[: af_len + 1 - len(af)]
+    return bytes((af_len, flags)) + _STUFFING[: af_len - 1]
 
 
 @lru_cache(maxsize=256)
@@ -555,26 +566,57 @@ def _start_cc(units: list[_Unit], pid: int) -> int:
     return -total % 16
 
 
+class _PidHeads(NamedTuple):
+    """The header tables one PID's PES packets are written from."""
+
+    first: tuple[bytes, ...]  # PUSI, payload only
+    first_af: tuple[bytes, ...]  # PUSI, adaptation field and payload
+    plain: tuple[bytes, ...]
+    short: tuple[bytes, ...]  # adaptation field (stuffing) and payload
+    run: tuple[bytes, ...]  # _run_heads
+
+
+@lru_cache(maxsize=8)
+def _pid_heads(pid: int) -> _PidHeads:
+    return _PidHeads(
+        _heads(pid, True, _AFC_PAYLOAD),
+        _heads(pid, True, _AFC_BOTH),
+        _heads(pid, False, _AFC_PAYLOAD),
+        _heads(pid, False, _AFC_BOTH),
+        _run_heads(pid),
+    )
+
+
 def _pes_packets(heads: list[bytes], parts: list[bytes | memoryview], u: _Unit, cc: int) -> int:
     """Add the headers and bodies of the ``u.packets`` TS packets of one PES; return the next
-    continuity counter."""
-    pid = u.pid
+    continuity counter. (Run once per PES of every cold segment: written for few bytecodes.)"""
     data = u.data
     size = u.size
-    n = u.packets
+    left = u.packets - 1
+    pcr = u.pcr
+    table = _pid_heads(u.pid)
     # Greedy split: full packets first, then the short ones the counter padding asks for.
-    pos = min(u.first_capacity(), size - (n - 1))
-    flags = (0x80 if u.di else 0) | (0x40 if u.rai else 0) | (0x10 if u.pcr is not None else 0)
-    af = _adaptation(pos, flags, u.pcr)
-    heads.append(_heads(pid, True, _AFC_BOTH if af else _AFC_PAYLOAD)[cc])
+    if pcr is not None:
+        pos = _PAYLOAD - _AF_PCR
+        flags = 0x10 | (0x80 if u.di else 0) | (0x40 if u.rai else 0)
+    elif u.rai or u.di:
+        pos = _PAYLOAD - _AF_FLAGS
+        flags = (0x80 if u.di else 0) | (0x40 if u.rai else 0)
+    else:
+        pos = _PAYLOAD
+        flags = 0
+    pos = min(pos, size - left)
+    af = _adaptation(pos, flags, pcr)
     if af:
+        heads.append(table.first_af[cc])
         parts.append(af)
+    else:
+        heads.append(table.first[cc])
     cc = (cc + 1) & 15
-    left = n - 1
     spare = size - pos - left + 1  # bytes free to fill packets beyond one byte each
     full = 0 if spare < _PAYLOAD else min(left, (spare - _PAYLOAD) // (_PAYLOAD - 1) + 1)
     if full:
-        run = _run_heads(pid)
+        run = table.run
         if cc + full <= len(run):
             heads += run[cc : cc + full]
         else:
@@ -582,20 +624,27 @@ def _pes_packets(heads: list[bytes], parts: list[bytes | memoryview], u: _Unit, 
         cc = (cc + full) & 15
         left -= full
     end = pos + full * _PAYLOAD
-    if not left and end == size:  # the usual PES: no short packet after the full ones
+    if not left and end == size:  # no short packet after the full ones
         parts.append(data)
         return cc
     mv = memoryview(data)
     parts.append(mv[:end])
+    if left == 1:  # the usual PES: one short packet ends it
+        take = min(_PAYLOAD, size - end)
+        if take == _PAYLOAD:
+            heads.append(table.plain[cc])
+        else:
+            heads.append(table.short[cc])
+            parts.append(_stuffing_field(take))
+        parts.append(mv[end : end + take])
+        return (cc + 1) & 15
     pos = end
-    short = _heads(pid, False, _AFC_BOTH)
-    plain = _heads(pid, False, _AFC_PAYLOAD)
     while left:
         take = min(_PAYLOAD, size - pos - (left - 1))
         if take == _PAYLOAD:
-            heads.append(plain[cc])
+            heads.append(table.plain[cc])
         else:
-            heads.append(short[cc])
+            heads.append(table.short[cc])
             parts.append(_stuffing_field(take))
         parts.append(mv[pos : pos + take])
         pos += take
