@@ -30,6 +30,11 @@ class SampleIndex:
         n = len(self.dts)
         if not (len(self.duration) == len(self.cto) == len(self.size) == len(self.offset) == n):
             raise ValueError("sample index columns differ in length")
+        kf = self.keyframes
+        if len(kf) == n and (n == 0 or kf[-1] == n - 1) and kf == array("I", range(n)):
+            # Every sample a sync sample (audio): no Python loop over them.
+            object.__setattr__(self, "_sync", b"\x01" * n)
+            return
         flags = bytearray(n)
         for k in self.keyframes:
             flags[k] = 1

@@ -1,7 +1,9 @@
 """``stbl`` sample tables (ISO/IEC 14496-12 §8.6-8.7) → a track's columnar :class:`SampleIndex`.
 
 Tables are expanded into columns with C-level iteration (``array`` from bytes,
-``itertools.repeat``/``accumulate``/``map``), never a Python loop per sample.
+``itertools.repeat``/``accumulate``/``map``), never a Python loop per sample, but for the
+offsets of chunks holding a sample or two each (interleaved audio), where a plain loop is
+cheaper than the iterator objects per chunk.
 """
 
 from __future__ import annotations
@@ -138,17 +140,44 @@ def _offsets(
     if descriptions.count(1) != len(descriptions):
         raise MediaError(f"{where}: stsc refers to a missing sample description")
     # One entry per chunk: how many samples it holds (runs end where the next one starts).
-    run_ends = [*firsts[1:], nchunks + 1]
-    spc = array("I", chain.from_iterable(map(repeat, per_chunk, map(sub, run_ends, firsts))))
-    first_sample = array("Q", accumulate(spc, initial=0))
+    if len(firsts) == nchunks:  # a run per chunk (interleaved files): the table is the column
+        spc = per_chunk
+    else:
+        run_ends = [*firsts[1:], nchunks + 1]
+        spc = array("I", chain.from_iterable(map(repeat, per_chunk, map(sub, run_ends, firsts))))
     n = len(size)
-    if first_sample[-1] != n:
-        raise MediaError(
-            f"{where}: stsc/stco describe {first_sample[-1]} samples, the sample sizes {n}"
-        )
+    total = sum(spc)
+    if total != n:
+        raise MediaError(f"{where}: stsc/stco describe {total} samples, the sample sizes {n}")
     if nchunks == n and 0 not in spc:  # one sample per chunk: nothing to add up
         return array("Q", chunks)
+    if n < _BIG_CHUNKS * nchunks:
+        return _small_chunks(chunks, spc, size)
+    first_sample = array("Q", accumulate(spc, initial=0))
     start = array("Q", accumulate(size, initial=0))
     delta = map(sub, chunks, map(start.__getitem__, first_sample[:-1]))
     per_sample = chain.from_iterable(map(repeat, delta, spc))
     return array("Q", map(add, start[:-1], per_sample))
+
+
+# Samples per chunk from which the columnar expansion beats a loop over the chunks: its iterator
+# objects per chunk cost more than they save when audio is interleaved a frame or two at a time.
+_BIG_CHUNKS = 8
+
+
+def _small_chunks(chunks: array[int], spc: array[int], size: array[int]) -> array[int]:
+    """Offsets when chunks hold a few samples each: one pass over the chunks."""
+    out = array("Q", bytes(8 * len(size)))
+    i = 0
+    for chunk, k in zip(chunks, spc, strict=False):
+        if k == 1:
+            out[i] = chunk
+            i += 1
+            continue
+        at = chunk
+        end = i + k
+        while i < end:
+            out[i] = at
+            at += size[i]
+            i += 1
+    return out

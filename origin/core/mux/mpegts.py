@@ -232,43 +232,41 @@ def _padded(m: int, most: int) -> int:
 class _VideoSums:
     """Running sums of one video track's per-sample PES packet counts."""
 
-    __slots__ = ("cum_min", "cum_size", "diffs", "dts", "keyframes", "ok", "params", "regular")
+    __slots__ = ("cum_min", "cum_size", "diffs", "keyframes", "ok", "params", "regular", "shift")
     ok: bool
     params: int  # bytes of SPS/PPS on a keyframe
     cum_min: list[int]
     cum_size: list[int]
     keyframes: array[int]
-    dts: array[int]
-    diffs: array[int]
+    shift: int  # a PES's DTS is the sample's dts + shift
+    diffs: array[int] | None  # DTS steps, computed if a segment needs checking
     regular: bool
 
     def __init__(self, track: Track, delay: int) -> None:
         s = track.samples
         cfg = track.codec
-        self.ok = (
-            isinstance(cfg, AvcConfig)
-            and cfg.nal_length_size in (1, 2, 4)
-            and len(s) > 0
-            and min(s.cto) + delay >= 0  # else a DTS is clamped to its PTS: plan those
-        )
+        n = len(s)
+        lo, hi = (min(s.cto), max(s.cto)) if n else (0, 0)
+        # With a DTS clamped to its PTS (too small a delay) PCRs are not the DTS: plan those.
+        self.ok = isinstance(cfg, AvcConfig) and cfg.nal_length_size in (1, 2, 4) and n > 0
+        self.ok = self.ok and lo + delay >= 0
         if not self.ok or not isinstance(cfg, AvcConfig):
             return
         ts = track.timescale
-        shift = track.pts_shift
         nls = cfg.nal_length_size
         size: Sequence[int] = s.size
         if nls != 4:  # as _video_units: each NAL assumed as small as its length prefix allows
             grow = map(mul, map(floordiv, s.size, repeat(nls + 1)), repeat(4 - nls))
-            size = array("q", map(add, s.size, grow))
+            size = list(map(add, s.size, grow))
         self.params = len(b"".join(_START_CODE + p for p in (*cfg.sps, *cfg.pps)))
         # The PES's size but its PTS/DTS choice and SPS/PPS, plus min_packets' slack.
         num: Iterator[int] = map(add, size, repeat(_PES_HEADER_PTS + len(_AUD) + _SLACK_PCR))
         dts_too = _PES_HEADER_PTS_DTS - _PES_HEADER_PTS
-        if delay or min(s.cto) or max(s.cto):
+        if delay or lo or hi:
             if ts <= 90000:  # to_90k strictly increases: PTS != DTS in 90 kHz iff in ticks
                 late: Iterable[bool] = map(gt, s.cto, repeat(-delay))
             else:
-                late = [_late(track, i, delay) for i in range(len(s))]
+                late = [_late(track, i, delay) for i in range(n)]
             num = map(add, num, map(mul, late, repeat(dts_too)))
         mins = list(map(floordiv, num, repeat(_PAYLOAD)))
         for k in s.keyframes:
@@ -277,18 +275,25 @@ class _VideoSums:
         self.cum_min = list(accumulate(mins, initial=0))
         self.cum_size = list(accumulate(size, initial=0))
         self.keyframes = s.keyframes
-        self.dts = array("q", map(add, s.dts, repeat(shift - delay)))  # the PES's DTS
-        self.diffs = array("q", map(sub, islice(self.dts, 1, None), self.dts))
+        self.shift = track.pts_shift - delay
         # Every segment's frames in order and at most 100 ms apart (else check per segment).
-        self.regular = not self.diffs or (min(self.diffs) >= 0 and max(self.diffs) * 10 <= ts)
+        dts = s.dts
+        self.diffs = None
+        self.regular = n < 2 or (
+            max(map(sub, islice(dts, 1, None), dts)) * 10 <= ts
+            and min(map(sub, islice(dts, 1, None), dts)) >= 0
+        )
 
-    def fits(self, start: int, stop: int, timescale: int) -> bool:
+    def fits(self, start: int, stop: int, track: Track) -> bool:
         if not self.ok or stop <= start:
             return False
         if self.regular or stop - start == 1:
             return True
+        if self.diffs is None:
+            dts = track.samples.dts
+            self.diffs = array("q", map(sub, islice(dts, 1, None), dts))
         d = self.diffs[start : stop - 1]
-        return min(d) >= 0 and max(d) * 10 <= timescale
+        return min(d) >= 0 and max(d) * 10 <= track.timescale
 
     def packets(self, start: int, stop: int) -> int:
         kf = self.keyframes
@@ -307,7 +312,7 @@ def _late(track: Track, i: int, delay: int) -> bool:
 
 
 class _AudioSums:
-    """Running sums of one audio track's ADTS frame sizes."""
+    """Running sums of one audio track's frame sizes."""
 
     __slots__ = ("cum", "frame", "ok", "regular_last")
     ok: bool
@@ -323,18 +328,18 @@ class _AudioSums:
             return
         adts.header_prefix(cfg)  # refuses what _audio_units refuses
         n = len(s)
-        self.ok = max(s.size, default=0) <= _MAX_GROUPED_FRAME and all(
-            map(le, s.dts, islice(s.dts, 1, None))
-        )
-        self.cum = list(accumulate(map(add, s.size, repeat(adts.ADTS_HEADER_SIZE)), initial=0))
+        self.cum = list(accumulate(s.size, initial=0))
         # Audio alone: one frame duration throughout (the last may differ) and no gaps, so the
         # 100 ms rule groups a constant number of frames. 0: not so.
         d = s.duration[0] if n else 0
         self.frame = 0
-        even = n < 2 or min(s.duration[:-1]) == max(s.duration[:-1]) == d
+        self.regular_last = n > 0 and s.duration[-1] == d
+        even = n < 2 or s.duration.count(d) >= n - (not self.regular_last)
         if d and even and s.dts == array("q", range(s.dts[0], s.dts[0] + n * d, d)):
             self.frame = d
-        self.regular_last = n > 0 and s.duration[-1] == d
+        self.ok = max(s.size, default=0) <= _MAX_GROUPED_FRAME and (
+            self.frame > 0 or all(map(le, s.dts, islice(s.dts, 1, None)))  # decode order
+        )
 
     def packets(self, start: int, stop: int, group: int, slack: int) -> int:
         """The PID's packets for frames ``start:stop`` in PES of ``group`` frames."""
@@ -343,13 +348,17 @@ class _AudioSums:
         cum = self.cum
         end = start + (stop - start) // group * group  # after the last full group
         sums = map(sub, cum[start + group : end + 1 : group], cum[start:end:group])
-        m = sum(map(floordiv, map(add, sums, repeat(_PES_HEADER_PTS + slack)), repeat(_PAYLOAD)))
+        # A PES: its header and each frame's ADTS header and payload.
+        full = _PES_HEADER_PTS + group * adts.ADTS_HEADER_SIZE + slack
+        m = sum(map(floordiv, map(add, sums, repeat(full)), repeat(_PAYLOAD)))
         groups = (end - start) // group
         if end < stop:
-            m += (cum[stop] - cum[end] + _PES_HEADER_PTS + slack) // _PAYLOAD
+            last = _PES_HEADER_PTS + (stop - end) * adts.ADTS_HEADER_SIZE + slack
+            m += (cum[stop] - cum[end] + last) // _PAYLOAD
             groups += 1
         # max_packets: 1 + the PES's ADTS frames.
-        return _padded(m, groups + cum[stop] - cum[start])
+        frames = cum[stop] - cum[start] + (stop - start) * adts.ADTS_HEADER_SIZE
+        return _padded(m, groups + frames)
 
 
 class SizeSums:
@@ -423,7 +432,7 @@ def _fast_bound(
         group = min(AUDIO_FRAMES_PER_PES, max(1, at.timescale // 10 // au.frame))
         return TS_PACKET_SIZE * (2 + au.packets(a0, a1, group, _SLACK_PCR))
     vt, v0, v1 = v
-    if not vs.fits(v0, v1, vt.timescale):
+    if not vs.fits(v0, v1, vt):
         return None
     packets = 2 + vs.packets(v0, v1)
     if a is not None and au is not None:
@@ -444,7 +453,8 @@ def _pcr_only(vs: _VideoSums, v: tuple[Track, int, int], a: tuple[Track, int, in
     shift = at.pts_shift
     step = AUDIO_FRAMES_PER_PES
     count = 0
-    first, final = vs.dts[v0], vs.dts[v1 - 1]
+    vdts = vt.samples.dts
+    first, final = vdts[v0] + vs.shift, vdts[v1 - 1] + vs.shift
     last: int | None = None
     j = a0
     while j < a1 and (s.dts[j] + shift) * vts < first * ats:
