@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import struct
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import partial
 
 from origin.core import urls, validate
 from origin.core.crypto import padded_size
@@ -78,6 +79,7 @@ class Presentation:
     video: tuple[Rendition, ...]  # by ascending bitrate
     audio: Rendition | None  # cut at video[0]'s boundaries (or alone for audio-only assets)
     muxed_audio: Mapping[int, Segmentation]  # audio cut at each video rendition's boundaries
+    # Per rendition; computed on first use (Deferred), the rest of the asset at load.
     ts_bandwidth: Mapping[tuple[str, int], Bandwidth]
     cmaf_bandwidth: Mapping[tuple[str, int], Bandwidth]
 
@@ -174,8 +176,45 @@ def _prepare(
         validate.check_times(audio.times, f"{where(ai)}track {at.track_id}")
     pres = Presentation(name, target, video, audio, muxed, {}, {})
     return Presentation(
-        name, target, video, audio, muxed, _ts_bandwidths(pres), _cmaf_bandwidths(pres)
+        name,
+        target,
+        video,
+        audio,
+        muxed,
+        Deferred(partial(_ts_bandwidths, pres)),
+        Deferred(partial(_cmaf_bandwidths, pres)),
     )
+
+
+class Deferred(Mapping[tuple[str, int], Bandwidth]):
+    """Bandwidths computed on first use, then kept: the first master playlist or MPD of an
+    asset pays for them (a few ms for a 60 s ladder, a few hundred for a 2-hour title), not
+    every asset at start-up. Nothing they compute can fail on an asset that prepared."""
+
+    __slots__ = ("_compute", "_value")
+
+    def __init__(self, compute: Callable[[], dict[tuple[str, int], Bandwidth]]) -> None:
+        self._compute: Callable[[], dict[tuple[str, int], Bandwidth]] | None = compute
+        self._value: dict[tuple[str, int], Bandwidth] | None = None
+
+    def _get(self) -> dict[tuple[str, int], Bandwidth]:
+        if self._value is None:
+            assert self._compute is not None
+            self._value = self._compute()
+            self._compute = None  # drops what it held
+        return self._value
+
+    def __getitem__(self, key: tuple[str, int]) -> Bandwidth:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __repr__(self) -> str:
+        return f"Deferred({self._value!r})" if self._value is not None else "Deferred(...)"
 
 
 def _bandwidth(sizes: Sequence[int], seg: Segmentation) -> Bandwidth:

@@ -17,7 +17,7 @@ import pytest
 from origin.core.index import SampleIndex
 from origin.core.mp4.parse import parse_bytes
 from origin.core.mux import mpegts
-from origin.core.presentation import Presentation, prepare
+from origin.core.presentation import Deferred, Presentation, prepare
 from origin.core.track import AacConfig, AvcConfig, Kind, Track
 from tests.support.media import make_mp4
 
@@ -88,6 +88,18 @@ def load(paths: list[Path], target: Fraction = Fraction(4)) -> Presentation:
 def test_the_shipped_sample() -> None:
     check_presentation(load(SAMPLE))
     check_presentation(load(SAMPLE[:1], Fraction(2)))
+
+
+def test_bandwidths_are_computed_on_first_use_and_kept() -> None:
+    p = load(SAMPLE)
+    for bandwidths in (p.ts_bandwidth, p.cmaf_bandwidth):
+        assert isinstance(bandwidths, Deferred)
+        assert repr(bandwidths) == "Deferred(...)"
+    ts = p.ts_bandwidth["video", p.video[0].id]
+    assert p.ts_bandwidth["video", p.video[0].id] is ts
+    assert len(p.ts_bandwidth) == len(p.video) + 1
+    assert repr(p.cmaf_bandwidth) == "Deferred(...)"  # each format's on its own first use
+    assert dict(p.cmaf_bandwidth).keys() == dict(p.ts_bandwidth).keys()
 
 
 def test_b_frames_and_aac_priming(bframes_mp4: Path, moov_at_end_mp4: Path) -> None:
