@@ -25,6 +25,9 @@ class SampleIndex:
     offset: array[int]  # 'Q' absolute byte offset in the source file
     keyframes: array[int]  # 'I' sorted indices of sync samples
     _sync: bytes = field(default=b"", repr=False, compare=False)
+    # Every decode time step is the sample's duration (dts is their running sum: stbl tables),
+    # so checks over the steps can read ``duration`` instead of subtracting decode times.
+    contiguous: bool = field(default=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.dts)
@@ -72,9 +75,16 @@ def make_index(
     size: array[int],
     offset: array[int],
     keyframes: array[int],
+    contiguous: bool = False,
 ) -> SampleIndex:
     return SampleIndex(
-        dts=dts, duration=duration, cto=cto, size=size, offset=offset, keyframes=keyframes
+        dts=dts,
+        duration=duration,
+        cto=cto,
+        size=size,
+        offset=offset,
+        keyframes=keyframes,
+        contiguous=contiguous,
     )
 
 

@@ -29,9 +29,9 @@ def sample_index(buf: bytes, stbl: BoxHeader, file_size: int, track_id: int) -> 
         raise MediaError(f"{where} has no stsz or stz2")
     n = len(size)
 
-    duration = _runs(buf, require(boxes, "stts", where), False, n, where)
-    dts = array("q", accumulate(duration, initial=0))
-    dts.pop()
+    stts = require(boxes, "stts", where)
+    duration = _runs(buf, stts, False, n, where)
+    dts = _decode_times(buf, stts, duration)
     cto = _runs(buf, boxes["ctts"], True, n, where) if "ctts" in boxes else array("i", bytes(4 * n))
     keyframes = _stss(buf, boxes["stss"], n, where) if "stss" in boxes else array("I", range(n))
     if "stco" in boxes:
@@ -43,10 +43,17 @@ def sample_index(buf: bytes, stbl: BoxHeader, file_size: int, track_id: int) -> 
     if chunks and max(chunks) > file_size:  # before adding sizes to them (64-bit columns)
         raise MediaError(f"{where}: a chunk lies beyond the end of the file (truncated?)")
     offset = _offsets(buf, require(boxes, "stsc", where), chunks, size, where)
-    if n and max(map(add, offset, size)) > file_size:
+    # Two maxima (one C pass each) bound the ends; the exact pass only when they do not fit.
+    if n and max(offset) + max(size) > file_size and max(map(add, offset, size)) > file_size:
         raise MediaError(f"{where}: sample data lies beyond the end of the file (truncated?)")
     return make_index(
-        dts=dts, duration=duration, cto=cto, size=size, offset=offset, keyframes=keyframes
+        dts=dts,
+        duration=duration,
+        cto=cto,
+        size=size,
+        offset=offset,
+        keyframes=keyframes,
+        contiguous=True,  # dts is the running sum of duration
     )
 
 
@@ -102,6 +109,24 @@ def _runs(buf: bytes, box: BoxHeader, signed: bool, n: int, where: str) -> array
     return array(values.typecode, chain.from_iterable(map(repeat, values, counts)))
 
 
+def _decode_times(buf: bytes, stts: BoxHeader, duration: array[int]) -> array[int]:
+    """Each sample's decode time, the running sum of ``duration`` (stts expanded) from 0."""
+    r = Reader(buf, stts)
+    r.full()
+    table = r.table("I", 2 * r.u32(), 4)
+    if len(table) // 2 > len(duration) // 16:  # many short runs: sum the column
+        dts = array("q", accumulate(duration, initial=0))
+        dts.pop()
+        return dts
+    # A few runs of one duration each (the usual stts): arithmetic progressions, no sums.
+    dts = array("q")
+    t = 0
+    for count, d in zip(table[0::2], table[1::2], strict=True):
+        dts.extend(range(t, t + count * d, d) if d else array("q", [t]) * count)
+        t += count * d
+    return dts
+
+
 def _stss(buf: bytes, box: BoxHeader, n: int, where: str) -> array[int]:
     r = Reader(buf, box)
     r.full()
@@ -144,7 +169,13 @@ def _offsets(
         spc = per_chunk
     else:
         run_ends = [*firsts[1:], nchunks + 1]
-        spc = array("I", chain.from_iterable(map(repeat, per_chunk, map(sub, run_ends, firsts))))
+        lengths = map(sub, run_ends, firsts)
+        if len(firsts) > nchunks // 16:
+            spc = array("I", chain.from_iterable(map(repeat, per_chunk, lengths)))
+        else:  # a few runs: each one value repeated, one C-level copy
+            spc = array("I")
+            for value, count in zip(per_chunk, lengths, strict=True):
+                spc += array("I", [value]) * count
     n = len(size)
     total = sum(spc)
     if total != n:
@@ -167,12 +198,17 @@ _BIG_CHUNKS = 8
 
 def _small_chunks(chunks: array[int], spc: array[int], size: array[int]) -> array[int]:
     """Offsets when chunks hold a few samples each: one pass over the chunks."""
-    out = array("Q", bytes(8 * len(size)))
+    out = array("Q", [0]) * len(size)
     i = 0
     for chunk, k in zip(chunks, spc, strict=False):
         if k == 1:
             out[i] = chunk
             i += 1
+            continue
+        if k == 2:
+            out[i] = chunk
+            out[i + 1] = chunk + size[i]
+            i += 2
             continue
         at = chunk
         end = i + k

@@ -279,10 +279,13 @@ class _VideoSums:
         # Every segment's frames in order and at most 100 ms apart (else check per segment).
         dts = s.dts
         self.diffs = None
-        self.regular = n < 2 or (
-            max(map(sub, islice(dts, 1, None), dts)) * 10 <= ts
-            and min(map(sub, islice(dts, 1, None), dts)) >= 0
-        )
+        if s.contiguous:  # the steps are the durations, never negative
+            self.regular = max(s.duration[:-1], default=0) * 10 <= ts
+        else:
+            self.regular = n < 2 or (
+                max(map(sub, islice(dts, 1, None), dts)) * 10 <= ts
+                and min(map(sub, islice(dts, 1, None), dts)) >= 0
+            )
 
     def fits(self, start: int, stop: int, track: Track) -> bool:
         if not self.ok or stop <= start:
