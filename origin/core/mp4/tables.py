@@ -8,9 +8,10 @@ cheaper than the iterator objects per chunk.
 
 from __future__ import annotations
 
+import sys
 from array import array
 from itertools import accumulate, chain, islice, repeat
-from operator import add, lt, sub
+from operator import add, lt, mul, sub
 
 from origin.core.errors import MediaError
 from origin.core.index import SampleIndex, make_index
@@ -164,26 +165,17 @@ def _offsets(
         raise MediaError(f"{where}: stsc chunk numbers are out of range or not increasing")
     if descriptions.count(1) != len(descriptions):
         raise MediaError(f"{where}: stsc refers to a missing sample description")
-    # One entry per chunk: how many samples it holds (runs end where the next one starts).
-    if len(firsts) == nchunks:  # a run per chunk (interleaved files): the table is the column
-        spc = per_chunk
-    else:
-        run_ends = [*firsts[1:], nchunks + 1]
-        lengths = map(sub, run_ends, firsts)
-        if len(firsts) > nchunks // 16:
-            spc = array("I", chain.from_iterable(map(repeat, per_chunk, lengths)))
-        else:  # a few runs: each one value repeated, one C-level copy
-            spc = array("I")
-            for value, count in zip(per_chunk, lengths, strict=True):
-                spc += array("I", [value]) * count
+    # Runs of chunks with the same samples per chunk (runs end where the next one starts).
+    lengths = array("I", map(sub, [*firsts[1:], nchunks + 1], firsts)) if firsts else array("I")
     n = len(size)
-    total = sum(spc)
+    total = sum(map(mul, per_chunk, lengths))
     if total != n:
         raise MediaError(f"{where}: stsc/stco describe {total} samples, the sample sizes {n}")
-    if nchunks == n and 0 not in spc:  # one sample per chunk: nothing to add up
-        return array("Q", chunks)
+    if nchunks == n and 0 not in per_chunk:  # then every chunk holds one sample
+        return _widen(chunks)
     if n < _BIG_CHUNKS * nchunks:
-        return _small_chunks(chunks, spc, size)
+        return _small_chunks(chunks, per_chunk, lengths, size)
+    spc = array("I", chain.from_iterable(map(repeat, per_chunk, lengths)))
     first_sample = array("Q", accumulate(spc, initial=0))
     start = array("Q", accumulate(size, initial=0))
     delta = map(sub, chunks, map(start.__getitem__, first_sample[:-1]))
@@ -191,29 +183,50 @@ def _offsets(
     return array("Q", map(add, start[:-1], per_sample))
 
 
+def _widen(column: array[int]) -> array[int]:
+    """``column`` as a 64-bit unsigned array, by byte copies rather than item by item."""
+    if column.typecode == "Q":
+        return array("Q", column)
+    if column.itemsize != 4 or array("Q").itemsize != 8:  # pragma: no cover - exotic ABIs
+        return array("Q", column)
+    wide = bytearray(8 * len(column))
+    narrow = column.tobytes()
+    low = 0 if sys.byteorder == "little" else 4  # where the low 4 bytes of each item go
+    for j in range(4):
+        wide[low + j :: 8] = narrow[j::4]
+    out = array("Q")
+    out.frombytes(wide)
+    return out
+
+
 # Samples per chunk from which the columnar expansion beats a loop over the chunks: its iterator
 # objects per chunk cost more than they save when audio is interleaved a frame or two at a time.
 _BIG_CHUNKS = 8
 
 
-def _small_chunks(chunks: array[int], spc: array[int], size: array[int]) -> array[int]:
-    """Offsets when chunks hold a few samples each: one pass over the chunks."""
+def _small_chunks(
+    chunks: array[int], per_chunk: array[int], lengths: array[int], size: array[int]
+) -> array[int]:
+    """Offsets when chunks hold a few samples each: one pass over the stsc runs and chunks."""
     out = array("Q", [0]) * len(size)
-    i = 0
-    for chunk, k in zip(chunks, spc, strict=False):
-        if k == 1:
-            out[i] = chunk
-            i += 1
-            continue
-        if k == 2:
-            out[i] = chunk
-            out[i + 1] = chunk + size[i]
-            i += 2
-            continue
-        at = chunk
-        end = i + k
-        while i < end:
-            out[i] = at
-            at += size[i]
-            i += 1
+    i = 0  # the next sample
+    c = 0  # the next chunk
+    for k, m in zip(per_chunk, lengths, strict=True):
+        for chunk in chunks[c : c + m]:
+            if k == 1:
+                out[i] = chunk
+                i += 1
+                continue
+            if k == 2:
+                out[i] = chunk
+                out[i + 1] = chunk + size[i]
+                i += 2
+                continue
+            at = chunk
+            end = i + k
+            while i < end:
+                out[i] = at
+                at += size[i]
+                i += 1
+        c += m
     return out
