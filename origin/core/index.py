@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +35,7 @@ class SampleIndex:
         if not (len(self.duration) == len(self.cto) == len(self.size) == len(self.offset) == n):
             raise ValueError("sample index columns differ in length")
         kf = self.keyframes
-        if len(kf) == n and (n == 0 or kf[-1] == n - 1) and kf == array("I", range(n)):
+        if len(kf) == n and (n == 0 or kf[-1] == n - 1) and kf == identity(n):
             # Every sample a sync sample (audio): no Python loop over them.
             object.__setattr__(self, "_sync", b"\x01" * n)
             return
@@ -65,6 +66,18 @@ class SampleIndex:
     def byte_size(self, start: int, stop: int) -> int:
         """Payload bytes of samples ``start:stop``."""
         return sum(self.size[start:stop])
+
+
+@lru_cache(maxsize=4)
+def _identity(n: int) -> array[int]:
+    return array("I", range(n))
+
+
+def identity(n: int) -> array[int]:
+    """``array("I", range(n))``, every sample's index (the keyframes of all-sync audio): kept
+    for the last few lengths, so a catalog of the same ladder builds it once. Read only: copy
+    it (``array("I", identity(n))``, one memcpy) to get a column."""
+    return _identity(n)
 
 
 def make_index(

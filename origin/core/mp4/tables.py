@@ -14,7 +14,7 @@ from itertools import accumulate, chain, islice, repeat
 from operator import add, lt, mul, sub
 
 from origin.core.errors import MediaError
-from origin.core.index import SampleIndex, make_index
+from origin.core.index import SampleIndex, identity, make_index
 from origin.core.mp4.boxes import BoxHeader, Reader, child_map, require, span
 
 
@@ -34,18 +34,21 @@ def sample_index(buf: bytes, stbl: BoxHeader, file_size: int, track_id: int) -> 
     duration = _runs(buf, stts, False, n, where)
     dts = _decode_times(buf, stts, duration)
     cto = _runs(buf, boxes["ctts"], True, n, where) if "ctts" in boxes else array("i", bytes(4 * n))
-    keyframes = _stss(buf, boxes["stss"], n, where) if "stss" in boxes else array("I", range(n))
+    keyframes = _stss(buf, boxes["stss"], n, where) if "stss" in boxes else array("I", identity(n))
     if "stco" in boxes:
         chunks = _chunk_offsets(buf, boxes["stco"], "I", 4)
     elif "co64" in boxes:
         chunks = _chunk_offsets(buf, boxes["co64"], "Q", 8)
     else:
         raise MediaError(f"{where} has no stco or co64")
-    if chunks and max(chunks) > file_size:  # before adding sizes to them (64-bit columns)
+    top = max(chunks, default=0)
+    if top > file_size:  # before adding sizes to them (64-bit columns)
         raise MediaError(f"{where}: a chunk lies beyond the end of the file (truncated?)")
-    offset = _offsets(buf, require(boxes, "stsc", where), chunks, size, where)
+    offset, one_per_chunk = _offsets(buf, require(boxes, "stsc", where), chunks, size, where)
     # Two maxima (one C pass each) bound the ends; the exact pass only when they do not fit.
-    if n and max(offset) + max(size) > file_size and max(map(add, offset, size)) > file_size:
+    # With a sample per chunk the offsets are the chunks: their maximum is known.
+    last = top if one_per_chunk else max(offset, default=0)
+    if n and last + max(size) > file_size and max(map(add, offset, size)) > file_size:
         raise MediaError(f"{where}: sample data lies beyond the end of the file (truncated?)")
     return make_index(
         dts=dts,
@@ -147,8 +150,9 @@ def _chunk_offsets(buf: bytes, box: BoxHeader, typecode: str, width: int) -> arr
 
 def _offsets(
     buf: bytes, stsc: BoxHeader, chunks: array[int], size: array[int], where: str
-) -> array[int]:
-    """Absolute offset of every sample, from stsc (samples per chunk) and chunk offsets.
+) -> tuple[array[int], bool]:
+    """Absolute offset of every sample, from stsc (samples per chunk) and chunk offsets, and
+    whether those are the chunk offsets (a sample per chunk).
 
     Within a chunk samples are contiguous: offset[i] = chunk_offset[c] + (start[i] -
     start[first sample of c]) where start is the running sum of sizes. Per chunk that is a
@@ -172,15 +176,15 @@ def _offsets(
     if total != n:
         raise MediaError(f"{where}: stsc/stco describe {total} samples, the sample sizes {n}")
     if nchunks == n and 0 not in per_chunk:  # then every chunk holds one sample
-        return _widen(chunks)
+        return _widen(chunks), True
     if n < _BIG_CHUNKS * nchunks:
-        return _small_chunks(chunks, per_chunk, lengths, size)
+        return _small_chunks(chunks, per_chunk, lengths, size), False
     spc = array("I", chain.from_iterable(map(repeat, per_chunk, lengths)))
     first_sample = array("Q", accumulate(spc, initial=0))
     start = array("Q", accumulate(size, initial=0))
     delta = map(sub, chunks, map(start.__getitem__, first_sample[:-1]))
     per_sample = chain.from_iterable(map(repeat, delta, spc))
-    return array("Q", map(add, start[:-1], per_sample))
+    return array("Q", map(add, start[:-1], per_sample)), False
 
 
 def _widen(column: array[int]) -> array[int]:
