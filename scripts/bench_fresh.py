@@ -168,9 +168,14 @@ def report_startup(results: dict[int, dict[str, float]], helper: dict[str, float
     if helper is None:
         print("scripts/bench_startup.py (indexing alone, and a 2-hour title) is not on this branch")
         return
-    targets = {"ladder_100x3_s": "  (target < 1 s)", "two_hour_s": "  (target < 0.5 s)"}
+    targets = {
+        "ladder_100x3_s": "  (target < 1 s)",
+        "two_hour_s": "  (target < 0.5 s)",
+        "ladder_first_master_ms": "  (lazy indexing: < 50 ms)",
+    }
     for key, value in helper.items():
-        shown = f"{value:6.2f} s" if isinstance(value, int | float) else str(value)
+        unit = "ms" if key.endswith("_ms") else "s"
+        shown = f"{value:6.2f} {unit}" if isinstance(value, int | float) else str(value)
         print(f"{'bench_startup ' + key:44} {shown}{targets.get(key, '')}")
 
 

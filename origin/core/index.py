@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,11 +26,19 @@ class SampleIndex:
     offset: array[int]  # 'Q' absolute byte offset in the source file
     keyframes: array[int]  # 'I' sorted indices of sync samples
     _sync: bytes = field(default=b"", repr=False, compare=False)
+    # Every decode time step is the sample's duration (dts is their running sum: stbl tables),
+    # so checks over the steps can read ``duration`` instead of subtracting decode times.
+    contiguous: bool = field(default=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.dts)
         if not (len(self.duration) == len(self.cto) == len(self.size) == len(self.offset) == n):
             raise ValueError("sample index columns differ in length")
+        kf = self.keyframes
+        if len(kf) == n and (n == 0 or kf[-1] == n - 1) and kf == identity(n):
+            # Every sample a sync sample (audio): no Python loop over them.
+            object.__setattr__(self, "_sync", b"\x01" * n)
+            return
         flags = bytearray(n)
         for k in self.keyframes:
             flags[k] = 1
@@ -59,6 +68,18 @@ class SampleIndex:
         return sum(self.size[start:stop])
 
 
+@lru_cache(maxsize=4)
+def _identity(n: int) -> array[int]:
+    return array("I", range(n))
+
+
+def identity(n: int) -> array[int]:
+    """``array("I", range(n))``, every sample's index (the keyframes of all-sync audio): kept
+    for the last few lengths, so a catalog of the same ladder builds it once. Read only: copy
+    it (``array("I", identity(n))``, one memcpy) to get a column."""
+    return _identity(n)
+
+
 def make_index(
     *,
     dts: array[int],
@@ -67,9 +88,16 @@ def make_index(
     size: array[int],
     offset: array[int],
     keyframes: array[int],
+    contiguous: bool = False,
 ) -> SampleIndex:
     return SampleIndex(
-        dts=dts, duration=duration, cto=cto, size=size, offset=offset, keyframes=keyframes
+        dts=dts,
+        duration=duration,
+        cto=cto,
+        size=size,
+        offset=offset,
+        keyframes=keyframes,
+        contiguous=contiguous,
     )
 
 

@@ -7,12 +7,12 @@ prepares builds every manifest and segment.
 
 from __future__ import annotations
 
-import math
 import struct
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import partial
 
 from origin.core import urls, validate
 from origin.core.crypto import padded_size
@@ -79,6 +79,7 @@ class Presentation:
     video: tuple[Rendition, ...]  # by ascending bitrate
     audio: Rendition | None  # cut at video[0]'s boundaries (or alone for audio-only assets)
     muxed_audio: Mapping[int, Segmentation]  # audio cut at each video rendition's boundaries
+    # Per rendition; computed on first use (Deferred), the rest of the asset at load.
     ts_bandwidth: Mapping[tuple[str, int], Bandwidth]
     cmaf_bandwidth: Mapping[tuple[str, int], Bandwidth]
 
@@ -101,7 +102,12 @@ def frame_rate(track: Track) -> Fraction:
     """Frames per second from the most common sample duration (robust to a short last frame)."""
     if len(track.samples) == 0:
         return Fraction(0)
-    common, _ = Counter(track.samples.duration).most_common(1)[0]
+    durations = track.samples.duration
+    n = len(durations)
+    # A duration most samples have is the most common one, found without counting them all.
+    common = next((d for d in (durations[n // 2], durations[0]) if 2 * durations.count(d) > n), 0)
+    if not common:
+        common, _ = Counter(durations).most_common(1)[0]
     return Fraction(track.timescale, common) if common else Fraction(0)
 
 
@@ -170,38 +176,75 @@ def _prepare(
         validate.check_times(audio.times, f"{where(ai)}track {at.track_id}")
     pres = Presentation(name, target, video, audio, muxed, {}, {})
     return Presentation(
-        name, target, video, audio, muxed, _ts_bandwidths(pres), _cmaf_bandwidths(pres)
+        name,
+        target,
+        video,
+        audio,
+        muxed,
+        Deferred(partial(_ts_bandwidths, pres)),
+        Deferred(partial(_cmaf_bandwidths, pres)),
     )
+
+
+class Deferred(Mapping[tuple[str, int], Bandwidth]):
+    """Bandwidths computed on first use, then kept: the first master playlist or MPD of an
+    asset pays for them (a few ms for a 60 s ladder, a few hundred for a 2-hour title), not
+    every asset at start-up. Nothing they compute can fail on an asset that prepared."""
+
+    __slots__ = ("_compute", "_value")
+
+    def __init__(self, compute: Callable[[], dict[tuple[str, int], Bandwidth]]) -> None:
+        self._compute: Callable[[], dict[tuple[str, int], Bandwidth]] | None = compute
+        self._value: dict[tuple[str, int], Bandwidth] | None = None
+
+    def _get(self) -> dict[tuple[str, int], Bandwidth]:
+        if self._value is None:
+            assert self._compute is not None
+            self._value = self._compute()
+            self._compute = None  # drops what it held
+        return self._value
+
+    def __getitem__(self, key: tuple[str, int]) -> Bandwidth:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __repr__(self) -> str:
+        return f"Deferred({self._value!r})" if self._value is not None else "Deferred(...)"
 
 
 def _bandwidth(sizes: Sequence[int], seg: Segmentation) -> Bandwidth:
     # +16: AES-128 padding adds up to one block; the figures must hold for encrypted segments.
+    # ceil(bits / seconds) in integers: the same as over Fractions, without one per segment.
+    ts, times = seg.timescale, seg.times
     peak = 0
     for k, size in enumerate(sizes):
-        d = seg.duration(k)
+        d = times[k + 1] - times[k]
         if d > 0:
-            peak = max(peak, math.ceil(padded_size(size) * 8 / d))
-    total = Fraction(seg.times[-1] - seg.times[0], seg.timescale)
-    avg = math.ceil(sum(padded_size(s) for s in sizes) * 8 / total) if total > 0 else 0
+            peak = max(peak, -(-padded_size(size) * 8 * ts // d))
+    total = times[-1] - times[0]
+    avg = -(-sum(map(padded_size, sizes)) * 8 * ts // total) if total > 0 else 0
     return Bandwidth(peak, avg)
 
 
 def _ts_bandwidths(p: Presentation) -> dict[tuple[str, int], Bandwidth]:
+    # Every segment's mpegts.segment_size_bound, from running sums over the sample tables.
+    sums = mpegts.SizeSums()
     out: dict[tuple[str, int], Bandwidth] = {}
     for r in p.video:
         aseg = p.muxed_audio.get(r.id)
-        sizes = []
-        for k in range(len(r.seg)):
-            v = (r.track, *r.seg.bounds(k))
-            a = (p.audio.track, *aseg.bounds(k)) if p.audio and aseg else None
-            sizes.append(mpegts.segment_size_bound(v, a, video_delay=r.edit.raise_by))
+        a = (p.audio.track, aseg.starts) if p.audio and aseg else None
+        sizes = mpegts.segment_size_bounds(
+            (r.track, r.seg.starts), a, video_delay=r.edit.raise_by, sums=sums
+        )
         out["video", r.id] = _bandwidth(sizes, r.seg)
     if p.audio:
         au = p.audio
-        sizes = [
-            mpegts.segment_size_bound(None, (au.track, *au.seg.bounds(k)))
-            for k in range(len(au.seg))
-        ]
+        sizes = mpegts.segment_size_bounds(None, (au.track, au.seg.starts), sums=sums)
         out["audio", au.id] = _bandwidth(sizes, au.seg)
     return out
 

@@ -71,15 +71,22 @@ def cut_video(track: Track, target: Fraction) -> Segmentation:
         raise ValueError("segment duration must be positive")
     ts = track.timescale
     starts = array("I", [0])
-    next_cut = target
+    # In integers (a Fraction per keyframe was most of the cost): with t + tolerance = a / b
+    # and target = p / q, the next cut m * target is reached when a * q >= m * p * b.
+    tn, td = _TOLERANCE.numerator, _TOLERANCE.denominator
+    p, q = target.numerator, target.denominator
+    b = ts * td
+    m = 1
+    dts, cto, shift = s.dts, s.cto, track.pts_shift
     for k in s.keyframes:
         if k == 0:
             continue
-        t = Fraction(track.pts(k), ts)
-        if t + _TOLERANCE >= next_cut:
+        aq = ((dts[k] + cto[k] + shift) * td + tn * ts) * q
+        if aq >= m * p * b:
             starts.append(k)
             # Skip multiples a long GOP jumped over: the next cut is the next multiple after t.
-            next_cut = (int((t + _TOLERANCE) / target) + 1) * target
+            whole = aq // (p * b) if aq >= 0 else -(-aq // (p * b))  # int() truncates
+            m = whole + 1
     return _finish(track, starts, target)
 
 

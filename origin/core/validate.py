@@ -60,7 +60,9 @@ def check_track(track: Track, where: str) -> None:
         )
     # Smooth re-times every sample to 10 MHz in 32-bit trun durations (+1 for rounding), as
     # the step to the next sample's decode time, which a gap between fragments makes longer.
-    gap = max(map(sub, islice(s.dts, 1, None), s.dts), default=0)
+    # (Decode times that are the running sum of the durations step by no more than those.)
+    steps = () if s.contiguous else map(sub, islice(s.dts, 1, None), s.dts)
+    gap = max(steps, default=0)
     longest = max(gap, max(s.duration))  # noqa: PLW3301 - one C-level pass over the column
     if _at(longest, ts, SMOOTH_TIMESCALE) + 1 > U32_MAX:
         raise MediaError(

@@ -1,17 +1,20 @@
 """``stbl`` sample tables (ISO/IEC 14496-12 §8.6-8.7) → a track's columnar :class:`SampleIndex`.
 
 Tables are expanded into columns with C-level iteration (``array`` from bytes,
-``itertools.repeat``/``accumulate``/``map``), never a Python loop per sample.
+``itertools.repeat``/``accumulate``/``map``), never a Python loop per sample, but for the
+offsets of chunks holding a sample or two each (interleaved audio), where a plain loop is
+cheaper than the iterator objects per chunk.
 """
 
 from __future__ import annotations
 
+import sys
 from array import array
 from itertools import accumulate, chain, islice, repeat
-from operator import add, lt, sub
+from operator import add, lt, mul, sub
 
 from origin.core.errors import MediaError
-from origin.core.index import SampleIndex, make_index
+from origin.core.index import SampleIndex, identity, make_index
 from origin.core.mp4.boxes import BoxHeader, Reader, child_map, require, span
 
 
@@ -27,24 +30,34 @@ def sample_index(buf: bytes, stbl: BoxHeader, file_size: int, track_id: int) -> 
         raise MediaError(f"{where} has no stsz or stz2")
     n = len(size)
 
-    duration = _runs(buf, require(boxes, "stts", where), False, n, where)
-    dts = array("q", accumulate(duration, initial=0))
-    dts.pop()
+    stts = require(boxes, "stts", where)
+    duration = _runs(buf, stts, False, n, where)
+    dts = _decode_times(buf, stts, duration)
     cto = _runs(buf, boxes["ctts"], True, n, where) if "ctts" in boxes else array("i", bytes(4 * n))
-    keyframes = _stss(buf, boxes["stss"], n, where) if "stss" in boxes else array("I", range(n))
+    keyframes = _stss(buf, boxes["stss"], n, where) if "stss" in boxes else array("I", identity(n))
     if "stco" in boxes:
         chunks = _chunk_offsets(buf, boxes["stco"], "I", 4)
     elif "co64" in boxes:
         chunks = _chunk_offsets(buf, boxes["co64"], "Q", 8)
     else:
         raise MediaError(f"{where} has no stco or co64")
-    if chunks and max(chunks) > file_size:  # before adding sizes to them (64-bit columns)
+    top = max(chunks, default=0)
+    if top > file_size:  # before adding sizes to them (64-bit columns)
         raise MediaError(f"{where}: a chunk lies beyond the end of the file (truncated?)")
-    offset = _offsets(buf, require(boxes, "stsc", where), chunks, size, where)
-    if n and max(map(add, offset, size)) > file_size:
+    offset, one_per_chunk = _offsets(buf, require(boxes, "stsc", where), chunks, size, where)
+    # Two maxima (one C pass each) bound the ends; the exact pass only when they do not fit.
+    # With a sample per chunk the offsets are the chunks: their maximum is known.
+    last = top if one_per_chunk else max(offset, default=0)
+    if n and last + max(size) > file_size and max(map(add, offset, size)) > file_size:
         raise MediaError(f"{where}: sample data lies beyond the end of the file (truncated?)")
     return make_index(
-        dts=dts, duration=duration, cto=cto, size=size, offset=offset, keyframes=keyframes
+        dts=dts,
+        duration=duration,
+        cto=cto,
+        size=size,
+        offset=offset,
+        keyframes=keyframes,
+        contiguous=True,  # dts is the running sum of duration
     )
 
 
@@ -100,6 +113,24 @@ def _runs(buf: bytes, box: BoxHeader, signed: bool, n: int, where: str) -> array
     return array(values.typecode, chain.from_iterable(map(repeat, values, counts)))
 
 
+def _decode_times(buf: bytes, stts: BoxHeader, duration: array[int]) -> array[int]:
+    """Each sample's decode time, the running sum of ``duration`` (stts expanded) from 0."""
+    r = Reader(buf, stts)
+    r.full()
+    table = r.table("I", 2 * r.u32(), 4)
+    if len(table) // 2 > len(duration) // 16:  # many short runs: sum the column
+        dts = array("q", accumulate(duration, initial=0))
+        dts.pop()
+        return dts
+    # A few runs of one duration each (the usual stts): arithmetic progressions, no sums.
+    dts = array("q")
+    t = 0
+    for count, d in zip(table[0::2], table[1::2], strict=True):
+        dts.extend(range(t, t + count * d, d) if d else array("q", [t]) * count)
+        t += count * d
+    return dts
+
+
 def _stss(buf: bytes, box: BoxHeader, n: int, where: str) -> array[int]:
     r = Reader(buf, box)
     r.full()
@@ -119,8 +150,9 @@ def _chunk_offsets(buf: bytes, box: BoxHeader, typecode: str, width: int) -> arr
 
 def _offsets(
     buf: bytes, stsc: BoxHeader, chunks: array[int], size: array[int], where: str
-) -> array[int]:
-    """Absolute offset of every sample, from stsc (samples per chunk) and chunk offsets.
+) -> tuple[array[int], bool]:
+    """Absolute offset of every sample, from stsc (samples per chunk) and chunk offsets, and
+    whether those are the chunk offsets (a sample per chunk).
 
     Within a chunk samples are contiguous: offset[i] = chunk_offset[c] + (start[i] -
     start[first sample of c]) where start is the running sum of sizes. Per chunk that is a
@@ -137,18 +169,68 @@ def _offsets(
         raise MediaError(f"{where}: stsc chunk numbers are out of range or not increasing")
     if descriptions.count(1) != len(descriptions):
         raise MediaError(f"{where}: stsc refers to a missing sample description")
-    # One entry per chunk: how many samples it holds (runs end where the next one starts).
-    run_ends = [*firsts[1:], nchunks + 1]
-    spc = array("I", chain.from_iterable(map(repeat, per_chunk, map(sub, run_ends, firsts))))
-    first_sample = array("Q", accumulate(spc, initial=0))
+    # Runs of chunks with the same samples per chunk (runs end where the next one starts).
+    lengths = array("I", map(sub, [*firsts[1:], nchunks + 1], firsts)) if firsts else array("I")
     n = len(size)
-    if first_sample[-1] != n:
-        raise MediaError(
-            f"{where}: stsc/stco describe {first_sample[-1]} samples, the sample sizes {n}"
-        )
-    if nchunks == n and 0 not in spc:  # one sample per chunk: nothing to add up
-        return array("Q", chunks)
+    total = sum(map(mul, per_chunk, lengths))
+    if total != n:
+        raise MediaError(f"{where}: stsc/stco describe {total} samples, the sample sizes {n}")
+    if nchunks == n and 0 not in per_chunk:  # then every chunk holds one sample
+        return _widen(chunks), True
+    if n < _BIG_CHUNKS * nchunks:
+        return _small_chunks(chunks, per_chunk, lengths, size), False
+    spc = array("I", chain.from_iterable(map(repeat, per_chunk, lengths)))
+    first_sample = array("Q", accumulate(spc, initial=0))
     start = array("Q", accumulate(size, initial=0))
     delta = map(sub, chunks, map(start.__getitem__, first_sample[:-1]))
     per_sample = chain.from_iterable(map(repeat, delta, spc))
-    return array("Q", map(add, start[:-1], per_sample))
+    return array("Q", map(add, start[:-1], per_sample)), False
+
+
+def _widen(column: array[int]) -> array[int]:
+    """``column`` as a 64-bit unsigned array, by byte copies rather than item by item."""
+    if column.typecode == "Q":
+        return array("Q", column)
+    if column.itemsize != 4 or array("Q").itemsize != 8:  # pragma: no cover - exotic ABIs
+        return array("Q", column)
+    wide = bytearray(8 * len(column))
+    narrow = column.tobytes()
+    low = 0 if sys.byteorder == "little" else 4  # where the low 4 bytes of each item go
+    for j in range(4):
+        wide[low + j :: 8] = narrow[j::4]
+    out = array("Q")
+    out.frombytes(wide)
+    return out
+
+
+# Samples per chunk from which the columnar expansion beats a loop over the chunks: its iterator
+# objects per chunk cost more than they save when audio is interleaved a frame or two at a time.
+_BIG_CHUNKS = 8
+
+
+def _small_chunks(
+    chunks: array[int], per_chunk: array[int], lengths: array[int], size: array[int]
+) -> array[int]:
+    """Offsets when chunks hold a few samples each: one pass over the stsc runs and chunks."""
+    out = array("Q", [0]) * len(size)
+    i = 0  # the next sample
+    c = 0  # the next chunk
+    for k, m in zip(per_chunk, lengths, strict=True):
+        for chunk in chunks[c : c + m]:
+            if k == 1:
+                out[i] = chunk
+                i += 1
+                continue
+            if k == 2:
+                out[i] = chunk
+                out[i + 1] = chunk + size[i]
+                i += 2
+                continue
+            at = chunk
+            end = i + k
+            while i < end:
+                out[i] = at
+                at += size[i]
+                i += 1
+        c += m
+    return out
