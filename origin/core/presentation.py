@@ -17,7 +17,7 @@ from functools import partial
 from origin.core import urls, validate
 from origin.core.crypto import padded_size
 from origin.core.errors import MediaError, NotFoundError, describe
-from origin.core.mux import fmp4, mpegts
+from origin.core.mux import fmp4, ts_sizes
 from origin.core.segmenter import Segmentation, cut_at, cut_audio, cut_video, without_empty
 from origin.core.track import Kind, Movie, Track
 
@@ -233,18 +233,18 @@ def _bandwidth(sizes: Sequence[int], seg: Segmentation) -> Bandwidth:
 
 def _ts_bandwidths(p: Presentation) -> dict[tuple[str, int], Bandwidth]:
     # Every segment's mpegts.segment_size_bound, from running sums over the sample tables.
-    sums = mpegts.SizeSums()
+    sums = ts_sizes.SizeSums()
     out: dict[tuple[str, int], Bandwidth] = {}
     for r in p.video:
         aseg = p.muxed_audio.get(r.id)
         a = (p.audio.track, aseg.starts) if p.audio and aseg else None
-        sizes = mpegts.segment_size_bounds(
+        sizes = ts_sizes.segment_size_bounds(
             (r.track, r.seg.starts), a, video_delay=r.edit.raise_by, sums=sums
         )
         out["video", r.id] = _bandwidth(sizes, r.seg)
     if p.audio:
         au = p.audio
-        sizes = mpegts.segment_size_bounds(None, (au.track, au.seg.starts), sums=sums)
+        sizes = ts_sizes.segment_size_bounds(None, (au.track, au.seg.starts), sums=sums)
         out["audio", au.id] = _bandwidth(sizes, au.seg)
     return out
 

@@ -1,4 +1,4 @@
-"""mpegts.segment_size_bounds (running sums over the sample table, used at load for BANDWIDTH)
+"""ts_sizes.segment_size_bounds (running sums over the sample table, used at load for BANDWIDTH)
 gives exactly mpegts.segment_size_bound (which plans every packet) for every segment: on real
 media, on the bench ladder when it is there, and on random tracks made to hit every branch
 (B-frames, negative offsets, 1- and 2-byte NAL lengths, timescales above 90 kHz, video gaps over
@@ -16,7 +16,7 @@ import pytest
 
 from origin.core.index import SampleIndex
 from origin.core.mp4.parse import parse_bytes
-from origin.core.mux import mpegts
+from origin.core.mux import mpegts, ts_sizes
 from origin.core.presentation import Deferred, Presentation, prepare
 from origin.core.track import AacConfig, AvcConfig, Kind, Track
 from tests.support.media import make_mp4
@@ -44,7 +44,7 @@ def reference(video: Cut, audio: Cut, delay: int = 0) -> list[int]:
 
 def fast_share(video: Cut, audio: Cut, delay: int = 0) -> float:
     """The share of segments the running sums answer (the rest is planned)."""
-    sums = mpegts.SizeSums()
+    sums = ts_sizes.SizeSums()
     vs = sums.video(video[0], delay) if video else None
     au = sums.audio(audio[0]) if audio else None
     n = len(video[1]) - 1 if video else len(audio[1]) - 1 if audio else 0
@@ -52,13 +52,13 @@ def fast_share(video: Cut, audio: Cut, delay: int = 0) -> float:
     for k in range(n):
         v = (video[0], video[1][k], video[1][k + 1]) if video else None
         a = (audio[0], audio[1][k], audio[1][k + 1]) if audio else None
-        hits += mpegts._fast_bound(v, vs, a, au) is not None
+        hits += ts_sizes._fast_bound(v, vs, a, au) is not None
     return hits / n
 
 
 def check(video: Cut, audio: Cut, delay: int = 0) -> list[int]:
     want = reference(video, audio, delay)
-    got = mpegts.segment_size_bounds(video, audio, video_delay=delay)
+    got = ts_sizes.segment_size_bounds(video, audio, video_delay=delay)
     assert got == want
     return got
 
