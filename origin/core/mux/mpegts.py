@@ -629,15 +629,6 @@ def _pes_packets(heads: list[bytes], parts: list[bytes | memoryview], u: _Unit, 
         return cc
     mv = memoryview(data)
     parts.append(mv[:end])
-    if left == 1:  # the usual PES: one short packet ends it
-        take = min(_PAYLOAD, size - end)
-        if take == _PAYLOAD:
-            heads.append(table.plain[cc])
-        else:
-            heads.append(table.short[cc])
-            parts.append(_stuffing_field(take))
-        parts.append(mv[end : end + take])
-        return (cc + 1) & 15
     pos = end
     while left:
         take = min(_PAYLOAD, size - pos - (left - 1))
