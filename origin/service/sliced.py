@@ -2,17 +2,18 @@
 
 An encrypted 1.6 MB segment costs ~2 ms of one core to encrypt and write; written whole, 64 of
 them in flight delay every other request (a playlist, a key) by the 64 x 2 ms the loop spends
-before it polls again. Written here, a :class:`Deferred` body is encrypted
-:data:`SLICE_BYTES` at a time, and only :data:`WRITERS` bodies write at once (first come, first
-served): between two polls the loop runs at most that many slices, ~1 ms, whatever the number of
-clients, and each request's latency is its turn plus its own work, not the sum of everyone's. A
-body whose client does not keep up gives its turn away while its socket drains.
+before it polls again. Written here, a :class:`Deferred` body is encrypted :data:`SLICE_BYTES` at
+a time, and only :data:`WRITERS` bodies write at once, first come first served: between two polls
+the loop runs at most that many slices, ~1 ms whatever the number of clients, and a request's
+latency is its wait for a turn plus its own work. A body whose client does not keep up gives its
+turn away while its socket drains, and comes back before the bodies that have not started.
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
+from collections import deque
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -27,18 +28,53 @@ SLICE_BYTES = 128 * 1024
 # run. More than one, so that a body waiting for its turn back after a drain finds one soon.
 WRITERS = 4
 
-_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-    weakref.WeakKeyDictionary()
-)
+
+class _Turns:
+    """:data:`WRITERS` turns, first come first served, except that a body coming back after a
+    drain goes before those that have not started: it would otherwise wait for all of them."""
+
+    def __init__(self, width: int) -> None:
+        self.free = width
+        self.resuming: deque[asyncio.Future[None]] = deque()
+        self.new: deque[asyncio.Future[None]] = deque()
+
+    async def take(self, *, resuming: bool) -> None:
+        if self.free > 0:  # free turns: nobody is waiting (a freed turn goes to a waiter)
+            self.free -= 1
+            return
+        fut = asyncio.get_running_loop().create_future()
+        queue = self.resuming if resuming else self.new
+        queue.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.give()  # the turn was handed over as this task was cancelled: pass it on
+            else:
+                queue.remove(fut)
+            raise
+
+    def give(self) -> None:
+        """Hand the turn to the next waiter (it stays taken), or free it."""
+        for queue in (self.resuming, self.new):
+            while queue:
+                fut = queue.popleft()
+                if not fut.done():
+                    fut.set_result(None)
+                    return
+        self.free += 1
 
 
-def _gate() -> asyncio.Semaphore:
-    """This loop's turns (a Semaphore belongs to the loop it first waits on)."""
+_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Turns] = weakref.WeakKeyDictionary()
+
+
+def _loop_turns() -> _Turns:
+    """This loop's turns (their futures belong to it)."""
     loop = asyncio.get_running_loop()
-    gate = _gates.get(loop)
-    if gate is None:
-        gate = _gates[loop] = asyncio.Semaphore(WRITERS)
-    return gate
+    turns = _turns.get(loop)
+    if turns is None:
+        turns = _turns[loop] = _Turns(WRITERS)
+    return turns
 
 
 class Deferred(Protocol):
@@ -70,11 +106,11 @@ class SlicedPayload(payload.Payload):
     async def write_with_length(
         self, writer: AbstractStreamWriter, content_length: int | None
     ) -> None:
-        gate = _gate()
+        turns = _loop_turns()
         transport = writer.transport
         high = transport.get_write_buffer_limits()[1] if transport is not None else 0
         left = len(self._deferred)
-        await gate.acquire()
+        await turns.take(resuming=False)
         held = True
         try:
             for piece in self._deferred.slices(SLICE_BYTES):
@@ -87,13 +123,13 @@ class SlicedPayload(payload.Payload):
                     break
                 if transport is not None and transport.get_write_buffer_size() > high:
                     # The client is behind: others take the turn while its socket drains.
-                    gate.release()
+                    turns.give()
                     held = False
                     await writer.drain()
-                    await gate.acquire()
+                    await turns.take(resuming=True)
                     held = True
                 else:
                     await asyncio.sleep(0)  # the loop polls, small requests answer
         finally:
             if held:
-                gate.release()
+                turns.give()
