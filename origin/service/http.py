@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from origin.service.sliced import SLICE_BYTES, Deferred, SlicedPayload
+from origin.service import sliced
 
 CT_M3U8 = "application/vnd.apple.mpegurl"
 CT_TS = "video/mp2t"
@@ -102,7 +102,7 @@ def http_date(ts: float) -> str:
 
 def entity_response(
     request: web.Request,
-    body: bytes | bytearray | memoryview | Deferred,
+    body: bytes | bytearray | memoryview | sliced.Deferred,
     *,
     content_type: str,
     etag: str | None,
@@ -149,14 +149,14 @@ def entity_response(
             )
     content: Any = body
     if not isinstance(body, (bytes, bytearray, memoryview)):
-        if length > SLICE_BYTES or request.method == "HEAD":  # a HEAD never makes it
-            content = SlicedPayload(body, content_type)
+        if length > sliced.SLICE_BYTES or request.method == "HEAD":  # a HEAD never makes it
+            content = sliced.SlicedPayload(body, content_type)
         else:
             content = body.whole()  # one slice anyway: one write, no task step
     return web.Response(body=content, headers=headers, content_type=content_type)
 
 
-def _made(body: bytes | bytearray | memoryview | Deferred) -> bytes | bytearray | memoryview:
+def _made(body: bytes | bytearray | memoryview | sliced.Deferred) -> bytes | bytearray | memoryview:
     return body if isinstance(body, (bytes, bytearray, memoryview)) else body.whole()
 
 

@@ -64,14 +64,17 @@ class Aes128Cbc:
         self, data: bytes | bytearray | memoryview, iv: bytes, slice_size: int
     ) -> Iterator[bytearray]:
         """``encrypt(data, iv)`` in pieces of ``slice_size`` bytes (rounded down to whole
-        blocks), the last one 1-16 bytes longer for its padding; each is made when asked for.
+        blocks), the last one the rest and its 1-16 bytes of padding; each made when asked for.
 
         Between two pieces the context may encrypt anything else: the next piece steers it back.
         """
-        if len(iv) != BLOCK:
+        if len(iv) != BLOCK:  # said now, not at the first slice
             raise ValueError("the IV must be 16 bytes")
-        step = max(slice_size - slice_size % BLOCK, BLOCK)
-        view = memoryview(data).cast("B")
+        return self._slices(
+            memoryview(data).cast("B"), iv, max(slice_size - slice_size % BLOCK, BLOCK)
+        )
+
+    def _slices(self, view: memoryview, iv: bytes, step: int) -> Iterator[bytearray]:
         chain, start, n = iv, 0, len(view)
         while n - start > step:
             out = self._guarded(view[start : start + step], chain, final=False)
