@@ -6,14 +6,22 @@ a request (segment boundaries, codec strings, per-segment sizes and so bandwidth
 :mod:`~origin.core.manifests` describes it to the HLS, DASH and Smooth builders. A segment
 request is then: :func:`resolve` the URL, :func:`plan_reads` (which byte ranges of which files),
 the service reads them, :func:`build_segment` muxes them (:mod:`~origin.core.plan`), and
-:func:`encrypt_segment` applies the delivery's scheme (:mod:`~origin.core.encryption`).
+:func:`encrypt_segment` applies the delivery's scheme (:mod:`~origin.core.encryption`;
+:func:`encrypted_body` defers it, for a body written a slice at a time).
 
 Live channels: the ``live_*`` functions build the same manifests and segments from a channel
 index's :class:`~origin.core.live.model.ChannelView` (:mod:`~origin.core.live.packaging`);
 :func:`live_segment_ref` gives :func:`encrypt_segment` the segment's channel-wide sequence number.
 """
 
-from origin.core.encryption import Scheme, SegmentCipher, encrypt_segment, scheme_for
+from origin.core.encryption import (
+    Encrypted,
+    Scheme,
+    SegmentCipher,
+    encrypt_segment,
+    encrypted_body,
+    scheme_for,
+)
 from origin.core.live.packaging import NotYetAvailable, SlidOut
 from origin.core.live.packaging import available_at as live_available_at
 from origin.core.live.packaging import dash_manifest as live_dash_manifest
@@ -44,6 +52,7 @@ from origin.core.presentation import Bandwidth, Presentation, Rendition, frame_r
 
 __all__ = [
     "Bandwidth",
+    "Encrypted",
     "NotYetAvailable",
     "Presentation",
     "ReadPlan",
@@ -57,6 +66,7 @@ __all__ = [
     "build_segment",
     "dash_manifest",
     "encrypt_segment",
+    "encrypted_body",
     "frame_rate",
     "live_available_at",
     "live_dash_manifest",

@@ -239,10 +239,11 @@ async def _fragment(
     pres = asset.presentation
     ref = pipeline.resolve(pres, route)
     key = delivery.content_key(state, asset.config, route.options)
-    body: bytes | bytearray = await _clear_segment(request, state, asset, ref)
+    clear = await _clear_segment(request, state, asset, ref)
+    body: bytes | bytearray | pipeline.Encrypted = clear
     iv = b""
-    if key is not None:
-        body, iv = pipeline.encrypt_segment(ref, body, key.cipher, asset.config.iv)
+    if key is not None:  # encrypted as it is written: a slice at a time when it is big
+        body, iv = pipeline.encrypted_body(ref, clear, key.cipher, asset.config.iv)
     if route.options.format is Format.HLS_TS:
         ctype = http.CT_TS
     else:  # fMP4 for HLS, DASH and Smooth

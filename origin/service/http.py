@@ -4,6 +4,10 @@ Modelled on aiohttp's ``web_fileresponse``: strong ETag, ``If-None-Match`` → 3
 ``Range`` → 206, an unsatisfiable one → 416 with ``Content-Range: bytes */len``; ``If-Range`` with
 a different validator serves the whole entity. A multi-range request is answered with the whole
 entity (RFC 9110 lets a server ignore Range), which every player handles.
+
+A body may be :class:`~origin.service.sliced.Deferred` (an encrypted segment not encrypted yet):
+a 304, a 416 or a HEAD never computes it, and a whole one bigger than a slice is made and written
+a slice at a time (:mod:`origin.service.sliced`), so that it does not hold the event loop.
 """
 
 from __future__ import annotations
@@ -12,8 +16,11 @@ import functools
 import hashlib
 from collections.abc import Mapping
 from email.utils import formatdate
+from typing import Any
 
 from aiohttp import web
+
+from origin.service import sliced
 
 CT_M3U8 = "application/vnd.apple.mpegurl"
 CT_TS = "video/mp2t"
@@ -95,7 +102,7 @@ def http_date(ts: float) -> str:
 
 def entity_response(
     request: web.Request,
-    body: bytes | bytearray | memoryview,
+    body: bytes | bytearray | memoryview | sliced.Deferred,
     *,
     content_type: str,
     etag: str | None,
@@ -136,11 +143,21 @@ def entity_response(
             headers["Content-Range"] = f"bytes {start}-{stop - 1}/{length}"
             return web.Response(
                 status=206,
-                body=memoryview(body)[start:stop],
+                body=memoryview(_made(body))[start:stop],
                 headers=headers,
                 content_type=content_type,
             )
-    return web.Response(body=body, headers=headers, content_type=content_type)
+    content: Any = body
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        if length > sliced.SLICE_BYTES or request.method == "HEAD":  # a HEAD never makes it
+            content = sliced.SlicedPayload(body, content_type)
+        else:
+            content = body.whole()  # one slice anyway: one write, no task step
+    return web.Response(body=content, headers=headers, content_type=content_type)
+
+
+def _made(body: bytes | bytearray | memoryview | sliced.Deferred) -> bytes | bytearray | memoryview:
+    return body if isinstance(body, (bytes, bytearray, memoryview)) else body.whole()
 
 
 def error_response(

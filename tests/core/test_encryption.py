@@ -80,3 +80,18 @@ def test_media_playlist_without_a_key_uri_is_clear(fuzz_inputs: dict[str, bytes]
     p = pipeline.prepare("a", [parse_bytes(fuzz_inputs["progressive.mp4"])], Fraction(2))
     text = pipeline.media_playlist(p, "video", p.video[0].id, Options(format=Format.HLS_TS))
     assert "#EXT-X-KEY" not in text
+
+
+def test_deferred_body_knows_its_size_and_iv_and_makes_the_same_bytes_whole_or_sliced() -> None:
+    cipher = Aes128Cbc(KEY)
+    body, iv = pipeline.encrypted_body(ref(Format.HLS_TS, 7), CLEAR, cipher, None)
+    assert isinstance(body, pipeline.Encrypted)
+    assert iv == (7).to_bytes(16, "big")
+    whole = bytes(body.whole())
+    assert len(body) == len(whole) == (len(CLEAR) // 16 + 1) * 16
+    assert b"".join(bytes(p) for p in body.slices(1000)) == whole
+    assert (bytes(pipeline.encrypt_segment(ref(Format.HLS_TS, 7), CLEAR, cipher, None)[0])) == whole
+    assert pipeline.encrypted_body(ref(Format.HLS_CMAF, urls.INIT), CLEAR, cipher, None) == (
+        CLEAR,
+        b"",
+    )

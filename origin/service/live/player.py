@@ -179,15 +179,16 @@ async def _segment(
     except pipeline.SlidOut as e:
         return http.error_response(410, f"gone: {e}", {"Cache-Control": "public, max-age=60"})
     iv = b""
-    if key is not None:
-        body, iv = pipeline.encrypt_segment(ref, body, key.cipher, lc.config.iv)
+    out: bytes | bytearray | pipeline.Encrypted = body
+    if key is not None:  # encrypted as it is written: a slice at a time when it is big
+        out, iv = pipeline.encrypted_body(ref, body, key.cipher, lc.config.iv)
     if fmt is Format.HLS_TS:
         ctype = http.CT_TS
     else:
         ctype = http.CT_AUDIO_MP4 if route.track == "audio" else http.CT_VIDEO_MP4
     return http.entity_response(
         request,
-        body,
+        out,
         content_type=ctype,
         etag=http.make_etag(lc.config.name, str(lc.generation), request.path, iv.hex()),
         cache_control=f"public, max-age={state.config.server.segment_max_age}",
