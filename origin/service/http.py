@@ -149,10 +149,10 @@ def entity_response(
             )
     content: Any = body
     if not isinstance(body, (bytes, bytearray, memoryview)):
-        if length > sliced.SLICE_BYTES or request.method == "HEAD":  # a HEAD never makes it
+        if length > sliced.SLICED_FROM or request.method == "HEAD":  # a HEAD never makes it
             content = sliced.SlicedPayload(body, content_type)
         else:
-            content = body.whole()  # one slice anyway: one write, no task step
+            content = body.whole()  # small: one write, no task step
     return web.Response(body=content, headers=headers, content_type=content_type)
 
 

@@ -62,11 +62,13 @@ async def test_sliced_segments_are_the_bytes_and_headers_written_whole(
 ) -> None:
     paths = await _segments(client)
     monkeypatch.setattr(sliced, "SLICE_BYTES", 1 << 30)  # every body one slice: written whole
+    monkeypatch.setattr(sliced, "SLICED_FROM", 1 << 30)
     whole = {}
     for p in paths:
         r = await client.get(p)
         whole[p] = (await r.read(), _headers(r))
     monkeypatch.setattr(sliced, "SLICE_BYTES", 1000)  # 992-byte slices, hundreds a segment
+    monkeypatch.setattr(sliced, "SLICED_FROM", 1000)
     monkeypatch.setattr(sliced, "WRITERS", 2)
     sliced._turns.clear()
 
@@ -106,6 +108,7 @@ async def test_a_range_of_a_big_segment_is_the_slice_of_the_whole(
 ) -> None:
     path = await _biggest(client)
     monkeypatch.setattr(sliced, "SLICE_BYTES", 4096)
+    monkeypatch.setattr(sliced, "SLICED_FROM", 4096)
     whole = await (await client.get(path)).read()
     r = await client.get(path, headers={"Range": "bytes=5000-20000"})
     assert r.status == 206 and await r.read() == whole[5000:20001]
@@ -119,6 +122,7 @@ async def test_a_client_that_stops_reading_gives_its_turn_away(
     paths = await _segments(client)
     big = (await _biggest(client)).encode()
     monkeypatch.setattr(sliced, "SLICE_BYTES", 16 * 1024)
+    monkeypatch.setattr(sliced, "SLICED_FROM", 16 * 1024)
     monkeypatch.setattr(sliced, "WRITERS", 1)
     sliced._turns.clear()
     comebacks: list[bool] = []
