@@ -277,10 +277,12 @@ async def key_service(request: web.Request) -> web.StreamResponse:
     key = state.keys.get(kid)
     if key is None:
         raise NotFoundError(f"no key {kid}")
+    until: float | None = None
     if key.policy is not None:
         decision = auth.decide(request, key.policy, kid, state.config.server.trusted_proxies)
         if not decision.allowed:
             return auth.refusal_response(decision)
+        until = decision.until
     if request.method == "POST":
         # AMS clients POST an empty body; drain whatever came, within the head's deadline.
         try:
@@ -296,6 +298,10 @@ async def key_service(request: web.Request) -> web.StreamResponse:
             return _closing(http.error_response(400, "bad request: the body is incomplete"))
     if key.policy is None or key.policy.options[0].open:
         fastpath.allow(request)  # handed to anyone who asks, until a reload
+    elif until is not None:
+        # Allowed by its token alone: the same request (the token is part of the fast path's
+        # key, in the query or in Authorization) is allowed until the token's trust ends.
+        fastpath.allow(request, until=until)
     return web.Response(
         body=key.key,
         content_type=http.CT_KEY,

@@ -13,16 +13,17 @@ without waking aiohttp.
 What keeps it exact:
 
 * Only requests carrying nothing but :data:`FAST_HEADERS` are looked up or stored: any header
-  that could change the answer (``Authorization``, ``Cookie``, ``Range``, ``If-Range``,
-  ``X-Forwarded-For``…) sends the request down aiohttp's path. So does anything but a
-  ``GET`` over HTTP/1.1 kept alive. The few headers that do change it and are common on
-  reloads (``Host``, ``Origin``, ``If-None-Match``, ``If-Modified-Since``) are part of the key.
+  that could change the answer (``Cookie``, ``Range``, ``If-Range``, ``X-Forwarded-For``…)
+  sends the request down aiohttp's path. So does anything but a ``GET`` over HTTP/1.1 kept
+  alive. The few headers that do change it and are common on reloads and keys (``Host``,
+  ``Origin``, ``If-None-Match``, ``If-Modified-Since``, ``Authorization``) are part of the key.
 * Only what aiohttp itself answered is replayed: a 200 of a complete, uncompressed body with no
   cookie, or the 304 of a revalidation, after the handler said it depends on nothing else (no
-  token, no address policy; private responses are never allowed).
+  address policy, no token but the one in the key; private responses are never allowed).
 * An answer lives as long as what it was built from: the answers belong to the loaded state (a
-  reload drops them all); a live manifest's answer carries the channel view it was built from
-  (``check``) and, for DASH, the moment the next segment becomes available (``until``).
+  reload drops them all); a key allowed by a token, as long as that token's verification is
+  trusted (its expiry, at most a minute); a live manifest's, while the channel shows the view
+  it was built from (``check``) and, for DASH, until the next segment's availability time.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ FAST_HEADERS = frozenset(
         b"origin",
         b"if-none-match",
         b"if-modified-since",
+        b"authorization",
         b"connection",
         b"user-agent",
         b"accept",
@@ -71,9 +73,16 @@ MAX_HEADERS = 48
 MAX_TARGET = 1024
 _ABSENT = b"\x00"  # not a byte a header value can hold
 # Headers that do change the answer, so they are part of its key (at most once each): the host
-# (absolute URLs), the Origin (CORS), and the validators of a revalidation (a player's or a CDN's
-# conditional reload gets the 304, or the 200, that aiohttp gave for those exact values).
-_KEYED = {b"host": 0, b"origin": 1, b"if-none-match": 2, b"if-modified-since": 3}
+# (absolute URLs), the Origin (CORS), the validators of a revalidation (a player's or a CDN's
+# conditional reload gets the 304, or the 200, that aiohttp gave for those exact values) and the
+# token of a key request. A handler allows an answer only where these are all it depends on.
+_KEYED = {
+    b"host": 0,
+    b"origin": 1,
+    b"if-none-match": 2,
+    b"if-modified-since": 3,
+    b"authorization": 4,  # a key allowed by its token alone (app.key_service)
+}
 
 Key = tuple[bytes, ...]
 
@@ -85,7 +94,7 @@ def request_key(target: bytes, headers: Sequence[tuple[bytes, bytes]]) -> Key | 
     ``headers`` as read (any case); one function for storing and looking up, so both agree."""
     if len(target) > MAX_TARGET or len(headers) > MAX_HEADERS or not target.startswith(b"/"):
         return None
-    keyed = [_ABSENT, _ABSENT, _ABSENT, _ABSENT]
+    keyed = [_ABSENT] * len(_KEYED)
     for raw_name, value in headers:
         name = raw_name.lower()
         if name not in FAST_HEADERS or len(value) > MAX_VALUE:

@@ -102,6 +102,9 @@ class Decision:
     reason: str
     www_authenticate: str | None = None
     option: str | None = None  # the option that allowed delivery, for the access log
+    # Allowed by a token alone (an option with no address restriction): the same token is
+    # allowed again, from anywhere, until then (its verification's trust, expiry included).
+    until: float | None = None
 
 
 _MISSING_TOKEN = f'Bearer realm="{REALM}"'
@@ -147,7 +150,10 @@ def authorize(
             satisfied = False
             refusal = refusal or "address not allowed"
         if satisfied:
-            return Decision(True, 200, "ok", None, option.name)
+            until = None
+            if option.token is not None and option.ip is None and token is not None:
+                until = VERIFIED.trusted_until(option.token, token, kid, now)
+            return Decision(True, 200, "ok", None, option.name, until)
     if wants_token and token is None:
         return Decision(False, 401, "missing token", _MISSING_TOKEN)
     if token_failure is not None and not token_verified:

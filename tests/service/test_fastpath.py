@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from tests.service.test_live_app import _channels as live_channels
 from tests.service.test_live_app import ismv as _ismv_fixture
 from tests.support import token_server
 from tests.support.safe_server import SafeTestServer
-from tests.support.server import sample_config
+from tests.support.server import SAMPLE_KEY, sample_config
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -112,6 +113,12 @@ def request(target: str, *extra: str, version: str = "1.1", method: str = "GET")
 
 def without_date(head: bytes) -> bytes:
     return re.sub(rb"\r\nDate: [^\r]*", b"\r\nDate: -", head)
+
+
+def stored_keys(client: Client) -> list[Answer]:
+    """The stored answers of key requests."""
+    items: dict[Any, tuple[Answer, int]] = client.app[STATE].current.answers._items
+    return [answer for key, (answer, _) in items.items() if key[0].startswith(b"/key")]
 
 
 def hits(client: Client) -> int:
@@ -327,14 +334,23 @@ async def test_a_connection_kept_alive_by_fast_answers_still_closes_once_idle(
 def test_request_key_takes_only_requests_with_harmless_headers() -> None:
     base = [(b"Host", b"o.test"), (b"User-Agent", b"x"), (b"Accept", b"*/*")]
     none = b"\x00"
-    assert request_key(b"/a", base) == (b"/a", b"o.test", none, none, none)
+    assert request_key(b"/a", base) == (b"/a", b"o.test", none, none, none, none)
     with_origin = [*base, (b"origin", b"https://a.example")]
-    assert request_key(b"/a", with_origin) == (b"/a", b"o.test", b"https://a.example", none, none)
+    assert request_key(b"/a", with_origin) == (
+        b"/a",
+        b"o.test",
+        b"https://a.example",
+        none,
+        none,
+        none,
+    )
     revalidation = [*base, (b"If-None-Match", b'"x"'), (b"if-modified-since", b"d")]
-    assert request_key(b"/a", revalidation) == (b"/a", b"o.test", none, b'"x"', b"d")
+    assert request_key(b"/a", revalidation) == (b"/a", b"o.test", none, b'"x"', b"d", none)
+    bearer = [*base, (b"Authorization", b"Bearer t")]
+    assert request_key(b"/a", bearer) == (b"/a", b"o.test", none, none, none, b"Bearer t")
     assert request_key(b"/a", [*base, (b"Connection", b"Keep-Alive")]) is not None
     refused: list[tuple[bytes, list[tuple[bytes, bytes]]]] = [
-        (b"/a", [*base, (b"Authorization", b"Bearer x")]),
+        (b"/a", [*base, (b"Cookie", b"a=b")]),
         (b"/a", [*base, (b"Range", b"bytes=0-1")]),
         (b"/a", [*base, (b"If-None-Match", b'"x"'), (b"If-None-Match", b'"y"')]),
         (b"/a", [*base, (b"Connection", b"close")]),
@@ -373,7 +389,7 @@ async def test_a_live_manifest_answer_is_dropped_when_the_channel_view_changes(
     index = Index()
     index.view = object()  # type: ignore[assignment]
     published = index.view
-    key = (b"/live.isml/manifest", b"origin.test", b"\x00", b"\x00", b"\x00")
+    key = (b"/live.isml/manifest", b"origin.test", *(b"\x00",) * 4)
     answers.put(key, Answer(b"H", b"T", 200, "/", check=lambda: index.view is published), cost=100)
     fast = app[FAST]
     assert fast.lookup(key, 0.0) is not None
@@ -409,3 +425,46 @@ async def test_a_live_playlist_is_replayed_only_while_the_channel_shows_the_same
     assert (await fresh.get(media, "Cache-Control: no-cache"))[1] == after
     conn.close()
     fresh.close()
+
+
+async def test_a_key_allowed_by_its_token_alone_is_replayed_only_for_that_token_until_it_ends(
+    app_client: Client,
+) -> None:
+    secure_key = f"/key?kid={token_server.KID}"  # jwt, swt, or an address option ("office")
+    token = token_server.make_jwt()
+    conn = await Conn.open(app_client)
+    first = await conn.get(secure_key, f"Authorization: Bearer {token}")
+    assert first[0].startswith(b"HTTP/1.1 200 ")
+    again = await conn.get(secure_key, f"Authorization: Bearer {token}")
+    assert again[1] == first[1] == SAMPLE_KEY
+    assert hits(app_client) == 1
+    # Another token, or none, is decided by aiohttp: never the stored answer.
+    other = token_server.make_jwt(token_server.ALTERNATE, role="basic")
+    head, _ = await conn.get(secure_key, f"Authorization: Bearer {other}")
+    assert head.startswith(b"HTTP/1.1 401 ")
+    head, _ = await conn.get(secure_key)
+    assert head.startswith(b"HTTP/1.1 401 ")
+    assert hits(app_client) == 1
+    # The same token in the query: its own answer, the same bytes.
+    in_query = f"{secure_key}&token={token}"
+    await conn.get(in_query)
+    assert (await conn.get(in_query))[1] == SAMPLE_KEY
+    assert hits(app_client) == 2
+    # Each lives no longer than the token's trust: a minute at most, never past its expiry.
+    now = time.time()
+    lives = [a.until for a in stored_keys(app_client)]
+    assert len(lives) == 2
+    assert all(u is not None and now < u <= now + 61 for u in lives)
+    conn.close()
+
+
+async def test_a_key_allowed_by_the_clients_address_is_never_kept(app_client: Client) -> None:
+    secure_key = f"/key?kid={token_server.KID}"
+    conn = await Conn.open(app_client)
+    for _ in range(3):
+        # trusted_proxies lists 127.0.0.1: the forwarded address is in the office network.
+        head, _ = await conn.get(secure_key, "X-Forwarded-For: 203.0.113.7")
+        assert head.startswith(b"HTTP/1.1 200 ")
+    assert hits(app_client) == 0
+    assert not stored_keys(app_client)
+    conn.close()

@@ -46,6 +46,14 @@ class VerifiedTokens:
         self._entries.move_to_end(key)
         return True
 
+    def trusted_until(
+        self, restriction: object, token: str, kid: uuid.UUID, now: float
+    ) -> float | None:
+        """Until when :meth:`hit` holds for this token (None: not remembered, or no longer)."""
+        if not self.hit(restriction, token, kid, now):
+            return None
+        return self._entries[(id(restriction), token, kid)][2]
+
     def add(
         self, restriction: object, token: str, kid: uuid.UUID, now: float, expires: float
     ) -> None:
