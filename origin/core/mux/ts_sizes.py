@@ -32,19 +32,17 @@ from operator import add, floordiv, gt, le, mul, sub
 
 from origin.core.mux import adts
 from origin.core.mux.mpegts import (
-    _AF_PCR,
     _AUD,
     _MAX_PES_PACKET_LENGTH,
-    _PAYLOAD,
     _PES_HEADER_PTS,
     _PES_HEADER_PTS_DTS,
     _START_CODE,
     AUDIO_FRAMES_PER_PES,
     PCR_INTERVAL,
-    TS_PACKET_SIZE,
     segment_size_bound,
     to_90k,
 )
+from origin.core.mux.ts_packets import _AF_PCR, _PAYLOAD, TS_PACKET_SIZE
 from origin.core.track import AacConfig, AvcConfig, Track
 
 # min_packets is 1 + ceil((size - first_capacity) / 184), i.e. (size + _SLACK_x) // 184.
