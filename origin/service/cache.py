@@ -30,13 +30,12 @@ class ByteLRU(Generic[V]):
         self._items: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
 
     def get(self, key: Hashable) -> V | None:
-        item = self._items.get(key)
-        if item is None:
+        value = self.find(key)
+        if value is None:
             self.misses += 1
-            return None
-        self.hits += 1
-        self._items.move_to_end(key)
-        return item[0]
+        else:
+            self.hits += 1
+        return value
 
     def find(self, key: Hashable) -> V | None:
         """:meth:`get`, not counted: for a lookup that most requests make and miss (the fast
