@@ -147,3 +147,14 @@ def test_refusal_names_the_file_when_given(fuzz_inputs: dict[str, bytes]) -> Non
     data = patch(fuzz_inputs["progressive.mp4"], "tkhd", VIDEO, 12, ">I", 0)
     with pytest.raises(MediaError, match=r"^movie\.mp4: track 0: "):
         pipeline.prepare("a", [parse_bytes(data)], Fraction(2), names=["movie.mp4"])
+
+
+@pytest.mark.parametrize("track", [VIDEO, AUDIO])
+def test_a_sample_far_from_the_end_overrunning_the_file_is_refused(
+    fuzz_inputs: dict[str, bytes], track: int
+) -> None:
+    # The overrun check reads only chunks near the file's end: a sample early in the file (the
+    # 3rd, its chunk far from the end) made bigger than the file must still be found.
+    data = fuzz_inputs["progressive.mp4"]
+    data = patch(data, "stsz", track, 12 + 4 * 2, ">I", len(data))
+    refused(data, "sample data lies beyond the end of the file")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from origin.core.index import make_index
+from origin.core.index import SampleIndex
 from origin.core.manifest import smooth
 from origin.core.mp4 import codecs, parse_bytes
 from origin.core.mp4.defs import NON_SYNC_SAMPLE_FLAGS, SYNC_SAMPLE_FLAGS, TFXD_UUID
@@ -299,7 +299,7 @@ def test_attributes_are_escaped() -> None:
 def ntsc_video(n: int = 12) -> Track:
     """29.97 fps at 90 kHz: 3003 ticks = 333666.67 x 100 ns, so every duration rounds."""
     cto = [6006, 15015, 3003, 6006] * (n // 4)
-    samples = make_index(
+    samples = SampleIndex(
         dts=array("q", [7 + 3003 * i for i in range(n)]),
         duration=array("I", [3003] * n),
         cto=array("i", cto),

@@ -9,7 +9,7 @@ from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from origin.core.index import make_index
+from origin.core.index import SampleIndex
 from origin.core.mux.run import Run
 from origin.core.track import AacConfig, AvcConfig, Kind, Track
 from tests.support.media import FFMPEG
@@ -146,7 +146,7 @@ def video_track(
 ) -> Track:
     sizes = sizes or [100 + 7 * i for i in range(n)]
     cto = [GOP_CTO[i % 4] if i % 8 else 1024 for i in range(n)]
-    samples = make_index(
+    samples = SampleIndex(
         dts=array("q", [first_dts + 512 * i for i in range(n)]),
         duration=array("I", [512] * n),
         cto=array("i", cto),
@@ -177,7 +177,7 @@ def audio_track(
     language: str = "eng",
     track_id: int = 2,
 ) -> Track:
-    samples = make_index(
+    samples = SampleIndex(
         dts=array("q", [1024 * i for i in range(n)]),
         duration=array("I", [1024] * (n - 1) + [512]),
         cto=array("i", [0] * n),

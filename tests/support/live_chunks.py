@@ -7,7 +7,7 @@ import dataclasses
 from array import array
 from itertools import accumulate
 
-from origin.core.index import make_index
+from origin.core.index import SampleIndex
 from origin.core.live.model import Chunk, StreamTrack
 from origin.core.track import Kind, Track
 from tests.support.tracks import audio_track, video_track
@@ -21,7 +21,7 @@ AAC_FRAME = 1024
 def announced(
     track: Track, *, stsd: bytes = b"stsd-v1", track_id: int | None = None
 ) -> StreamTrack:
-    empty = make_index(
+    empty = SampleIndex(
         dts=array("q"),
         duration=array("I"),
         cto=array("i"),
@@ -61,7 +61,7 @@ def video_chunk(
     dts = array("q", [offset + (start_frame + i) * FRAME for i in range(frames)])
     sizes = array("I", [size] * frames)
     payload = b"".join(sample_bytes(tag, d, size) for d in dts)
-    samples = make_index(
+    samples = SampleIndex(
         dts=dts,
         duration=array("I", [FRAME] * frames),
         cto=array("i", [0] * frames),
@@ -79,7 +79,7 @@ def audio_chunk(
     dts = array("q", [offset + start + i * AAC_FRAME for i in range(frames)])
     sizes = array("I", [size] * frames)
     payload = b"".join(sample_bytes("a", d, size) for d in dts)
-    samples = make_index(
+    samples = SampleIndex(
         dts=dts,
         duration=array("I", [AAC_FRAME] * frames),
         cto=array("i", [0] * frames),

@@ -14,7 +14,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from origin.core import pipeline, urls
-from origin.core.index import SampleIndex, make_index
+from origin.core.index import SampleIndex
 from origin.core.live.model import ChannelView, LiveRendition, LiveSegment
 from origin.core.mp4.parse import parse_bytes
 from origin.core.mux import fmp4, mpegts
@@ -38,7 +38,7 @@ def sample() -> tuple[Presentation, tuple[bytes, ...]]:
 
 def _empty(track: Track) -> Track:
     n = array("q")
-    empty = make_index(
+    empty = SampleIndex(
         dts=n,
         duration=array("I"),
         cto=array("i"),

@@ -13,7 +13,7 @@ from array import array
 from bisect import bisect_left
 from itertools import accumulate, compress, count
 
-from origin.core.index import SampleIndex, make_index
+from origin.core.index import SampleIndex
 from origin.core.track import Track
 
 URL_SECOND = 10_000_000  # URL_TIMESCALE ticks per second (100 ns units)
@@ -82,7 +82,7 @@ class Pending:
         """Remove samples ``:stop`` and return them as a track of their own and its payload."""
         sizes = self.size[:stop]
         payload = b"".join(self.parts[:stop])
-        samples = make_index(
+        samples = SampleIndex(
             dts=self.dts[:stop],
             duration=self.duration[:stop],
             cto=self.cto[:stop],

@@ -43,7 +43,7 @@ from itertools import accumulate
 from typing import TypeVar
 
 from origin.core.errors import IngestError, IngestTooLarge, MediaError, describe
-from origin.core.index import SampleIndex, make_index
+from origin.core.index import SampleIndex
 from origin.core.live.model import Chunk, StreamTrack
 from origin.core.mp4.boxes import Reader, children, plausible_type, read_header
 from origin.core.mp4.fragments import Defaults, Fragments
@@ -309,7 +309,7 @@ def _chunk(track_id: int, index: SampleIndex, mdat: memoryview, mdat_at: int) ->
         payload = b"".join(
             [mdat[o - mdat_at : o - mdat_at + s] for o, s in zip(where, sizes, strict=True)]
         )
-    samples = make_index(
+    samples = SampleIndex(
         dts=index.dts, duration=index.duration, cto=index.cto, size=sizes,
         offset=offsets, keyframes=index.keyframes,
     )  # fmt: skip

@@ -32,7 +32,7 @@ from fractions import Fraction
 from itertools import accumulate
 
 from origin.core.errors import MediaError
-from origin.core.index import make_index
+from origin.core.index import SampleIndex
 from origin.core.live.buffer import URL_SECOND, from_url
 from origin.core.live.channel import Channel
 from origin.core.live.model import Chunk, StreamTrack
@@ -109,7 +109,7 @@ def _presented(r: Rendition) -> Fraction:
 def _empty(track: Track, track_id: int) -> Track:
     s = track.samples
     none = s.dts[:0]
-    samples = make_index(
+    samples = SampleIndex(
         dts=none,
         duration=s.duration[:0],
         cto=s.cto[:0],
@@ -322,7 +322,7 @@ def chunk_of(piece: LoopPiece, data: Sequence[bytes | bytearray]) -> Chunk:
     dts = s.dts[a:b]
     if piece.shift:
         dts = array("q", map(piece.shift.__add__, dts))
-    samples = make_index(
+    samples = SampleIndex(
         dts=dts,
         duration=s.duration[a:b],
         cto=s.cto[a:b],

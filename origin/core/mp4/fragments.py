@@ -15,7 +15,7 @@ from itertools import accumulate, compress, count, repeat
 from operator import add, and_, not_
 
 from origin.core.errors import MediaError
-from origin.core.index import SampleIndex, make_index
+from origin.core.index import SampleIndex
 from origin.core.mp4.boxes import BoxHeader, Reader, children, read_header
 from origin.core.mp4.defs import (
     I64_MAX,
@@ -76,7 +76,7 @@ class _Columns:
         self.next_dts = moov.dts[-1] + moov.duration[-1] if len(moov) else 0
 
     def index(self) -> SampleIndex:
-        return make_index(
+        return SampleIndex(
             dts=self.dts,
             duration=self.duration,
             cto=self.cto,

@@ -3,18 +3,21 @@
 Tables are expanded into columns with C-level iteration (``array`` from bytes,
 ``itertools.repeat``/``accumulate``/``map``), never a Python loop per sample, but for the
 offsets of chunks holding a sample or two each (interleaved audio), where a plain loop is
-cheaper than the iterator objects per chunk.
+cheaper than the iterator objects per chunk. That loop, and any expansion of offsets within
+chunks, runs on the track's first segment rather than at start-up (``SampleIndex.offset``).
 """
 
 from __future__ import annotations
 
 import sys
 from array import array
-from itertools import accumulate, chain, islice, repeat
-from operator import add, lt, mul, sub
+from bisect import bisect_right
+from collections.abc import Callable
+from itertools import accumulate, chain, compress, count, islice, repeat
+from operator import add, gt, lt, mul, sub
 
 from origin.core.errors import MediaError
-from origin.core.index import SampleIndex, identity, make_index
+from origin.core.index import SampleIndex, identity
 from origin.core.mp4.boxes import BoxHeader, Reader, child_map, require, span
 
 
@@ -44,18 +47,15 @@ def sample_index(buf: bytes, stbl: BoxHeader, file_size: int, track_id: int) -> 
     top = max(chunks, default=0)
     if top > file_size:  # before adding sizes to them (64-bit columns)
         raise MediaError(f"{where}: a chunk lies beyond the end of the file (truncated?)")
-    offset, one_per_chunk = _offsets(buf, require(boxes, "stsc", where), chunks, size, where)
-    # Two maxima (one C pass each) bound the ends; the exact pass only when they do not fit.
-    # With a sample per chunk the offsets are the chunks: their maximum is known.
-    last = top if one_per_chunk else max(offset, default=0)
-    if n and last + max(size) > file_size and max(map(add, offset, size)) > file_size:
+    layout = _Chunks.of(buf, require(boxes, "stsc", where), chunks, n, where)
+    if layout.overruns(size, file_size):
         raise MediaError(f"{where}: sample data lies beyond the end of the file (truncated?)")
-    return make_index(
+    return SampleIndex(
         dts=dts,
         duration=duration,
         cto=cto,
         size=size,
-        offset=offset,
+        offset=layout.offsets(size),
         keyframes=keyframes,
         contiguous=True,  # dts is the running sum of duration
     )
@@ -125,9 +125,9 @@ def _decode_times(buf: bytes, stts: BoxHeader, duration: array[int]) -> array[in
     # A few runs of one duration each (the usual stts): arithmetic progressions, no sums.
     dts = array("q")
     t = 0
-    for count, d in zip(table[0::2], table[1::2], strict=True):
-        dts.extend(range(t, t + count * d, d) if d else array("q", [t]) * count)
-        t += count * d
+    for samples, d in zip(table[0::2], table[1::2], strict=True):
+        dts.extend(range(t, t + samples * d, d) if d else array("q", [t]) * samples)
+        t += samples * d
     return dts
 
 
@@ -148,43 +148,90 @@ def _chunk_offsets(buf: bytes, box: BoxHeader, typecode: str, width: int) -> arr
     return r.table(typecode, r.u32(), width)
 
 
-def _offsets(
-    buf: bytes, stsc: BoxHeader, chunks: array[int], size: array[int], where: str
-) -> tuple[array[int], bool]:
-    """Absolute offset of every sample, from stsc (samples per chunk) and chunk offsets, and
-    whether those are the chunk offsets (a sample per chunk).
+class _Chunks:
+    """Which samples each chunk holds (stsc, ISO/IEC 14496-12 §8.7.4) over the chunk offsets."""
 
-    Within a chunk samples are contiguous: offset[i] = chunk_offset[c] + (start[i] -
-    start[first sample of c]) where start is the running sum of sizes. Per chunk that is a
-    constant delta, repeated over the chunk's samples and added to ``start`` elementwise.
-    """
-    r = Reader(buf, stsc)
-    r.full()
-    table = r.table("I", 3 * r.u32(), 4)
-    firsts, per_chunk, descriptions = table[0::3], table[1::3], table[2::3]
-    nchunks = len(chunks)
-    if firsts and (
-        firsts[0] != 1 or firsts[-1] > nchunks or not all(map(lt, firsts, islice(firsts, 1, None)))
-    ):
-        raise MediaError(f"{where}: stsc chunk numbers are out of range or not increasing")
-    if descriptions.count(1) != len(descriptions):
-        raise MediaError(f"{where}: stsc refers to a missing sample description")
-    # Runs of chunks with the same samples per chunk (runs end where the next one starts).
-    lengths = array("I", map(sub, [*firsts[1:], nchunks + 1], firsts)) if firsts else array("I")
-    n = len(size)
-    total = sum(map(mul, per_chunk, lengths))
-    if total != n:
-        raise MediaError(f"{where}: stsc/stco describe {total} samples, the sample sizes {n}")
-    if nchunks == n and 0 not in per_chunk:  # then every chunk holds one sample
-        return _widen(chunks), True
-    if n < _BIG_CHUNKS * nchunks:
-        return _small_chunks(chunks, per_chunk, lengths, size), False
-    spc = array("I", chain.from_iterable(map(repeat, per_chunk, lengths)))
-    first_sample = array("Q", accumulate(spc, initial=0))
-    start = array("Q", accumulate(size, initial=0))
-    delta = map(sub, chunks, map(start.__getitem__, first_sample[:-1]))
-    per_sample = chain.from_iterable(map(repeat, delta, spc))
-    return array("Q", map(add, start[:-1], per_sample)), False
+    def __init__(
+        self,
+        chunks: array[int],
+        per_chunk: array[int],
+        firsts: array[int],
+        lengths: array[int],
+        n: int,
+    ) -> None:
+        self.chunks = chunks
+        self.per_chunk = per_chunk  # samples per chunk, one value per run of chunks
+        self.firsts = firsts  # each run's first chunk, 1-based
+        self.lengths = lengths  # chunks in each run
+        # Every chunk one sample (interleaved video): the chunk offsets are the sample offsets.
+        self.one_per_chunk = len(chunks) == n and 0 not in per_chunk
+
+    @classmethod
+    def of(cls, buf: bytes, stsc: BoxHeader, chunks: array[int], n: int, where: str) -> _Chunks:
+        r = Reader(buf, stsc)
+        r.full()
+        table = r.table("I", 3 * r.u32(), 4)
+        firsts, per_chunk, descriptions = table[0::3], table[1::3], table[2::3]
+        nchunks = len(chunks)
+        if firsts and (
+            firsts[0] != 1
+            or firsts[-1] > nchunks
+            or not all(map(lt, firsts, islice(firsts, 1, None)))
+        ):
+            raise MediaError(f"{where}: stsc chunk numbers are out of range or not increasing")
+        if descriptions.count(1) != len(descriptions):
+            raise MediaError(f"{where}: stsc refers to a missing sample description")
+        # Runs of chunks with the same samples per chunk (runs end where the next one starts).
+        lengths = array("I", map(sub, [*firsts[1:], nchunks + 1], firsts)) if firsts else array("I")
+        total = sum(map(mul, per_chunk, lengths))
+        if total != n:
+            raise MediaError(f"{where}: stsc/stco describe {total} samples, the sample sizes {n}")
+        return cls(chunks, per_chunk, firsts, lengths, n)
+
+    def overruns(self, size: array[int], file_size: int) -> bool:
+        """Whether any sample's data ends past ``file_size``: exact, yet computed for the few
+        chunks that start within one chunk's greatest possible length of the end."""
+        if not size:
+            return False
+        chunks = self.chunks
+        most = max(size) * (1 if self.one_per_chunk else max(self.per_chunk))
+        late = compress(count(), map(gt, chunks, repeat(file_size - most)))
+        if self.one_per_chunk:
+            return any(chunks[c] + size[c] > file_size for c in late)
+        firsts, per_chunk = self.firsts, self.per_chunk
+        # Samples before each run of chunks, for the first sample of any chunk.
+        before = array("Q", accumulate(map(mul, per_chunk, self.lengths), initial=0))
+        for c in late:
+            run = bisect_right(firsts, c + 1) - 1
+            k = per_chunk[run]
+            first = before[run] + (c + 1 - firsts[run]) * k
+            if chunks[c] + sum(size[first : first + k]) > file_size:
+                return True
+        return False
+
+    def offsets(self, size: array[int]) -> array[int] | Callable[[], array[int]]:
+        """Every sample's absolute offset: the chunk offsets themselves when each chunk holds
+        one sample, else how to compute them (deferred to first use: see SampleIndex).
+
+        Within a chunk samples are contiguous: offset[i] = chunk_offset[c] + (start[i] -
+        start[first sample of c]) where start is the running sum of sizes. Per chunk that is a
+        constant delta, repeated over the chunk's samples and added to ``start`` elementwise.
+        """
+        if self.one_per_chunk:
+            return _widen(self.chunks)
+        chunks, per_chunk, lengths = self.chunks, self.per_chunk, self.lengths
+
+        def expand() -> array[int]:
+            if len(size) < _BIG_CHUNKS * len(chunks):
+                return _small_chunks(chunks, per_chunk, lengths, size)
+            spc = array("I", chain.from_iterable(map(repeat, per_chunk, lengths)))
+            first_sample = array("Q", accumulate(spc, initial=0))
+            start = array("Q", accumulate(size, initial=0))
+            delta = map(sub, chunks, map(start.__getitem__, first_sample[:-1]))
+            per_sample = chain.from_iterable(map(repeat, delta, spc))
+            return array("Q", map(add, start[:-1], per_sample))
+
+        return expand
 
 
 def _widen(column: array[int]) -> array[int]:
