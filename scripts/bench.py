@@ -235,7 +235,7 @@ def main() -> int:
     tail: bench_tail.Tail | None = None
     mem: list[str] = []
     cold: list[tuple[str, dict[str, float], float | None]] = []
-    starts: dict[int, dict[str, float]] = {}
+    starts: dict[tuple[int, str], dict[str, float]] = {}
     helpers: dict[str, dict[str, float] | None] = {}
     targets: dict[str, list[str]] = {}
     two: dict[str, dict[str, float]] = {}
@@ -263,9 +263,14 @@ def main() -> int:
             helpers["cold"] = bench_fresh.helper_rows("bench_cold", "measure_cold")
         if "startup" in groups:
             starts = {
-                n: bench_fresh.startup(bench_assets.write_many(f"startup_{n}", ladder, n), n)
+                (n, "startup"): bench_fresh.startup(
+                    bench_assets.write_many(f"startup_{n}", ladder, n), n
+                )
                 for n in (1, 100)
             }
+            # A catalog: indexed on first requests (server.index = "lazy").
+            lazy = bench_assets.write_many("startup_lazy", ladder, 10_000, 'index = "lazy"\n')
+            starts[10_000, "lazy"] = bench_fresh.startup(lazy, 10_000)
             helpers["startup"] = bench_fresh.helper_rows(
                 "bench_startup", "measure_startup", n_assets=100
             )

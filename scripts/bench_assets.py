@@ -116,8 +116,8 @@ required_claims = [{{ type = "urn:microsoft:azure:mediaservices:contentkeyidenti
     return cfg
 
 
-def write_many(name: str, ladder: list[Path], n: int) -> Path:
-    """``n`` assets a0, a1, … each the ladder's 3 renditions; nothing else."""
+def write_many(name: str, ladder: list[Path], n: int, server: str = "") -> Path:
+    """``n`` assets a0, a1, … each the ladder's 3 renditions; ``server``: more [server] lines."""
     cfg = CACHE / f"{name}.toml"
-    cfg.write_text(SERVER + "".join(asset(f"a{i}", ladder) for i in range(n)))
+    cfg.write_text(SERVER + server + "".join(asset(f"a{i}", ladder) for i in range(n)))
     return cfg

@@ -155,15 +155,22 @@ def helper_rows(module: str, function: str, **kwargs: int) -> dict[str, float] |
     return figures
 
 
-def report_startup(results: dict[int, dict[str, float]], helper: dict[str, float] | None) -> None:
-    """``helper``: scripts/bench_startup.py's measure_startup(n_assets=100), if on this branch."""
+def report_startup(
+    results: dict[tuple[int, str], dict[str, float]], helper: dict[str, float] | None
+) -> None:
+    """``results`` by (assets, server.index); ``helper``: scripts/bench_startup.py's
+    measure_startup(n_assets=100), if on this branch."""
     print()
     print("start-up: process start until /healthz answers (imports included), then the last")
     print("asset's master playlist; every asset is the ladder's 3 renditions (60 s, 4 s segments)")
-    for n, r in results.items():
+    for (n, index), r in results.items():
+        if index == "lazy":
+            target = "  (target: not minutes; first request < 50 ms)"
+        else:
+            target = "  (target < 1 s)" if n >= 100 else ""
         print(
-            f"{f'{n} asset(s) x 3 renditions':44} ready {r['ready_s']:6.2f} s, first master "
-            f"{r['first_ms']:7.1f} ms" + ("  (target < 1 s)" if n >= 100 else "")
+            f"{f'{n} asset(s) x 3 renditions, index = {index}':44} ready {r['ready_s']:6.2f} s, "
+            f"first master {r['first_ms']:7.1f} ms{target}"
         )
     if helper is None:
         print("scripts/bench_startup.py (indexing alone, and a 2-hour title) is not on this branch")
@@ -171,7 +178,7 @@ def report_startup(results: dict[int, dict[str, float]], helper: dict[str, float
     targets = {
         "ladder_100x3_s": "  (target < 1 s)",
         "two_hour_s": "  (target < 0.5 s)",
-        "ladder_first_master_ms": "  (lazy indexing: < 50 ms)",
+        "ladder_first_master_ms": "  (BANDWIDTH computed on first use)",
     }
     for key, value in helper.items():
         unit = "ms" if key.endswith("_ms") else "s"

@@ -103,8 +103,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return http.error_response(500, "internal error")
 
 
-def _asset(state: State, name: str) -> Asset:
-    asset = state.assets.get(name)
+async def _asset(state: State, name: str) -> Asset:
+    asset = await state.asset(name)
     if asset is None:
         if name in state.refused:
             raise NotFoundError(f"asset {name!r} could not be loaded")
@@ -129,7 +129,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
         raise NotFoundError("no such resource")
     if route.live:
         return await live_stream(request, state, route)
-    asset = _asset(state, route.asset)
+    asset = await _asset(state, route.asset)
     protocol = urls.protocol_of(route.options.format)
     refusal = delivery.refusal(asset.config, protocol)
     if refusal:
@@ -319,8 +319,9 @@ async def health(request: web.Request) -> web.StreamResponse:
     }
     return web.json_response(
         {
-            "assets": sorted(state.assets),
+            "assets": sorted([*state.assets, *state.pending]),
             "refused": sorted(state.refused),
+            "not_indexed": len(state.pending),  # server.index = "lazy": until first requested
             "caches": caches,
             "fast_path": {"hits": request.app[FAST].hits},
         },

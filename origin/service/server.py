@@ -24,7 +24,7 @@ from origin.core import urls
 from origin.core.urls import Format
 from origin.service import delivery, logs, memory
 from origin.service.app import STATE, AccessLogger, build_app
-from origin.service.config import Config
+from origin.service.config import AssetConfig, Config
 from origin.service.connections import Limits, SafeAppRunner, raise_nofile_limit
 from origin.service.live.channels import CHANNELS
 from origin.service.proxy.route import PROXY
@@ -35,6 +35,7 @@ from origin.service.tokens.verified import VERIFIED
 log = logging.getLogger("origin")
 # Above the 8 KiB token limit, so an oversized token gets the policy's 401 answer.
 MAX_HEADER_BYTES = 16 * 1024
+PENDING_LISTED = 20  # not-yet-indexed assets listed one by one at start (a catalog: thousands)
 WORKER_START_TIMEOUT = 120.0  # seconds for every worker to load its assets and listen
 
 
@@ -72,25 +73,39 @@ def summary(state: State, host: str, port: int) -> str:
     """What `origin serve` prints once it listens: each asset and its manifest URLs."""
     root = urls.root_url(host, port)
     lines = [f"origin serving on {root}/"]
-    blocked = " (blocked by its delivery policy)"
     for name, a in state.assets.items():
         p = a.presentation
         kinds = f"{len(p.video)} video rendition(s)" + (" + audio" if p.audio else "")
         segs = len(p.video[0].seg) if p.video else (len(p.audio.seg) if p.audio else 0)
         prot = a.config.protection
         lines.append(f"  {name}: {kinds}, {float(p.duration):.3f}s, {segs} segments, {prot}")
-        for label, fmt in (
-            ("HLS (TS):  ", Format.HLS_TS),
-            ("HLS (fMP4):", Format.HLS_CMAF),
-            ("DASH:      ", Format.DASH_CSF),
-            ("Smooth:    ", None),
-        ):
-            refused = blocked if delivery.refusal(a.config, urls.protocol_of(fmt)) else ""
-            lines.append(f"    {label} {root}/{urls.master_uri(name, fmt)}{refused}")
+        lines.extend(_asset_urls(a.config, root))
+    listed = list(state.pending.values())[:PENDING_LISTED]
+    for pending in listed:
+        cfg = pending.config
+        lines.append(f"  {cfg.name}: indexed on its first request, {cfg.protection}")
+        lines.extend(_asset_urls(cfg, root))
+    if len(state.pending) > len(listed):
+        more = len(state.pending) - len(listed)
+        lines.append(f"  … and {more} more asset(s), each indexed on its first request")
     for name, reason in state.refused.items():
         lines.append(f"  {name}: REFUSED: {reason}")
     lines.extend(_channel_lines(state, root))
     return "\n".join(lines)
+
+
+def _asset_urls(cfg: AssetConfig, root: str) -> list[str]:
+    blocked = " (blocked by its delivery policy)"
+    lines = []
+    for label, fmt in (
+        ("HLS (TS):  ", Format.HLS_TS),
+        ("HLS (fMP4):", Format.HLS_CMAF),
+        ("DASH:      ", Format.DASH_CSF),
+        ("Smooth:    ", None),
+    ):
+        refused = blocked if delivery.refusal(cfg, urls.protocol_of(fmt)) else ""
+        lines.append(f"    {label} {root}/{urls.master_uri(cfg.name, fmt)}{refused}")
+    return lines
 
 
 def _channel_lines(state: State, root: str) -> list[str]:

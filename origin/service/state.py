@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -30,6 +31,15 @@ class Asset:
 
 
 @dataclass(slots=True)
+class Pending:
+    """An asset indexed on its first request (``server.index = "lazy"``)."""
+
+    config: AssetConfig
+    # After a reload, the copy loaded before: served (with a warning) if this load fails.
+    fallback: Asset | None = None
+
+
+@dataclass(slots=True)
 class ContentKey:
     kid: uuid.UUID
     key: bytes = field(repr=False)
@@ -48,10 +58,46 @@ class State:
     manifests: ByteLRU[bytes] = field(default_factory=lambda: ByteLRU(MANIFEST_CACHE_BYTES))
     # The fast path's answers (origin.service.fastpath): a reload's new state starts with none.
     answers: ByteLRU[Answer] = field(default_factory=lambda: ByteLRU(ANSWER_CACHE_BYTES))
+    # Assets not indexed yet (server.index = "lazy"), and the indexing under way by name.
+    pending: dict[str, Pending] = field(default_factory=dict)
+    _indexing: dict[str, asyncio.Future[Asset]] = field(default_factory=dict)
 
     def close(self) -> None:
         for a in self.assets.values():
             close_all(a.files)
+        for p in self.pending.values():
+            if p.fallback is not None:
+                close_all(p.fallback.files)
+
+    async def asset(self, name: str) -> Asset | None:
+        """The asset ``name`` (None: no such asset, or refused), indexed now if it is pending.
+
+        Indexing runs in the default executor, once however many requests ask at the same
+        time: each waits for the same load, and a request that goes away does not cancel it.
+        """
+        asset = self.assets.get(name)
+        if asset is not None or name not in self.pending:
+            return asset
+        job = self._indexing.get(name)
+        if job is None:
+            loop = asyncio.get_running_loop()
+            job = loop.run_in_executor(None, load_asset, self.pending[name].config)
+            self._indexing[name] = job
+        try:
+            loaded = await asyncio.shield(job)
+        except Exception as e:
+            if name in self.pending:  # the first waiter to see the failure records it
+                self._indexing.pop(name, None)
+                p = self.pending.pop(name)
+                kept = _refuse(p.config, p.fallback, e, self.refused)
+                if kept is not None:
+                    self.assets[name] = kept
+            return self.assets.get(name)
+        if name in self.pending:
+            self._indexing.pop(name, None)
+            del self.pending[name]
+            self.assets[name] = loaded
+        return self.assets.get(name)
 
     def fit_cache(self) -> None:
         """Resize the segment cache (shared across reloads) to this config's size."""
@@ -136,29 +182,32 @@ def build_state(config: Config, previous: State | None = None) -> State:
     whose config is unchanged but whose files can no longer be loaded (deleted, unreadable,
     replaced by something broken) keeps serving the copy loaded before, with a warning, as long
     as that copy is intact; a changed config is loaded as at start-up or refused.
+
+    With ``server.index = "lazy"`` nothing is indexed here but the assets looped channels play:
+    the rest are pending, each indexed on its first request (:meth:`State.asset`), refused then
+    if it cannot load.
     """
     assets: dict[str, Asset] = {}
     refused: dict[str, str] = {}
     keys: dict[uuid.UUID, ContentKey] = {}
+    pending: dict[str, Pending] = {}
+    lazy = config.server.index == "lazy"
+    # A looped channel plays its asset from the start: that one is always indexed now.
+    looped = {ch.asset for ch in config.channels if ch.loop and ch.asset}
     for cfg in config.assets:
         old = previous.assets.get(cfg.name) if previous else None
+        if old is None and previous is not None and cfg.name in previous.pending:
+            old = previous.pending[cfg.name].fallback
         asset = _reusable(old, cfg)
-        if asset is None:
+        if asset is None and lazy and cfg.name not in looped:
+            pending[cfg.name] = Pending(cfg, old if old is not None and old.config == cfg else None)
+        elif asset is None:
             try:
                 asset = load_asset(cfg)
             except Exception as e:
-                reason = _reason(e)
-                if old is not None and old.config == cfg and _intact(old):
-                    log.warning(
-                        "asset %r: %s; still serving the copy loaded before", cfg.name, reason
-                    )
-                    asset = old
-                else:
-                    refused[cfg.name] = reason
-                    expected = isinstance(e, MediaError | OSError)
-                    log.error("asset %r refused: %s", cfg.name, reason, exc_info=not expected)
-                    continue
-        assets[cfg.name] = asset
+                asset = _refuse(cfg, old, e, refused)
+        if asset is not None:
+            assets[cfg.name] = asset
         if cfg.key_id is not None and cfg.key is not None and cfg.key_id not in keys:
             policy = config.policies.get(cfg.policy) if cfg.policy else None
             keys[cfg.key_id] = ContentKey(cfg.key_id, cfg.key, Aes128Cbc(cfg.key), policy)
@@ -169,19 +218,40 @@ def build_state(config: Config, previous: State | None = None) -> State:
     # A reload runs this off the event loop while requests use the shared cache: the caller
     # resizes it (State.fit_cache) on the loop, after the swap.
     cache = previous.segments if previous is not None else ByteLRU[bytes](_cache_bytes(config))
-    return State(config, assets, refused, keys, cache)
+    return State(config, assets, refused, keys, cache, pending=pending)
+
+
+def _refuse(
+    cfg: AssetConfig, old: Asset | None, e: Exception, refused: dict[str, str]
+) -> Asset | None:
+    """After ``cfg`` failed to load with ``e``: the copy loaded before if it may still serve
+    (same config, files intact), else None with the asset refused; logged either way."""
+    reason = _reason(e)
+    if old is not None and old.config == cfg and _intact(old):
+        log.warning("asset %r: %s; still serving the copy loaded before", cfg.name, reason)
+        return old
+    refused[cfg.name] = reason
+    expected = isinstance(e, MediaError | OSError)
+    log.error("asset %r refused: %s", cfg.name, reason, exc_info=not expected)
+    return None
 
 
 def _cache_bytes(config: Config) -> int:
     return config.server.cache_mb * 1024 * 1024
 
 
+def _loaded(state: State) -> list[Asset]:
+    """Every loaded asset ``state`` may serve from (fallbacks of pending ones included)."""
+    fallbacks = [p.fallback for p in state.pending.values() if p.fallback is not None]
+    return [*state.assets.values(), *fallbacks]
+
+
 def files_in_use(state: State) -> set[int]:
     """Identities of the source files ``state`` serves from."""
-    return {id(f) for a in state.assets.values() for f in a.files}
+    return {id(f) for a in _loaded(state) for f in a.files}
 
 
 def files_to_close(old: State, new: State) -> list[SourceFile]:
     """Files of ``old`` assets that ``new`` no longer uses."""
     kept = files_in_use(new)
-    return [f for a in old.assets.values() for f in a.files if id(f) not in kept]
+    return [f for a in _loaded(old) for f in a.files if id(f) not in kept]

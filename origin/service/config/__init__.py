@@ -55,6 +55,9 @@ class ServerConfig:
     workers: int = 1
     base_url: str | None = None
     cache_mb: int = 32  # a small machine can afford it; a CDN in front absorbs repeats
+    # When assets are indexed: "startup" (every one before listening; a broken one is refused
+    # then) or "lazy" (each on its first request: a catalog of thousands starts at once).
+    index: str = "startup"
     cors_origins: tuple[str, ...] = ()  # empty: "*"
     cors_max_age: int = 86400
     access_log: bool = True
@@ -103,6 +106,7 @@ class Config:
 
 
 _SERVER_FIELDS = {f for f in ServerConfig.__dataclass_fields__}
+INDEX_MODES = ("startup", "lazy")
 _ASSET_FIELDS = {
     "name", "files", "segment_duration", "protection", "key_id", "key", "key_file", "iv",
     "dash", "smooth", "policy", "require_token", "token_segments",
@@ -194,6 +198,10 @@ def _server(c: Checker, raw: Any, base: Path) -> ServerConfig:
     cache_mb = c.typed(t, "cache_mb", "server", int, d.cache_mb)
     if cache_mb < 0:
         c.bad("server.cache_mb", "must be >= 0")
+    index = c.typed(t, "index", "server", str, d.index)
+    if index not in INDEX_MODES:
+        c.bad("server.index", f"must be one of {', '.join(INDEX_MODES)}, got {index!r}")
+        index = d.index
     origins = c.typed(t, "cors_origins", "server", list, [])
     for j, o in enumerate(origins):
         if not isinstance(o, str) or not o.startswith(("http://", "https://")) or o.endswith("/"):
@@ -237,6 +245,7 @@ def _server(c: Checker, raw: Any, base: Path) -> ServerConfig:
         workers=workers,
         base_url=base_url,
         cache_mb=cache_mb,
+        index=index,
         cors_origins=tuple(o for o in origins if isinstance(o, str)),
         access_log=c.typed(t, "access_log", "server", bool, d.access_log),
         trusted_proxies=tuple(proxies),
