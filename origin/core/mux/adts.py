@@ -7,6 +7,8 @@ MPEG-TS carries no such side channel (stream_type 0x0F is "ADTS AAC"), so every 
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from origin.core.errors import MediaError
 from origin.core.mp4.codecs import AAC_CORE_TYPES, AOT_PS, AOT_SBR, SAMPLE_RATES
 from origin.core.track import AacConfig
@@ -54,6 +56,7 @@ def header_prefix(config: AacConfig) -> bytes:
     return bytes((0xFF, 0xF1, b2, (channels & 3) << 6))
 
 
+@lru_cache(maxsize=8192)  # per AAC frame of every cold TS segment: a few hundred sizes per track
 def header(prefix: bytes, payload_size: int) -> bytes:
     """The 7-byte ADTS header for one access unit of ``payload_size`` bytes.
 
