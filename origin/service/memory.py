@@ -19,9 +19,13 @@ from collections.abc import AsyncIterator, Callable
 log = logging.getLogger("origin")
 
 TRIM_EVERY = 5.0  # seconds
+# One malloc arena: the executor threads only read spans, and a thread's own arena kept what its
+# reads freed (3 MB more RSS after the bench's load, measured), untrimmed between bursts.
+ARENAS = 1
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -47,6 +51,7 @@ def tune_malloc() -> None:
         return
     mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)
     mallopt(_M_TRIM_THRESHOLD, 128 * 1024 * 1024)
+    mallopt(_M_ARENA_MAX, ARENAS)
 
 
 def _malloc_trim() -> Callable[[int], int] | None:

@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient
 
 from origin.service import state as state_module
 from origin.service.app import build_app
-from origin.service.config import ConfigError, load_config
-from origin.service.state import build_state
+from origin.service.config import AssetConfig, ConfigError, load_config
+from origin.service.state import Asset, build_state
 from tests.support.server import SAMPLE_DIR, run_server
 
 Client = TestClient[web.Request, web.Application]
@@ -43,7 +43,7 @@ def _count_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     loads: list[str] = []
     real = state_module.load_asset
 
-    def counted(cfg: state_module.AssetConfig) -> state_module.Asset:
+    def counted(cfg: AssetConfig) -> Asset:
         loads.append(cfg.name)
         return real(cfg)
 
