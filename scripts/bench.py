@@ -244,8 +244,6 @@ def main() -> int:
         try:
             srv.wait_ready()
             vod_rows(b, srv.base, groups)
-            if "live" in groups:
-                live = live_rows(b, srv)
             if "tail" in groups:
                 tail = tail_rows(b, srv.base)
             if "memory" in groups:
@@ -254,6 +252,12 @@ def main() -> int:
                         for u in urls_of(srv.base, asset, fmt)[1]:
                             get(u)
                 mem = memory(srv)
+            if "live" in groups:  # after the VOD memory row: the channels' windows hold media
+                live = live_rows(b, srv)
+                if mem:
+                    time.sleep(TRIM_EVERY + 1)
+                    rss = srv.status()["VmRSS"] / 1024
+                    mem.append(f"{'RSS after the live rows too (windows filled)':44} {rss:8.1f} MB")
             if "workers" in groups:
                 targets = worker_targets(b, srv.base)
         finally:
@@ -286,7 +290,7 @@ def main() -> int:
         bench_fresh.report_startup(starts, helpers.get("startup"))
     if two:
         one = {r[0]: r[1] for r in b.rows}
-        bench_fresh.report_workers(two, one, args.connections)
+        bench_fresh.report_workers(two, one, args.connections, b.ref)
     return 0
 
 

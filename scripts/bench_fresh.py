@@ -20,7 +20,8 @@ from pathlib import Path
 from types import ModuleType
 from urllib.parse import urlsplit
 
-from bench_http import Origin, free_port, get, urls_of, wrk
+import bench_nginx
+from bench_http import Origin, fetch, free_port, get, urls_of, wrk
 
 COLD_CONCURRENCY = (1, 4)
 COLD_REPEATS = 3
@@ -192,9 +193,12 @@ def report_startup(
 def two_workers(
     config: Path, rows: dict[str, list[str]], seconds: int, connections: int
 ) -> dict[str, dict[str, float]]:
-    """``rows`` (name -> URLs) on ``workers = 2`` over both cores, wrk -t2 over both too."""
+    """``rows`` (name -> URLs) on ``workers = 2`` over both cores, wrk -t2 over both too; and
+    the same on nginx with two workers serving the same bytes (``{name} nginx``): with wrk on
+    the same two cores, what a C server gets there is the ceiling of this measurement."""
     srv = Origin(config, port=free_port(), cpus=BOTH_CORES, workers=2)
     out = {}
+    bodies: dict[str, list[tuple[bytes, str]]] = {}
     try:
         srv.wait_ready()
         for _ in range(600):  # the parent says so once every worker listens
@@ -206,23 +210,44 @@ def two_workers(
             for _ in range(4):  # each worker has its caches: warm them through several connections
                 for u in here:
                     get(u)
+            bodies[name] = [fetch(u) for u in here]
             out[name] = wrk(here, seconds, connections, threads=2, cpus=BOTH_CORES)
     finally:
         srv.stop()
+    nginx = bench_nginx.Nginx(workers=2, cpus=BOTH_CORES)
+    try:
+        for name, served in bodies.items():
+            urls = nginx.serve(served)
+            out[f"{name} nginx"] = wrk(urls, seconds, connections, threads=2, cpus=BOTH_CORES)
+    finally:
+        nginx.stop()
     return out
 
 
 def report_workers(
-    results: dict[str, dict[str, float]], one: dict[str, dict[str, float]], connections: int
+    results: dict[str, dict[str, float]],
+    one: dict[str, dict[str, float]],
+    connections: int,
+    nginx_one: dict[str, dict[str, float]] | None = None,
 ) -> None:
+    """``one``: the one-worker rows; ``nginx_one``: nginx's one-worker figures of those rows."""
     print()
     print(
         f"two workers (workers = 2, SO_REUSEPORT) on both cores, wrk -t2 -c{connections} unpinned:"
     )
-    print("wrk competes with the workers for the 2 cores; 1 worker: the table above (own core)")
-    print(f"{'what':44} {'req/s':>9} {'MB/s':>8} {'1 worker':>9} {'x 1':>6}  target")
+    print("wrk competes with the workers for the 2 cores; 1 worker: the table above (own core);")
+    print("nginx: two workers serving the same bytes the same way, against its one-worker figure")
+    head = f"{'what':44} {'req/s':>9} {'MB/s':>8} {'1 worker':>9} {'x 1':>6}  target"
+    print(f"{head}  {'nginx 2w':>9} {'x 1':>6}")
     for name, r in results.items():
+        if name.endswith(" nginx"):
+            continue
         base = one.get(name)
         one_rps = f"{base['rps']:9,.0f}" if base else f"{'n/a':>9}"
         ratio = f"{r['rps'] / base['rps']:6.2f}" if base else f"{'n/a':>6}"
-        print(f"{name:44} {r['rps']:9,.0f} {r['mbs']:8,.1f} {one_rps} {ratio}  >= 1.6")
+        ref = results.get(f"{name} nginx")
+        ref_one = (nginx_one or {}).get(name)
+        shown = f"{ref['rps']:9,.0f}" if ref else f"{'n/a':>9}"
+        ref_ratio = f"{ref['rps'] / ref_one['rps']:6.2f}" if ref and ref_one else f"{'n/a':>6}"
+        line = f"{name:44} {r['rps']:9,.0f} {r['mbs']:8,.1f} {one_rps} {ratio}  >= 1.6"
+        print(f"{line}  {shown} {ref_ratio}")

@@ -1,10 +1,11 @@
 """The reference of scripts/bench.py: Debian's nginx serving, as static files, the exact bytes the
 origin answered, with the origin's content types.
 
-One worker process pinned to the origin's core, Debian's stock settings where they matter
-(``sendfile on``, ``tcp_nopush on``, no open_file_cache), access log off as the origin's, and
-``keepalive_requests`` raised so that it keeps wrk's connections open as the origin does. Its own
-prefix, config, pid file and error log in a temporary folder, removed when it stops.
+One worker process pinned to the origin's core (two on both cores for the two-worker rows),
+Debian's stock settings where they matter (``sendfile on``, ``tcp_nopush on``, no
+open_file_cache), access log off as the origin's, and ``keepalive_requests`` raised so that it
+keeps wrk's connections open as the origin does. Its own prefix, config, pid file and error log
+in a temporary folder, removed when it stops.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ EXTENSIONS = {
 
 CONF = """\
 daemon off;
-worker_processes 1;
+worker_processes {workers};
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
 events {{ worker_connections 1024; }}
@@ -66,7 +67,7 @@ def available() -> bool:
 class Nginx:
     """A private nginx; ``serve`` puts bodies under its root and gives their URLs."""
 
-    def __init__(self) -> None:
+    def __init__(self, workers: int = 1, cpus: str | None = SERVER_CPU) -> None:
         self.prefix = Path(tempfile.mkdtemp(prefix="origin-bench-nginx-"))
         # Readable by the worker's unprivileged user when the bench runs as root.
         self.prefix.chmod(0o755)
@@ -76,9 +77,11 @@ class Nginx:
         self.base = f"http://127.0.0.1:{self.port}"
         types = "\n".join(f"        {t} {ext};" for t, ext in EXTENSIONS.items())
         conf = self.prefix / "nginx.conf"
-        conf.write_text(CONF.format(prefix=self.prefix, port=self.port, types=types))
+        conf.write_text(
+            CONF.format(prefix=self.prefix, port=self.port, types=types, workers=workers)
+        )
         cmd = ["nginx", "-p", str(self.prefix), "-c", str(conf), "-e", str(self.prefix / "e.log")]
-        self.proc = subprocess.Popen(pinned(cmd, SERVER_CPU), stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(pinned(cmd, cpus), stderr=subprocess.DEVNULL)
         self.count = 0
         self._wait()
 
