@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from origin.core import urls
@@ -124,15 +124,18 @@ def media_playlist(
     base: str = "",
     query: str = "",
     segment_query: str = "",
+    signature: str = "",
 ) -> str:
     """A VOD media playlist of one rendition (TS: video with muxed audio, or audio alone).
 
     With ``key_uri`` (the key service's, complete) the segments are encrypted: an EXT-X-KEY
     METHOD=AES-128 (HLS's scheme, :func:`origin.core.encryption.scheme_for`) with ``iv`` (the
     asset's fixed IV; None: the media sequence number, left implicit). ``query`` goes on the
-    EXT-X-MAP and key URIs, ``segment_query`` on every segment URI.
+    EXT-X-MAP and key URIs, ``segment_query`` on every segment URI; ``signature`` (a signed
+    segment URL parameter) on the segment and EXT-X-MAP URIs.
     """
     r = p.rendition(track, rid)
+    segment_query = "&".join(q for q in (segment_query, signature) if q)
     cmaf = options.format is Format.HLS_CMAF
     segments = [
         hls.Segment(
@@ -143,7 +146,8 @@ def media_playlist(
     ]
     map_uri = None
     if cmaf:
-        map_uri = with_query(base + urls.fragment_uri(track, urls.INIT, options), query)
+        map_query = "&".join(q for q in (query, signature) if q)
+        map_uri = with_query(base + urls.fragment_uri(track, urls.INIT, options), map_query)
     key = None
     if key_uri is not None:
         key = hls.Key(with_query(key_uri, query), iv)
@@ -172,8 +176,9 @@ DASH_PROFILES = {
 }
 
 
-def dash_manifest(p: Presentation, options: Options, *, base: str = "") -> str:
-    """A static MPD: one video Adaptation Set with every rendition, one audio set."""
+def dash_manifest(p: Presentation, options: Options, *, base: str = "", signature: str = "") -> str:
+    """A static MPD: one video Adaptation Set with every rendition, one audio set;
+    ``signature`` (a signed segment URL parameter) on its segment templates."""
     fmt = options.format
     assert fmt in DASH_PROFILES
 
@@ -182,7 +187,7 @@ def dash_manifest(p: Presentation, options: Options, *, base: str = "") -> str:
         return level, dash.Timeline(urls.URL_TIMESCALE, *_timeline_values(r))
 
     sets = [
-        adaptation_set([described(r) for r in renditions], options, base)
+        adaptation_set([described(r) for r in renditions], options, base, signature)
         for renditions in (p.video, (p.audio,) if p.audio else ())
         if renditions
     ]
@@ -195,7 +200,7 @@ def dash_manifest(p: Presentation, options: Options, *, base: str = "") -> str:
 
 
 def adaptation_set(
-    levels: Sequence[tuple[Level, dash.Timeline]], options: Options, base: str
+    levels: Sequence[tuple[Level, dash.Timeline]], options: Options, base: str, query: str = ""
 ) -> dash.AdaptationSet:
     """The set of one kind's levels, VOD or live: one shared timeline when they are cut alike,
     else one per Representation."""
@@ -208,8 +213,8 @@ def adaptation_set(
     return dash.AdaptationSet(
         content_type=kind.value,
         representations=reps,
-        media=base + media,
-        initialization=base + init,
+        media=with_query(base + media, query),
+        initialization=with_query(base + init, query),
         timeline=levels[0][1] if shared else None,
         lang=language_tag(first.track.language) if audio else None,
         segment_alignment=shared,
@@ -248,8 +253,9 @@ class UnsupportedError(ValueError):
     """The asset cannot be expressed in the requested protocol (HTTP 409 with the reason)."""
 
 
-def smooth_manifest(p: Presentation) -> str:
-    """The Smooth Streaming client manifest (MS-SSTR): one video and one audio StreamIndex."""
+def smooth_manifest(p: Presentation, *, signature: str = "") -> str:
+    """The Smooth Streaming client manifest (MS-SSTR): one video and one audio StreamIndex;
+    ``signature`` (a signed segment URL parameter) on their fragment URL templates."""
     if p.video and not _shared_times(p.video):
         raise UnsupportedError(
             "Smooth Streaming needs every video rendition cut at the same times, and this "
@@ -264,6 +270,8 @@ def smooth_manifest(p: Presentation) -> str:
         )
     if p.audio:
         streams.append(smooth_audio(p.audio.track, p.audio.id, *_timeline_values(p.audio)))
+    if signature:
+        streams = [replace(s, url=with_query(s.url_template, signature)) for s in streams]
     duration = round(p.duration * urls.URL_TIMESCALE)
     # No `r`: dash.js and ExoPlayer read it as a count, Shaka as DASH repeats; t+d is unambiguous.
     return smooth.manifest(streams, duration=duration)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -149,14 +150,20 @@ async def stream(request: web.Request) -> web.StreamResponse:
     # never be handed to another viewer by a shared cache.
     private = query or asset.config.require_token
     manifest_cc = http.PRIVATE if private else f"public, max-age={srv.manifest_max_age}"
-    etag = http.make_etag(asset.version, request.path, srv.base_url or "", query)
-    body = None if query else state.manifests.get(request.path)
+    # Gated: the segment URLs it lists carry a signature of their own (never cached).
+    signature = ""
+    if asset.config.require_token:
+        lifetime = srv.signed_url_lifetime + math.ceil(asset.presentation.duration)
+        signature = delivery.signed_query(state, request.path, lifetime)
+    etag = http.make_etag(asset.version, request.path, srv.base_url or "", query, signature)
+    body = None if query or signature else state.manifests.get(request.path)
     if body is None:
         try:
-            body = _manifest(state, request, asset, route, key, query=query).encode()
+            text = _manifest(state, request, asset, route, key, query=query, signature=signature)
+            body = text.encode()
         except pipeline.UnsupportedError as e:
             return http.error_response(409, str(e))
-        if not query:
+        if not query and not signature:
             cost = len(body) + len(request.path) + ENTRY_OVERHEAD
             state.manifests.put(request.path, body, cost=cost)
     if not private:
@@ -179,16 +186,18 @@ def _manifest(
     key: ContentKey | None,
     *,
     query: str = "",
+    signature: str = "",
 ) -> str:
-    """Build a manifest; ``query`` (a propagated token) goes on every URL it writes."""
+    """Build a manifest; ``query`` (a propagated token) goes on every URL it writes,
+    ``signature`` (signed segment URLs) on every segment URL."""
     pres = asset.presentation
     base = delivery.base_prefix(state, request)
     if isinstance(route, urls.MasterPath):
         protocol = urls.protocol_of(route.options.format)
         if protocol is Protocol.SMOOTH:
-            return pipeline.smooth_manifest(pres)
+            return pipeline.smooth_manifest(pres, signature=signature)
         if protocol is Protocol.DASH:
-            return pipeline.dash_manifest(pres, route.options, base=base)
+            return pipeline.dash_manifest(pres, route.options, base=base, signature=signature)
         return pipeline.master_playlist(pres, route.options, base=base, query=query)
     return pipeline.media_playlist(
         pres,
@@ -200,6 +209,7 @@ def _manifest(
         base=base,
         query=query,
         segment_query=query if asset.config.token_segments else "",
+        signature=signature,
     )
 
 
@@ -236,6 +246,8 @@ async def _clear_segment(
 async def _fragment(
     request: web.Request, state: State, asset: Asset, route: urls.FragmentPath
 ) -> web.StreamResponse:
+    if asset.config.require_token and (refused := delivery.segment_refusal(state, request)):
+        return refused
     pres = asset.presentation
     ref = pipeline.resolve(pres, route)
     key = delivery.content_key(state, asset.config, route.options)

@@ -4,7 +4,9 @@ manifest carries."""
 
 from __future__ import annotations
 
+import math
 import posixpath
+import time
 import uuid
 from typing import Protocol as TypingProtocol
 
@@ -12,7 +14,9 @@ from aiohttp import web
 
 from origin.core import pipeline, urls
 from origin.core.urls import Protocol, UrlError
+from origin.service import http
 from origin.service.state import ContentKey, State
+from origin.service.tokens import urlsig
 
 
 class Delivered(TypingProtocol):
@@ -76,3 +80,18 @@ def key_uri(state: State, key: ContentKey | None, route: urls.MediaPath) -> str 
     return urls.key_uri(
         key.kid, depth=urls.playlist_depth(route), base_url=state.config.server.base_url
     )
+
+
+def signed_query(state: State, path: str, lifetime: float) -> str:
+    """The signed segment URL parameter for the folder of ``path`` (the asset's or channel's,
+    after any locator), valid ``lifetime`` seconds from now."""
+    folder = path[: path.lower().index(".ism") + 4]
+    folder += "l/" if path[len(folder) : len(folder) + 1].lower() == "l" else "/"
+    return urlsig.query(state.signing_key, folder + "*", math.ceil(time.time() + lifetime))
+
+
+def segment_refusal(state: State, request: web.Request) -> web.Response | None:
+    """403 unless the segment request carries a valid signed URL parameter."""
+    token = request.query.get(urlsig.PARAM)
+    reason = urlsig.check(state.signing_key, token, request.path, time.time())
+    return None if reason is None else http.error_response(403, reason)

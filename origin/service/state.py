@@ -58,6 +58,9 @@ class State:
     manifests: ByteLRU[bytes] = field(default_factory=lambda: ByteLRU(MANIFEST_CACHE_BYTES))
     # The fast path's answers (origin.service.fastpath): a reload's new state starts with none.
     answers: ByteLRU[Answer] = field(default_factory=lambda: ByteLRU(ANSWER_CACHE_BYTES))
+    # The key of signed segment URLs (origin.service.tokens.urlsig): the config's, resolved from
+    # state_dir by resolve_secrets; a process's own random one when nothing resolved it.
+    signing_key: bytes = field(default_factory=lambda: os.urandom(32), repr=False)
     # Assets not indexed yet (server.index = "lazy"), and the indexing under way by name.
     pending: dict[str, Pending] = field(default_factory=dict)
     _indexing: dict[str, asyncio.Future[Asset]] = field(default_factory=dict)
@@ -218,7 +221,10 @@ def build_state(config: Config, previous: State | None = None) -> State:
     # A reload runs this off the event loop while requests use the shared cache: the caller
     # resizes it (State.fit_cache) on the loop, after the swap.
     cache = previous.segments if previous is not None else ByteLRU[bytes](_cache_bytes(config))
-    return State(config, assets, refused, keys, cache, pending=pending)
+    state = State(config, assets, refused, keys, cache, pending=pending)
+    if config.server.url_signing_key is not None:
+        state.signing_key = config.server.url_signing_key
+    return state
 
 
 def _refuse(

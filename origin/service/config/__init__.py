@@ -58,6 +58,11 @@ class ServerConfig:
     # When assets are indexed: "startup" (every one before listening; a broken one is refused
     # then) or "lazy" (each on its first request: a catalog of thousands starts at once).
     index: str = "startup"
+    # Signed segment URLs of assets and channels with require_token (origin.service.tokens.urlsig):
+    # the HMAC key (None: generated once and kept in state_dir, see resolve_secrets), and how long
+    # a signed URL stays valid past the manifest answer (VOD: plus the title's duration).
+    url_signing_key: bytes | None = field(default=None, repr=False)
+    signed_url_lifetime: int = 600
     cors_origins: tuple[str, ...] = ()  # empty: "*"
     cors_max_age: int = 86400
     access_log: bool = True
@@ -107,6 +112,7 @@ class Config:
 
 _SERVER_FIELDS = {f for f in ServerConfig.__dataclass_fields__}
 INDEX_MODES = ("startup", "lazy")
+MIN_SIGNING_KEY_BYTES = 16
 _ASSET_FIELDS = {
     "name", "files", "segment_duration", "protection", "key_id", "key", "key_file", "iv",
     "dash", "smooth", "policy", "require_token", "token_segments",
@@ -198,6 +204,23 @@ def _server(c: Checker, raw: Any, base: Path) -> ServerConfig:
     cache_mb = c.typed(t, "cache_mb", "server", int, d.cache_mb)
     if cache_mb < 0:
         c.bad("server.cache_mb", "must be >= 0")
+    signing_key = None
+    signing_hex = c.typed(t, "url_signing_key", "server", str, None)
+    if signing_hex is not None:
+        try:
+            signing_key = bytes.fromhex(signing_hex)
+        except ValueError:
+            signing_key = b""
+        if len(signing_key) < MIN_SIGNING_KEY_BYTES:
+            c.bad(
+                "server.url_signing_key",
+                f"must be at least {MIN_SIGNING_KEY_BYTES} bytes in hex (value not shown)",
+            )
+            signing_key = None
+    lifetime = c.typed(t, "signed_url_lifetime", "server", int, d.signed_url_lifetime)
+    if not 10 <= lifetime <= 7 * 86400:
+        c.bad("server.signed_url_lifetime", f"must be 10..604800 seconds, got {lifetime}")
+        lifetime = d.signed_url_lifetime
     index = c.typed(t, "index", "server", str, d.index)
     if index not in INDEX_MODES:
         c.bad("server.index", f"must be one of {', '.join(INDEX_MODES)}, got {index!r}")
@@ -246,6 +269,8 @@ def _server(c: Checker, raw: Any, base: Path) -> ServerConfig:
         base_url=base_url,
         cache_mb=cache_mb,
         index=index,
+        url_signing_key=signing_key,
+        signed_url_lifetime=lifetime,
         cors_origins=tuple(o for o in origins if isinstance(o, str)),
         access_log=c.typed(t, "access_log", "server", bool, d.access_log),
         trusted_proxies=tuple(proxies),

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import secrets
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -255,7 +255,18 @@ class SecretError(ConfigError):
 def resolve_secrets(config: Config, state_dir: Path) -> Config:
     """``config`` with each ``ingest_secret = "generate"`` filled in: read from
     ``<state_dir>/channels/<name>.secret`` if it exists, else generated (32 URL-safe characters)
-    and written there with mode 0600. Raises SecretError."""
+    and written there with mode 0600; and, when an asset or channel needs signed segment URLs and
+    ``server.url_signing_key`` is not set, that key the same way from
+    ``<state_dir>/url-signing.key`` (64 hex digits), so every worker and every restart signs
+    alike. Raises SecretError."""
+    server = config.server
+    gated = any(a.require_token for a in config.assets) or any(
+        ch.require_token for ch in config.channels
+    )
+    if gated and server.url_signing_key is None:
+        path = state_dir / "url-signing.key"
+        key = bytes.fromhex(_read_or_generate(path, secrets.token_hex(32), _is_hex_key))
+        config = replace(config, server=replace(server, url_signing_key=key))
     channels = []
     for ch in config.channels:
         if ch.generate_secret and ch.ingest_secret is None:
@@ -266,24 +277,38 @@ def resolve_secrets(config: Config, state_dir: Path) -> Config:
     return replace(config, channels=tuple(channels))
 
 
-def _read_or_generate(path: Path) -> str:
+def _is_hex_key(text: str) -> bool:
+    try:
+        return len(bytes.fromhex(text)) >= MIN_SECRET_CHARS
+    except ValueError:
+        return False
+
+
+def _read_or_generate(
+    path: Path, fresh: str | None = None, usable: Callable[[str], bool] | None = None
+) -> str:
+    """The secret kept in ``path``, or ``fresh`` (default: 32 URL-safe characters) written there
+    first with mode 0600; ``usable`` checks one read back (default: an ingest secret's rule)."""
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:  # kept from an earlier start (or another worker won the race)
-            return _read(path)
-        secret = secrets.token_urlsafe(24)  # 24 bytes: 32 characters
+            return _read(path, usable)
+        secret = fresh or secrets.token_urlsafe(24)  # 24 bytes: 32 characters
         with os.fdopen(fd, "w", encoding="ascii") as f:
             f.write(secret + "\n")
         return secret
     except OSError as e:
-        raise SecretError(f"{path}: cannot keep the ingest secret: {e.strerror or e}") from None
+        raise SecretError(f"{path}: cannot keep the secret: {e.strerror or e}") from None
 
 
-def _read(path: Path) -> str:
+def _read(path: Path, usable: Callable[[str], bool] | None = None) -> str:
     secret = path.read_text(encoding="ascii", errors="replace").strip()
-    if len(secret) < MIN_SECRET_CHARS or not _visible(secret):
+    if usable is not None:
+        if not usable(secret):
+            raise SecretError(f"{path}: not a usable key; delete it to generate a new one")
+    elif len(secret) < MIN_SECRET_CHARS or not _visible(secret):
         raise SecretError(
             f"{path}: not a usable ingest secret (at least {MIN_SECRET_CHARS} visible ASCII "
             "characters); delete it to generate a new one"
