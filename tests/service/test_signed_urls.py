@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -187,3 +188,36 @@ def test_the_generated_signing_key_is_kept_in_state_dir_for_every_worker_and_res
     kept = tmp_path / "state" / "url-signing.key"
     assert kept.stat().st_mode & 0o777 == 0o600
     assert build_state(first).signing_key == first.server.url_signing_key
+
+
+async def test_a_gated_live_channel_signs_its_segments_and_refuses_them_unsigned(
+    tmp_path: Path, aiohttp_client: MakeClient
+) -> None:
+    cfg = tmp_path / "origin.toml"
+    channel = (
+        '[[channels]]\nname = "tv"\nloop = true\nasset = "open"\n'
+        'policy = "gated"\nrequire_token = true\n'
+    )
+    cfg.write_text(token_server.config_text() + CLEAR_GATED + channel)
+    client = await aiohttp_client(build_app(build_state(load_config(cfg))))
+    master_url = str(client.make_url("/tv.isml/manifest(format=m3u8-cmaf)"))
+    for _ in range(100):  # the loop publishes its first segments
+        master = await client.session.get(master_url, headers=AUTH)
+        if master.status == 200:
+            break
+        await asyncio.sleep(0.05)
+    assert master.status == 200, await master.text()
+    assert (await client.session.get(master_url)).status == 401  # no token: no playlist
+    media_url = urljoin(master_url, _uris(await master.text())[-1])
+    text = await (await client.session.get(media_url, headers=AUTH)).text()
+    listed = [urljoin(media_url, u) for u in _uris(text) if "Fragments(" in u]
+    assert listed and all(urlsig.PARAM in u for u in listed)
+    for url in (listed[0], listed[-1]):  # the init segment and the newest
+        assert (await client.session.get(url)).status == 200
+        assert (await client.session.get(url.split("?")[0])).status == 403
+    mpd = await client.get("/tv.isml/manifest(format=mpd-time-cmaf)", headers=AUTH)
+    assert mpd.status == 200
+    assert all(
+        urlsig.PARAM in t
+        for t in re.findall(r'(?:media|initialization)="([^"]+)"', await mpd.text())
+    )

@@ -228,6 +228,33 @@ def test_playlists_can_require_a_token_and_segments_carry_it(server: Server) -> 
     assert header.header("Cache-Control") == "private, no-store"
 
 
+def test_ffmpeg_plays_a_gated_asset_through_its_signed_segment_urls_and_none_open_without(
+    cfg_path: Path,
+) -> None:
+    with run_server("--config", str(cfg_path), env={"ORIGIN_LOG_LEVEL": "INFO"}) as server:
+        _play_gated(server)
+    logged = "\n".join(server.output)
+    assert "Fragments(" in logged  # the access log is on, and names the segments
+    assert "__token__" not in logged and "hmac=" not in logged  # never their signatures
+
+
+def _play_gated(server: Server) -> None:
+    token = make_jwt(kid=OTHER_KID)
+    url = f"{server.base}/gated.ism/manifest(format=m3u8-aapl)?token={quote(token, safe='')}"
+    ok = subprocess.run(
+        [FFMPEG, "-nostdin", "-v", "warning", "-i", url, "-f", "null", "-"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert ok.returncode == 0 and ok.stderr.strip() == "", ok.stderr
+    media = urljoin(url, _all_uris(url)[0])
+    segment = next(u for u in _all_uris(media) if "Fragments(" in u)
+    assert "__token__=" in segment and fetch(urljoin(media, segment)).status == 200
+    # The viewer's own token on a segment URL is not enough, nor is no query at all.
+    bare = urljoin(media, segment.split("?")[0])
+    assert fetch(f"{bare}?token={quote(token, safe='')}").status == 403
+    assert fetch(bare).status == 403
+
+
 def test_rotation_removing_an_alternate_key_by_reload_stops_its_tokens(cfg_path: Path) -> None:
     old = make_jwt(ALTERNATE)
     with run_server("--config", str(cfg_path)) as s:

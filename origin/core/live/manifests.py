@@ -93,14 +93,16 @@ def media_playlist(
     base: str = "",
     query: str = "",
     segment_query: str = "",
+    signature: str = "",
 ) -> str:
     """A live media playlist of one rendition's window (TS: video with muxed audio).
 
     EXT-X-MEDIA-SEQUENCE is the first listed segment's ``number``; DISCONTINUITY-SEQUENCE the
     discontinuities before it (its ``epoch``, less its own tag, which it keeps); every segment
-    carries its PROGRAM-DATE-TIME. ``key_uri``, ``iv``, the queries as for VOD.
+    carries its PROGRAM-DATE-TIME. ``key_uri``, ``iv``, the queries and ``signature`` as for VOD.
     """
     r = rendition(view, track, rid)
+    segment_query = "&".join(q for q in (segment_query, signature) if q)
     cmaf = options.format is Format.HLS_CMAF
     listed = _listed(view, r, not cmaf)
     if not listed:
@@ -117,7 +119,8 @@ def media_playlist(
     first = listed[0]
     map_uri = None
     if cmaf:
-        map_uri = with_query(base + urls.fragment_uri(track, urls.INIT, options), query)
+        map_query = "&".join(q for q in (query, signature) if q)
+        map_uri = with_query(base + urls.fragment_uri(track, urls.INIT, options), map_query)
     key = hls.Key(with_query(key_uri, query), iv) if key_uri is not None else None
     return hls.live_media_playlist(
         segments,
@@ -175,15 +178,24 @@ def next_available(view: ChannelView, now: datetime) -> datetime | None:
 
 
 def dash_manifest(
-    view: ChannelView, options: Options, *, base: str = "", now: datetime, utc_timing_url: str
+    view: ChannelView,
+    options: Options,
+    *,
+    base: str = "",
+    now: datetime,
+    utc_timing_url: str,
+    signature: str = "",
 ) -> str:
     """A dynamic MPD of the window: one Period from channel time 0 (S@t are channel times),
-    UTCTiming http-iso at ``utc_timing_url``; ended: the builder's end of a live event."""
+    UTCTiming http-iso at ``utc_timing_url``; ended: the builder's end of a live event.
+    ``signature``: signed segment URLs, on the segment templates."""
     fmt = options.format
     if fmt not in DASH_PROFILES:
         raise ValueError(f"{fmt} is not a DASH format")
     sets = [
-        adaptation_set([(_level(r, ts=False), _timeline(r.segments)) for r in rs], options, base)
+        adaptation_set(
+            [(_level(r, ts=False), _timeline(r.segments)) for r in rs], options, base, signature
+        )
         for rs in (view.video, (view.audio,) if view.audio else ())
         if rs
     ]
@@ -217,10 +229,11 @@ def _smooth_chunks(view: ChannelView, rs: tuple[LiveRendition, ...]) -> list[tup
     return sorted(common or ())
 
 
-def smooth_manifest(view: ChannelView) -> str:
+def smooth_manifest(view: ChannelView, *, signature: str = "") -> str:
     """The live Smooth manifest: IsLive, DVRWindowLength (the window), LookAheadFragmentCount 1;
     every fragment but each rendition's newest (held back, see above). Ended: on-demand with
-    all fragments. NotYetAvailable while a stream has no fragment to list."""
+    all fragments. NotYetAvailable while a stream has no fragment to list. ``signature``:
+    signed segment URLs, on the fragment URL templates."""
     streams: list[smooth.Stream] = []
     chunks: list[list[tuple[int, int]]] = []
     for rs in (view.video, (view.audio,) if view.audio else ()):
@@ -237,6 +250,10 @@ def smooth_manifest(view: ChannelView) -> str:
         else:
             streams.append(smooth_audio(rs[0].track, rs[0].id, starts, durations))
         chunks.append(c)
+    if signature:
+        streams = [
+            dataclasses.replace(s, url=with_query(s.url_template, signature)) for s in streams
+        ]
     span = max(c[-1][0] + c[-1][1] for c in chunks) - min(c[0][0] for c in chunks)
     live = smooth.Live(
         dvr_window=round(view.window * urls.URL_TIMESCALE),

@@ -89,12 +89,20 @@ async def live_stream(request: web.Request, state: State, route: urls.Path) -> w
         view = dash_view
         version += tuple(len(r.segments) for r in view.renditions())
     tag = ".".join(map(str, version))
-    etag = http.make_etag(lc.config.name, str(lc.generation), tag, request.path, query)
+    # Gated: the segment URLs it lists carry a signature of their own (never cached).
+    signature = ""
+    if cfg.require_token:
+        lifetime = state.config.server.signed_url_lifetime + float(view.window)
+        signature = delivery.signed_query(state, request.path, lifetime)
+    etag = http.make_etag(lc.config.name, str(lc.generation), tag, request.path, query, signature)
     cache_key = ("live", lc.generation, version, request.path)
-    body = None if query else state.manifests.get(cache_key)
+    body = None if query or signature else state.manifests.get(cache_key)
     if body is None:
-        body = _manifest(state, request, lc, view, route, key=key, tag=tag, query=query).encode()
-        if not query:
+        text = _manifest(
+            state, request, lc, view, route, key=key, tag=tag, query=query, signature=signature
+        )
+        body = text.encode()
+        if not query and not signature:
             state.manifests.put(
                 cache_key, body, cost=len(body) + len(request.path) + ENTRY_OVERHEAD
             )
@@ -128,16 +136,22 @@ def _manifest(
     key: ContentKey | None,
     tag: str,
     query: str,
+    signature: str,
 ) -> str:
     base = delivery.base_prefix(state, request)
     if isinstance(route, urls.MasterPath):
         protocol = urls.protocol_of(route.options.format)
         if protocol is Protocol.SMOOTH:
-            return pipeline.live_smooth_manifest(view)
+            return pipeline.live_smooth_manifest(view, signature=signature)
         if protocol is Protocol.DASH:
             now = datetime.fromtimestamp(lc.publish_time(tag), UTC)
             return pipeline.live_dash_manifest(
-                view, route.options, base=base, now=now, utc_timing_url=time_url(state, request)
+                view,
+                route.options,
+                base=base,
+                now=now,
+                utc_timing_url=time_url(state, request),
+                signature=signature,
             )
         return pipeline.live_master_playlist(view, route.options, base=base, query=query)
     return pipeline.live_media_playlist(
@@ -150,12 +164,15 @@ def _manifest(
         base=base,
         query=query,
         segment_query=query if lc.config.token_segments else "",
+        signature=signature,
     )
 
 
 async def _segment(
     request: web.Request, state: State, lc: LiveChannel, view: ChannelView, route: urls.FragmentPath
 ) -> web.StreamResponse:
+    if lc.config.require_token and (refused := delivery.segment_refusal(state, request)):
+        return refused
     fmt = route.options.format
     if route.time == urls.INIT and (fmt is None or fmt is Format.HLS_TS):
         raise NotFoundError("MPEG-TS and Smooth Streaming have no initialization segment")
