@@ -35,6 +35,7 @@ class Live:
 
     def __init__(self, state: State) -> None:
         self.current = state
+        self.draining = False  # SIGTERM: /readyz answers 503 while responses in flight finish
 
 
 STATE: web.AppKey[Live] = web.AppKey("state", Live)
@@ -341,6 +342,22 @@ async def health(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def ready(request: web.Request) -> web.StreamResponse:
+    """Readiness for a load balancer: 200 once the config is loaded and the server listens
+    (assets indexed, or waiting for their first request with index = "lazy"); 503 while it
+    drains after SIGTERM. /healthz stays 200 (alive) throughout."""
+    live = request.app[STATE]
+    state = live.current
+    body = {
+        "ready": not live.draining,
+        "assets": len(state.assets) + len(state.pending),
+        "refused": len(state.refused),
+        "not_indexed": len(state.pending),
+    }
+    status = 503 if live.draining else 200
+    return web.json_response(body, status=status, headers=http.cache_headers(http.NO_STORE))
+
+
 async def channels_status(request: web.Request) -> web.StreamResponse:
     """Each channel's state: connected streams, newest fragment, window, ingest lag."""
     now = time.time()
@@ -396,6 +413,7 @@ def build_app(state: State) -> web.Application:
     fastpath.setup(app, lambda: app[STATE].current.answers)
     setup_channels(app, app[STATE])
     app.router.add_get("/healthz", health)
+    app.router.add_get("/readyz", ready)
     app.router.add_get("/channels", channels_status)
     app.router.add_get(TIME_PATH, clock)
     app.router.add_get("/key", key_service)

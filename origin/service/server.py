@@ -189,6 +189,13 @@ async def serve(
             reloader = Reloader(app[STATE], config_path, on_swap=lambda s: _follow_config(app, s))
             loop.add_signal_handler(signal.SIGHUP, reloader.request)
         await stop.wait()
+        app[STATE].draining = True  # /readyz: 503 from now on
+        delay = app[STATE].current.config.server.drain_delay
+        if delay:
+            log.info("stopping: /readyz unready, still serving for %gs before the drain", delay)
+            stop.clear()  # a second SIGTERM or SIGINT cuts the delay short
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
     finally:
         await runner.cleanup()
         logs.flush_counts()

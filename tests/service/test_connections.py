@@ -153,3 +153,22 @@ def test_nofile_raised_to_hard_limit_and_a_warning_near_it(tmp_path: Path) -> No
     assert "open-files limit 128 (raised from 100)" in log, log
     assert "near the open-files limit (128)" in log, log
     assert log.count("near the open-files limit") == 1, log  # rate-limited
+
+
+def test_sigterm_turns_readyz_unready_serves_through_drain_delay_and_exits_0(
+    tmp_path: Path,
+) -> None:
+    cfg = sample_config(tmp_path, "drain_delay = 1.5")
+    with run_server("--config", str(cfg)) as server:
+        ready = fetch(server.base + "/readyz")
+        assert ready.status == 200 and b'"ready": true' in ready.body
+        segment = _first_segment(server)
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        # New connections still come in and are served; only readiness has changed.
+        unready = fetch(server.base + "/readyz")
+        assert unready.status == 503 and b'"ready": false' in unready.body
+        assert fetch(server.base + "/healthz").status == 200
+        assert fetch(server.base + segment).status == 200
+        assert server.proc.poll() is None  # still there within the delay
+        assert server.proc.wait(timeout=10) == 0

@@ -76,6 +76,9 @@ class ServerConfig:
     header_timeout: float = 10.0  # seconds to send a complete request head
     keepalive_timeout: float = 30.0  # seconds an idle connection stays open between requests
     drain_timeout: float = 15.0  # seconds SIGTERM waits for responses in flight
+    # Seconds after SIGTERM during which /readyz answers 503 while the server still accepts and
+    # serves (a load balancer takes it out of rotation), before the drain starts.
+    drain_delay: float = 0.0
     # Where state that must survive restarts is kept (generated ingest secrets); relative to the
     # config file's folder.
     state_dir: Path = field(default_factory=DEFAULT_STATE_DIR.expanduser)
@@ -245,10 +248,10 @@ def _server(c: Checker, raw: Any, base: Path) -> ServerConfig:
     if max_url_bytes < 256:
         c.bad("server.max_url_bytes", f"must be >= 256, got {max_url_bytes}")
     seconds: dict[str, float] = {}
-    for name in ("header_timeout", "keepalive_timeout", "drain_timeout"):
+    for name in ("header_timeout", "keepalive_timeout", "drain_timeout", "drain_delay"):
         value = float(c.typed(t, name, "server", float, getattr(d, name)))
         # A drain of 0 closes every connection at once; a zero header/idle timeout serves nobody.
-        zero_ok = name == "drain_timeout"
+        zero_ok = name in ("drain_timeout", "drain_delay")
         if not (value >= 0 if zero_ok else value > 0) or not value <= 3600:
             bound = ">= 0" if zero_ok else "> 0"
             c.bad(f"server.{name}", f"must be {bound} and <= 3600 seconds, got {value}")
@@ -277,6 +280,7 @@ def _server(c: Checker, raw: Any, base: Path) -> ServerConfig:
         max_url_bytes=max_url_bytes,
         header_timeout=seconds["header_timeout"],
         keepalive_timeout=seconds["keepalive_timeout"],
+        drain_delay=seconds["drain_delay"],
         drain_timeout=seconds["drain_timeout"],
         **ints,
     )
