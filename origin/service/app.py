@@ -17,7 +17,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from origin.core import pipeline, urls
 from origin.core.errors import MediaError, NotFoundError
 from origin.core.urls import Format, Protocol, UrlError
-from origin.service import auth, delivery, fastpath, http
+from origin.service import auth, delivery, fastpath, http, metrics
 from origin.service.cache import ENTRY_OVERHEAD, ROUTE_CACHE_BYTES, ByteLRU
 from origin.service.cors import Cors
 from origin.service.fastpath import FAST
@@ -229,10 +229,13 @@ async def _clear_segment(
     fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
     inflight[cache_key] = fut
     try:
+        started = time.perf_counter()
         pres = asset.presentation
         plan = pipeline.plan_reads(pres, ref)
         chunks = await read_spans(asset.files, plan.spans)
         data = pipeline.build_segment(pres, ref, plan, chunks)
+        fmt = ref.format.value if ref.format is not None else "smooth"
+        metrics.observe_build(fmt, time.perf_counter() - started)
         state.segments.put(cache_key, data)
         fut.set_result(data)
         return data
@@ -294,6 +297,7 @@ async def key_service(request: web.Request) -> web.StreamResponse:
     if key.policy is not None:
         decision = auth.decide(request, key.policy, kid, state.config.server.trusted_proxies)
         if not decision.allowed:
+            metrics.RECORD.key_refused(decision.status, decision.reason)
             return auth.refusal_response(decision)
         until = decision.until
     if request.method == "POST":
@@ -358,6 +362,41 @@ async def ready(request: web.Request) -> web.StreamResponse:
     return web.json_response(body, status=status, headers=http.cache_headers(http.NO_STORE))
 
 
+async def metrics_page(request: web.Request) -> web.StreamResponse:
+    """Prometheus text exposition (see origin.service.metrics)."""
+    body, content_type = metrics.render(_gauges(request.app)())
+    return web.Response(
+        body=body, headers={"Content-Type": content_type, **http.cache_headers(http.NO_STORE)}
+    )
+
+
+def _gauges(app: web.Application) -> Callable[[], list[metrics.Gauges]]:
+    """What /metrics and the flush read now: caches, lazy assets, live ingest lag."""
+
+    def read(ex: metrics.Exported) -> None:
+        state = app[STATE].current
+        caches: dict[str, ByteLRU[Any]] = {
+            "segments": state.segments,
+            "manifests": state.manifests,
+            "routes": app[ROUTES],
+            "answers": state.answers,
+        }
+        for name, cache in caches.items():
+            ex.cache_bytes.labels(name).set(cache.used)
+            ex.cache_capacity.labels(name).set(cache.capacity)
+            if name != "answers":  # the fast path looks its answers up uncounted
+                ex.lookups(name, cache.hits, cache.misses)
+        ex.lookups("answers", app[FAST].hits, 0)
+        ex.not_indexed.set(len(state.pending))
+        now = time.time()
+        for name, lc in app[CHANNELS].by_name.items():
+            for stream in lc.index.status(now).streams:
+                if stream.lag is not None:
+                    ex.lag.labels(name, stream.stream_id).set(stream.lag)
+
+    return lambda: [read]
+
+
 async def channels_status(request: web.Request) -> web.StreamResponse:
     """Each channel's state: connected streams, newest fragment, window, ingest lag."""
     now = time.time()
@@ -414,6 +453,8 @@ def build_app(state: State) -> web.Application:
     setup_channels(app, app[STATE])
     app.router.add_get("/healthz", health)
     app.router.add_get("/readyz", ready)
+    app.router.add_get("/metrics", metrics_page)
+    app.cleanup_ctx.append(lambda a: metrics.run_flushing(a, _gauges(a)))
     app.router.add_get("/channels", channels_status)
     app.router.add_get(TIME_PATH, clock)
     app.router.add_get("/key", key_service)

@@ -41,6 +41,7 @@ from aiohttp.web_log import AccessLogger
 from origin.service.fastpath import FAST, FastPath, Heads, request_key
 from origin.service.http import NO_STORE, cache_headers
 from origin.service.logs import REQUESTS, access_line, clean
+from origin.service.metrics import RECORD
 
 log = logging.getLogger("origin")
 
@@ -195,6 +196,7 @@ class _SafeRequestHandler(RequestHandler):
             parts += (answer.head, date, answer.tail)
         transport.writelines(parts)
         fast.hits += len(answers)
+        RECORD.replayed(answers, len(date))
         self._manager.requests_count += len(answers)  # type: ignore[union-attr]
         loop = self._timer_loop
         if self._keepalive_timeout:
@@ -227,6 +229,7 @@ class _SafeRequestHandler(RequestHandler):
         self, request: web.BaseRequest, response: web.StreamResponse, time: float | None
     ) -> None:
         self._responses_sent += 1  # aiohttp calls this once a response is written, sent or not
+        RECORD.answered(request.method, request.path, response.status, response.body_length)
         if self._fast is not None:
             self._fast.store(request, response)
         super().log_access(request, response, time)
@@ -330,10 +333,12 @@ class _SafeServer(web.Server):
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
         self._open[handler] = transport
+        RECORD.connections += 1
         self.limits.check_connections(len(self._open))
 
     def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
-        self._open.pop(handler, None)
+        if self._open.pop(handler, None) is not None:
+            RECORD.connections -= 1
         super().connection_lost(handler, exc)
 
     async def shutdown(self, timeout: float | None = None) -> None:
@@ -348,6 +353,7 @@ class _SafeServer(web.Server):
         except TimeoutError:
             left = list(self._open.values())
             self._open.clear()
+            RECORD.connections -= len(left)
             for transport in left:
                 transport.abort()  # close() would wait to flush to a client that does not read
             log.warning(

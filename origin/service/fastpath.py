@@ -37,6 +37,7 @@ from aiohttp import web
 from aiohttp.http import HttpVersion11
 
 from origin.service.cache import ENTRY_OVERHEAD, ByteLRU
+from origin.service.metrics import kind_of
 
 # Request headers a fast-path request may carry: those that do not change the answer, and those
 # that are part of its key (_KEYED); ``connection`` must say keep-alive or be absent.
@@ -119,6 +120,7 @@ class Answer:
     tail: bytes  # the rest of the headers, the blank line and the body
     status: int
     path: str  # the request's decoded path, for the access log
+    counted: tuple[str, int] = ("other", 0)  # (route kind, status), for the metrics
     until: float | None = None  # valid before this time.time(), if set
     check: Callable[[], bool] | None = None  # still valid while this returns True, if set
 
@@ -228,6 +230,7 @@ class FastPath:
             tail=b"\r\n" + "".join(tail).encode("latin-1") + b"\r\n" + body,
             status=response.status,
             path=request.path,
+            counted=(kind_of("GET", request.path), response.status),
             until=allowance.until,
             check=allowance.check,
         )

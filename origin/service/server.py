@@ -22,7 +22,7 @@ from aiohttp import web
 
 from origin.core import urls
 from origin.core.urls import Format
-from origin.service import delivery, logs, memory
+from origin.service import delivery, logs, memory, metrics
 from origin.service.app import STATE, AccessLogger, build_app
 from origin.service.config import AssetConfig, Config
 from origin.service.connections import Limits, SafeAppRunner, raise_nofile_limit
@@ -248,6 +248,16 @@ def _serve_workers(config: Config) -> int:
     live_note = (
         f"  live channels {', '.join(dropped)} NOT served: they need workers = 1" if dropped else ""
     )
+    made = metrics.multiprocess_dir()  # before any worker starts: they read it at start
+    try:
+        return _run_workers(config, live_note)
+    finally:
+        if made is not None:
+            metrics.remove_dir(made)
+
+
+def _run_workers(config: Config, live_note: str) -> int:
+    server = config.server
     ctx = multiprocessing.get_context("spawn")
     ready: Queue[int] = ctx.Queue()
     procs = [
@@ -277,6 +287,8 @@ def _serve_workers(config: Config) -> int:
         signal.signal(sig, forward)
     for p in procs:
         p.join()
+        if p.pid:
+            metrics.worker_gone(p.pid)
     return 0
 
 

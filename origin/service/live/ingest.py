@@ -29,6 +29,7 @@ from origin.service.live.archive import ArchiveFile
 from origin.service.live.auth import check_ingest
 from origin.service.live.channels import CHANNELS, LiveChannel
 from origin.service.logs import clean
+from origin.service.metrics import RECORD
 
 log = logging.getLogger("origin.live")
 
@@ -126,6 +127,7 @@ async def _receive(request: web.Request, lc: LiveChannel, stream: str) -> web.St
                 elif isinstance(event, Chunk):
                     conn.chunk(event, time.time())
                     fragments += 1
+                    RECORD.fragments[channel] += 1
             if archive is not None:
                 await archive.write(data)
         parser.close()
