@@ -99,6 +99,7 @@ class Movie:
     timescale: int  # mvhd
     tracks: tuple[Track, ...]
     fragmented: bool = False
+    modified: float | None = None  # mvhd's modification time (Unix seconds), if the muxer set one
 
     def video(self) -> list[Track]:
         return [t for t in self.tracks if t.kind is Kind.VIDEO]

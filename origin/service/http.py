@@ -1,8 +1,8 @@
 """HTTP response rules for players and CDNs: validators, byte ranges, cache headers.
 
-Modelled on aiohttp's ``web_fileresponse``: strong ETag, ``If-None-Match`` → 304, a single
-``Range`` → 206, an unsatisfiable one → 416 with ``Content-Range: bytes */len``; ``If-Range`` with
-a different validator serves the whole entity. A multi-range request is answered with the whole
+Modelled on aiohttp's ``web_fileresponse``: strong ETag, ``If-None-Match`` (else
+``If-Modified-Since``) → 304, a single ``Range`` → 206, an unsatisfiable one → 416 with
+``Content-Range: bytes */len``; ``If-Range`` with a different validator serves the whole entity. A multi-range request is answered with the whole
 entity (RFC 9110 lets a server ignore Range), which every player handles.
 
 A body may be :class:`~origin.service.sliced.Deferred` (an encrypted segment not encrypted yet):
@@ -124,6 +124,11 @@ def entity_response(
     inm = request.headers.get("If-None-Match")
     if etag and inm is not None and _etag_match(inm, etag):
         return web.Response(status=304, headers=headers)
+    # RFC 9110 §13.1.3: only without If-None-Match, at the resolution of an HTTP date.
+    if inm is None and last_modified is not None and request.method in ("GET", "HEAD"):
+        since = request.if_modified_since
+        if since is not None and int(last_modified) <= since.timestamp():
+            return web.Response(status=304, headers=headers)
     length = len(body)
     rng = request.headers.get("Range")
     if_range = request.headers.get("If-Range")

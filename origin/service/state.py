@@ -108,9 +108,11 @@ class State:
 
 
 def _version(cfg: AssetConfig, files: list[SourceFile]) -> str:
+    """What the ETags derive from: the files' content (their fingerprints) and the config that
+    shapes the output, never a path or an mtime, so every origin node gives the same."""
     h = hashlib.blake2b(digest_size=16)
     for f in files:
-        h.update(f"{f.path}\0{f.size}\0{f.mtime}\0".encode())
+        h.update(f"{f.fingerprint}\0".encode())
     h.update(f"{cfg.segment_duration}\0{cfg.protection}\0{cfg.key_id}\0".encode())
     h.update(cfg.key or b"")  # a new key under the same id changes every encrypted byte
     h.update(cfg.iv or b"")
@@ -132,7 +134,11 @@ def load_asset(cfg: AssetConfig) -> Asset:
     except BaseException:
         close_all(files)
         raise
-    return Asset(cfg, files, pres, _version(cfg, files), max(f.mtime for f in files))
+    # Last-Modified: the muxer's own time when every file records one (the same on every node),
+    # else the files' mtime (the same where copies keep it: rsync -t, cp -p).
+    recorded = [m.modified for m in movies if m.modified is not None]
+    modified = max(recorded) if len(recorded) == len(movies) else max(f.mtime for f in files)
+    return Asset(cfg, files, pres, _version(cfg, files), modified)
 
 
 def _reusable(old: Asset | None, cfg: AssetConfig) -> Asset | None:

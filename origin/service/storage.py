@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import hashlib
 import logging
 import os
 import stat
@@ -34,6 +35,9 @@ class SourceFile:
     fd: int
     size: int
     mtime: float
+    # A digest of what loading read (box headers and the index boxes): the same file content
+    # gives the same digest on every machine, wherever it lies and whatever its mtime.
+    fingerprint: str = ""
 
     def read(self, offset: int, size: int) -> bytes:
         return os.pread(self.fd, size, offset)
@@ -67,13 +71,20 @@ def open_source(path: Path) -> SourceFile:
 def load_movie(src: SourceFile) -> Movie:
     """Parse a source file's index, reading only box headers and the moov."""
 
+    digest = hashlib.blake2b(str(src.size).encode(), digest_size=16)
+
     def read(offset: int, size: int) -> bytes:
-        return src.read(offset, min(size, max(src.size - offset, 0)))
+        data = src.read(offset, min(size, max(src.size - offset, 0)))
+        digest.update(offset.to_bytes(8, "big"))
+        digest.update(data)
+        return data
 
     try:
-        return drive(parse_movie(src.size), read)
+        movie = drive(parse_movie(src.size), read)
     except MediaError as e:
         raise MediaError(f"{src.path}: {e}") from None
+    src.fingerprint = digest.hexdigest()
+    return movie
 
 
 class SourceUnavailable(MediaError):

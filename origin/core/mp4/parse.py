@@ -220,6 +220,8 @@ class _TrackHeader:
 
 
 _HEADER_FIELDS = tuple(f.name for f in fields(_TrackHeader))
+_MP4_EPOCH = 2_082_844_800  # ISO/IEC 14496-12 times count seconds from 1904-01-01 UTC
+_SANE_TIMES = (631_152_000, 4_102_444_800)  # 1990-01-01 .. 2100-01-01
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +229,7 @@ class _Moov:
     timescale: int
     tracks: tuple[tuple[_TrackHeader, SampleIndex], ...]
     trex: dict[int, Defaults] | None  # None: not fragmented (no mvex)
+    modified: float | None = None  # mvhd
 
     def fragment_tracks(self) -> dict[int, tuple[SampleIndex, bool]]:
         return {h.track_id: (index, h.kind is Kind.AUDIO) for h, index in self.tracks}
@@ -234,14 +237,14 @@ class _Moov:
     def movie(self, frags: Fragments | None) -> Movie:
         if frags is None:
             tracks = tuple(h.with_samples(index) for h, index in self.tracks)
-            return Movie(timescale=self.timescale, tracks=tracks, fragmented=False)
+            return Movie(self.timescale, tracks, fragmented=False, modified=self.modified)
         indexes = frags.indexes()
         tracks = tuple(
             replace(h, pts_shift=h.pts_shift - rebase).with_samples(index)
             for h, _ in self.tracks
             for index, rebase in [indexes[h.track_id]]
         )
-        return Movie(timescale=self.timescale, tracks=tracks, fragmented=True)
+        return Movie(self.timescale, tracks, fragmented=True, modified=self.modified)
 
 
 def parse_header_moov(buf: bytes) -> tuple[tuple[Track, ...], dict[int, Defaults]]:
@@ -251,7 +254,7 @@ def parse_header_moov(buf: bytes) -> tuple[tuple[Track, ...], dict[int, Defaults
     Tracks of another codec (HEVC, text...) are left out rather than refused: an ingest stream
     carries what the encoder has, and the origin serves what it can of it.
     """
-    timescale, boxes = _mvhd(buf)
+    timescale, boxes, _ = _mvhd(buf)
     headers = _traks(buf, boxes, timescale, skip_unsupported=True)
     mvex = next((b for b in boxes if b.type == "mvex"), None)
     if mvex is None:
@@ -259,8 +262,9 @@ def parse_header_moov(buf: bytes) -> tuple[tuple[Track, ...], dict[int, Defaults
     return tuple(h.with_samples(empty_index()) for h, _ in headers), parse_mvex(buf, mvex)
 
 
-def _mvhd(buf: bytes) -> tuple[int, list[BoxHeader]]:
-    """The movie timescale and the moov's children."""
+def _mvhd(buf: bytes) -> tuple[int, list[BoxHeader], float | None]:
+    """The movie timescale, the moov's children and the modification time the muxer recorded
+    (Unix seconds; None when it wrote none, 0, or one outside 1990..2100)."""
     moov = read_header(buf, 0, len(buf))
     boxes = list(children(buf, moov.payload, moov.end))
     mvhd = next((b for b in boxes if b.type == "mvhd"), None)
@@ -268,11 +272,17 @@ def _mvhd(buf: bytes) -> tuple[int, list[BoxHeader]]:
         raise MediaError("moov has no mvhd")
     r = Reader(buf, mvhd)
     version, _ = r.full()
-    r.skip(16 if version == 1 else 8)  # creation and modification times
+    if version == 1:
+        r.skip(8)
+        modified = r.u64()
+    else:
+        r.skip(4)
+        modified = r.u32()
     timescale = r.u32()
     if timescale == 0:
         raise MediaError("mvhd timescale is 0")
-    return timescale, boxes
+    unix = modified - _MP4_EPOCH
+    return timescale, boxes, float(unix) if _SANE_TIMES[0] < unix < _SANE_TIMES[1] else None
 
 
 def _traks(
@@ -290,7 +300,7 @@ def _traks(
 
 
 def _parse_moov(buf: bytes, file_size: int) -> _Moov:
-    timescale, boxes = _mvhd(buf)
+    timescale, boxes, modified = _mvhd(buf)
     headers = _traks(buf, boxes, timescale)
     mvex = next((b for b in boxes if b.type == "mvex"), None)
     # In a fragmented file the stbl tables are usually empty; any samples they do hold come
@@ -299,7 +309,7 @@ def _parse_moov(buf: bytes, file_size: int) -> _Moov:
         (header, sample_index(buf, stbl, file_size, header.track_id)) for header, stbl in headers
     )
     trex = parse_mvex(buf, mvex) if mvex is not None else None
-    return _Moov(timescale, tracks, trex)
+    return _Moov(timescale, tracks, trex, modified)
 
 
 def _parse_trak(
