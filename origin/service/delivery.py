@@ -82,12 +82,18 @@ def key_uri(state: State, key: ContentKey | None, route: urls.MediaPath) -> str 
     )
 
 
+SIGNATURE_STEP = 60  # seconds
+
+
 def signed_query(state: State, path: str, lifetime: float) -> str:
     """The signed segment URL parameter for the folder of ``path`` (the asset's or channel's,
     after any locator), valid ``lifetime`` seconds from now."""
     folder = path[: path.lower().index(".ism") + 4]
     folder += "l/" if path[len(folder) : len(folder) + 1].lower() == "l" else "/"
-    return urlsig.query(state.signing_key, folder + "*", math.ceil(time.time() + lifetime))
+    # Rounded up to the minute: every viewer authorized within it gets the same URLs, which a
+    # cache keyed on the whole URL then holds once for all of them.
+    exp = math.ceil((time.time() + lifetime) / SIGNATURE_STEP) * SIGNATURE_STEP
+    return urlsig.query(state.signing_key, folder + "*", exp)
 
 
 def segment_refusal(state: State, request: web.Request) -> web.Response | None:

@@ -2,8 +2,9 @@
 
 Modelled on aiohttp's ``web_fileresponse``: strong ETag, ``If-None-Match`` (else
 ``If-Modified-Since``) → 304, a single ``Range`` → 206, an unsatisfiable one → 416 with
-``Content-Range: bytes */len``; ``If-Range`` with a different validator serves the whole entity. A multi-range request is answered with the whole
-entity (RFC 9110 lets a server ignore Range), which every player handles.
+``Content-Range: bytes */len``; ``If-Range`` with a different validator serves the whole entity.
+A multi-range request is answered with the whole entity (RFC 9110 lets a server ignore Range),
+which every player handles.
 
 A body may be :class:`~origin.service.sliced.Deferred` (an encrypted segment not encrypted yet):
 a 304, a 416 or a HEAD never computes it, and a whole one bigger than a slice is made and written
