@@ -6,11 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages, only those missing: ffmpeg for the media tests, chromium (and npm, if the
-# machine has no Node.js) for the real-player tests in tests/service/test_browser.py.
+# machine has no Node.js) for the real-player tests in tests/service/test_browser.py, nginx for
+# the cache in front of the origin in tests/service/test_cdn.py.
 DEBS=()
 if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then DEBS+=(ffmpeg); fi
 if ! command -v chromium >/dev/null; then DEBS+=(chromium); fi
 if ! command -v npm >/dev/null; then DEBS+=(npm); fi
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then DEBS+=(nginx); fi
 if [ "${#DEBS[@]}" -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"
