@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,7 +25,7 @@ from origin.service.fastpath import FAST
 from origin.service.live.channels import CHANNELS, setup_channels
 from origin.service.live.ingest import expect, ingest
 from origin.service.live.player import TIME_PATH, clock, live_stream
-from origin.service.logs import REQUESTS, access_line, clean
+from origin.service.logs import REQUESTS, AccessFormat, access_line, clean, new_request_id
 from origin.service.proxy.route import setup_proxy
 from origin.service.state import Asset, ContentKey, State
 from origin.service.storage import SourceUnavailable, read_spans
@@ -63,11 +64,30 @@ class AccessLogger(AbstractAccessLogger):
             response.status,
             response.body_length,
             time,
+            request.headers.get("User-Agent"),
+            response.headers.get(REQUEST_ID),
         )
 
     @property
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
+
+
+REQUEST_ID = "X-Request-Id"
+_REQUEST_ID_OK = re.compile(r"[!-~]{1,128}")  # visible ASCII, bounded: it is echoed and logged
+
+
+@web.middleware
+async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Echo a client's X-Request-Id (a sane one), or make one when access lines are JSON."""
+    given = request.headers.get(REQUEST_ID)
+    rid = given if given is not None and _REQUEST_ID_OK.fullmatch(given) else None
+    if rid is None and AccessFormat.json:
+        rid = new_request_id()
+    response = await handler(request)
+    if rid is not None:
+        response.headers[REQUEST_ID] = rid
+    return response
 
 
 @web.middleware
@@ -444,7 +464,7 @@ def build_app(state: State) -> web.Application:
     """The application serving ``state``; it closes the state's files on cleanup."""
     cors = Cors(state.config.server.cors_origins, state.config.server.cors_max_age)
     app = web.Application(
-        middlewares=[cors.middleware, url_limit, errors], client_max_size=64 * 1024
+        middlewares=[request_id, cors.middleware, url_limit, errors], client_max_size=64 * 1024
     )
     app[STATE] = Live(state)
     app[INFLIGHT] = {}

@@ -40,7 +40,7 @@ from aiohttp.web_log import AccessLogger
 
 from origin.service.fastpath import FAST, FastPath, Heads, request_key
 from origin.service.http import NO_STORE, cache_headers
-from origin.service.logs import REQUESTS, access_line, clean
+from origin.service.logs import REQUESTS, AccessFormat, access_line, clean, new_request_id
 from origin.service.metrics import RECORD
 
 log = logging.getLogger("origin")
@@ -192,8 +192,15 @@ class _SafeRequestHandler(RequestHandler):
             answers.append(answer)
         date = fast.date.value(now)
         parts: list[bytes] = []
-        for answer in answers:
-            parts += (answer.head, date, answer.tail)
+        ids: list[str | None] = [None] * len(answers)
+        if AccessFormat.json:  # each answer its request id, as aiohttp's answers have
+            made = [new_request_id() for _ in answers]
+            ids = list(made)
+            for answer, rid in zip(answers, made, strict=True):
+                parts += (answer.head, date, b"\r\nX-Request-Id: " + rid.encode(), answer.tail)
+        else:
+            for answer in answers:
+                parts += (answer.head, date, answer.tail)
         transport.writelines(parts)
         fast.hits += len(answers)
         RECORD.replayed(answers, len(date))
@@ -208,7 +215,8 @@ class _SafeRequestHandler(RequestHandler):
         if self._logging_enabled and self.access_logger is not None:
             peer = transport.get_extra_info("peername")
             remote = peer[0] if isinstance(peer, tuple) else peer
-            for answer in answers:
+            for answer, head, answer_id in zip(answers, heads, ids, strict=True):
+                agent = next((v for n, v in head.headers if n.lower() == b"user-agent"), None)
                 access_line(
                     self.access_logger.logger,
                     remote,
@@ -217,6 +225,8 @@ class _SafeRequestHandler(RequestHandler):
                     answer.status,
                     len(answer.head) + len(date) + len(answer.tail),  # as aiohttp counts
                     time.time() - now,
+                    agent.decode("latin-1") if agent is not None else None,
+                    answer_id,
                 )
         return True
 

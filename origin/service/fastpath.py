@@ -220,6 +220,8 @@ class FastPath:
         tail: list[str] = []
         part = head
         for name, value in headers.items():
+            if name == "X-Request-Id":  # one request's: a replay writes its own (JSON logs)
+                continue
             if name == "Date":
                 head.append("Date: ")
                 part = tail

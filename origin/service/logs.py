@@ -9,10 +9,13 @@ logger at INFO, so ``ORIGIN_LOG_LEVEL=WARNING`` (or a logger config) turns them 
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TextIO
 
 REQUESTS = logging.getLogger("origin.requests")  # one line per refused or unreadable request
@@ -38,6 +41,12 @@ def clean(value: object, limit: int = VALUE_LIMIT) -> str:
     return text.translate(_TABLE)
 
 
+class AccessFormat:
+    """How access lines are written: text (``ACCESS_FORMAT``) or one JSON object per line."""
+
+    json = False  # set once at start from server.access_log_format
+
+
 def access_line(  # noqa: PLR0917 - the fields of one access log line
     logger: logging.Logger,
     remote: object,
@@ -46,11 +55,44 @@ def access_line(  # noqa: PLR0917 - the fields of one access log line
     status: int,
     size: int,
     seconds: float,
+    agent: str | None = None,
+    request_id: str | None = None,
 ) -> None:
     """One access log line, the same from aiohttp's path and from the fast path."""
-    logger.info(
-        ACCESS_FORMAT, clean(remote), clean(method), clean(path), status, size, seconds * 1000
-    )
+    if not AccessFormat.json:
+        logger.info(
+            ACCESS_FORMAT, clean(remote), clean(method), clean(path), status, size, seconds * 1000
+        )
+        return
+    # JSON escapes every control character itself; long values are still cut.
+    line = {
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "peer": _cut(str(remote)),
+        "method": _cut(method),
+        "path": _cut(path),
+        "status": status,
+        "bytes": size,
+        "duration": round(seconds, 6),
+        "user_agent": _cut(agent or ""),
+        "request_id": request_id or "",
+    }
+    logger.info("%s", json.dumps(line, ensure_ascii=True))
+
+
+def new_request_id() -> str:
+    """A request id for X-Request-Id and the JSON access line (64 random bits, hex)."""
+    return os.urandom(8).hex()
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= VALUE_LIMIT else f"{text[:VALUE_LIMIT]}…[{len(text)} chars]"
+
+
+def json_access_handler(stream: TextIO) -> logging.Handler:
+    """The access logger's own handler in JSON mode: the line is the object, nothing around."""
+    out = logging.StreamHandler(stream)
+    out.setFormatter(logging.Formatter("%(message)s"))
+    return out
 
 
 @dataclass(slots=True)

@@ -161,6 +161,11 @@ async def serve(
     app = build_app(state)  # its cleanup closes the state that is current then
     app.cleanup_ctx.append(memory.trimming)
     srv = state.config.server
+    if srv.access_log_format == "json":
+        logs.AccessFormat.json = True
+        access = logging.getLogger(logs.ACCESS_LOGGER)
+        access.handlers[:] = [logs.json_access_handler(sys.stderr)]
+        access.propagate = False  # the object alone on its line, not in the text format
     runner = SafeAppRunner(
         app,
         limits=Limits(header_timeout=srv.header_timeout, nofile=raise_nofile_limit()),

@@ -66,6 +66,9 @@ class ServerConfig:
     cors_origins: tuple[str, ...] = ()  # empty: "*"
     cors_max_age: int = 86400
     access_log: bool = True
+    # "text" (one line: peer, request, status, size, time) or "json" (one object per line, with
+    # the user agent and a request id, X-Request-Id then generated when the client sent none).
+    access_log_format: str = "text"
     manifest_max_age: int = 86400
     segment_max_age: int = 31536000
     # Peers whose X-Forwarded-For is believed (ip restrictions); nobody's by default.
@@ -224,6 +227,10 @@ def _server(c: Checker, raw: Any, base: Path) -> ServerConfig:
     if not 10 <= lifetime <= 7 * 86400:
         c.bad("server.signed_url_lifetime", f"must be 10..604800 seconds, got {lifetime}")
         lifetime = d.signed_url_lifetime
+    log_format = c.typed(t, "access_log_format", "server", str, d.access_log_format)
+    if log_format not in ("text", "json"):
+        c.bad("server.access_log_format", f'must be "text" or "json", got {log_format!r}')
+        log_format = d.access_log_format
     index = c.typed(t, "index", "server", str, d.index)
     if index not in INDEX_MODES:
         c.bad("server.index", f"must be one of {', '.join(INDEX_MODES)}, got {index!r}")
@@ -276,6 +283,7 @@ def _server(c: Checker, raw: Any, base: Path) -> ServerConfig:
         signed_url_lifetime=lifetime,
         cors_origins=tuple(o for o in origins if isinstance(o, str)),
         access_log=c.typed(t, "access_log", "server", bool, d.access_log),
+        access_log_format=log_format,
         trusted_proxies=tuple(proxies),
         max_url_bytes=max_url_bytes,
         header_timeout=seconds["header_timeout"],
