@@ -8,11 +8,13 @@ import contextlib
 import dataclasses
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import queue
 import signal
 import socket
 import sys
+import time
 from collections.abc import Coroutine, Sequence
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
@@ -24,11 +26,11 @@ from origin.core import urls
 from origin.core.urls import Format
 from origin.service import delivery, logs, memory, metrics
 from origin.service.app import STATE, AccessLogger, build_app
-from origin.service.config import AssetConfig, Config
+from origin.service.config import AssetConfig, Config, ConfigError, load_config, resolve_secrets
 from origin.service.connections import Limits, SafeAppRunner, raise_nofile_limit
 from origin.service.live.channels import CHANNELS
 from origin.service.proxy.route import PROXY
-from origin.service.reload import Reloader
+from origin.service.reload import Reloader, keep_overrides
 from origin.service.state import State, build_state
 from origin.service.tokens.verified import VERIFIED
 
@@ -231,11 +233,28 @@ def run(config: Config) -> int:
     return 0
 
 
-def _worker(config: Config, ready: Queue[int]) -> None:
+def _worker(config: Config, ready: Queue[int], restarted: bool = False) -> None:
     setup_process()
+    if restarted:
+        config = _current_config(config)
     state = build_state(config)
     sock = listen_socket(config.server.host, config.server.port, reuse_port=True)
     _run_loop(serve(state, sock, ready=ready))
+
+
+def _current_config(started: Config) -> Config:
+    """For a worker started in place of one that died: the config file as it is now (the others
+    have reloaded it on every SIGHUP since), with the command line's overrides; the config the
+    server started with if the file cannot be loaded now."""
+    if started.path is None:
+        return started
+    try:
+        current = keep_overrides(load_config(started.path), started)
+        current = resolve_secrets(current, current.server.state_dir)
+    except ConfigError as e:
+        log.error("worker: the config no longer loads, starting with the first one: %s", e)
+        return started
+    return dataclasses.replace(current, channels=())  # as the other workers: no live
 
 
 def _serve_workers(config: Config) -> int:
@@ -280,20 +299,43 @@ def _run_workers(config: Config, live_note: str) -> int:
             _signal_all(procs, signal.SIGTERM)
             return 1
     print(summary(state, server.host, server.port), flush=True)
-    print(f"  {server.workers} worker processes", flush=True)
+    pids = ", ".join(str(p.pid) for p in procs)
+    print(f"  {server.workers} worker processes (pids {pids})", flush=True)
     if live_note:
         print(live_note, flush=True)
     state.close()
+    stopping = False
 
     def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = stopping or signum in (signal.SIGINT, signal.SIGTERM)
         _signal_all(procs, signal.SIGTERM if signum == signal.SIGINT else signum)
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, forward)
-    for p in procs:
-        p.join()
-        if p.pid:
-            metrics.worker_gone(p.pid)
+    started = {p.pid: time.monotonic() for p in procs}
+    while procs:
+        by_sentinel = {p.sentinel: p for p in procs}
+        for sentinel in multiprocessing.connection.wait(list(by_sentinel)):
+            p = by_sentinel[sentinel]  # type: ignore[index]
+            p.join()
+            procs.remove(p)
+            if p.pid:
+                metrics.worker_gone(p.pid)
+            if stopping:
+                continue
+            # A worker that dies at once would die again at once: not faster than once a second.
+            lived = time.monotonic() - started.pop(p.pid, 0.0)
+            if lived < 1.0:
+                time.sleep(1.0 - lived)
+            again = ctx.Process(target=_worker, args=(config, ready, True), daemon=True)
+            again.start()
+            procs.append(again)
+            started[again.pid] = time.monotonic()
+            log.warning(
+                "worker %s exited (status %s); worker %s started in its place",
+                p.pid, p.exitcode, again.pid,
+            )  # fmt: skip
     return 0
 
 

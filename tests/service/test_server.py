@@ -539,3 +539,29 @@ def test_sighup_reloads_the_config_and_a_bad_one_is_refused_and_the_old_kept(
         assert "assets[1].name" in "".join(s.output)
         assert s.request("/more.ism/manifest(format=m3u8-aapl)").status == 200
         assert s.request("/bbb.ism/manifest(format=m3u8-aapl)").status == 200
+
+
+def test_a_worker_that_dies_is_replaced_and_the_port_keeps_serving(tmp_path: Path) -> None:
+    import os  # noqa: PLC0415
+    import re  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with run_server("--workers", "2", "--port", str(port)) as s:
+        line = next(ln for ln in s.output if "worker processes (pids" in ln)
+        pids = [int(p) for p in re.findall(r"\d+", line.split("pids", 1)[1])]
+        assert len(pids) == 2
+        os.kill(pids[0], signal.SIGKILL)
+        assert _wait_for(lambda: any("started in its place" in ln for ln in s.output))
+        replaced = next(ln for ln in s.output if "started in its place" in ln)
+        assert f"worker {pids[0]} exited (status -9)" in replaced
+        new = int(replaced.rsplit("worker ", 1)[1].split()[0])
+        assert new not in pids
+        for _ in range(20):  # new connections land on both workers, the new one included
+            assert s.request("/sample.ism/manifest(format=m3u8-aapl)").status == 200
+        s.proc.send_signal(signal.SIGTERM)
+        assert s.proc.wait(timeout=30) == 0
+        assert not any("started in its place" in ln for ln in s.output if ln is not replaced)
