@@ -1,0 +1,96 @@
+"""scripts/locustfile.py: 50 player-like viewers for 30 s, VOD and live, without one failure."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.server import ROOT, SAMPLE_DIR, SAMPLE_KEY, SAMPLE_KID, run_server
+
+pytestmark = pytest.mark.slow
+LOCUSTFILE = ROOT / "scripts" / "locustfile.py"
+FILES = ", ".join(f'"{SAMPLE_DIR / f"sample_{n}.mp4"}"' for n in ("240p", "360p", "480p"))
+CONFIG = f"""
+[server]
+access_log = false
+[[assets]]
+name = "bbb"
+files = [{FILES}]
+segment_duration = 4.0
+protection = "aes-128"
+key_id = "{SAMPLE_KID}"
+key = "{SAMPLE_KEY.hex()}"
+[[assets]]
+name = "clear"
+files = [{FILES}]
+segment_duration = 4.0
+[[channels]]
+name = "tv"
+loop = true
+asset = "clear"
+"""
+
+
+def _locust(host: str, out: Path, users: int, seconds: int) -> dict[str, dict[str, str]]:
+    env = {
+        **os.environ, "ORIGIN_HLS_ASSETS": "bbb", "ORIGIN_CLEAR_ASSETS": "clear",
+        "ORIGIN_CHANNELS": "tv", "ORIGIN_SESSION": "12",
+    }  # fmt: skip
+    cmd = [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", str(users),
+        "-r", str(users), "-t", f"{seconds}s", "--host", host, "--csv", str(out / "run"),
+        "--only-summary", "--exit-code-on-error", "1",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 90)
+    with (out / "run_stats.csv").open() as f:
+        rows = {f"{r['Type']} {r['Name']}": r for r in csv.DictReader(f)}
+    assert done.returncode == 0, done.stderr[-3000:]
+    return rows
+
+
+def test_fifty_viewers_of_every_kind_play_30_s_vod_and_live_without_a_failure(
+    tmp_path: Path,
+) -> None:
+    cfg = tmp_path / "origin.toml"
+    cfg.write_text(CONFIG)
+    with run_server("--config", str(cfg)) as server:
+        rows = _locust(server.base, tmp_path, 50, 30)
+    total = rows[" Aggregated"]
+    assert int(total["Failure Count"]) == 0, {k: r["Failure Count"] for k, r in rows.items()}
+    for name in (
+        "GET segment (ts)", "GET segment (mp4)", "GET key", "GET init (mp4)",
+        "GET MPD (mpd-time-csf)", "GET Smooth manifest", "GET media playlist (m3u8-aapl)",
+        "viewer startup", "viewer played_kbps",
+    ):  # fmt: skip
+        assert int(rows[name]["Request Count"]) > 0, name
+    assert int(rows["GET segment (mp4)"]["Request Count"]) > 100
+
+
+def test_a_segment_that_does_not_decrypt_is_a_failure() -> None:
+    # In a subprocess: importing locust patches the standard library for gevent.
+    code = f"""
+import sys
+sys.path.insert(0, {str(ROOT / "scripts")!r})
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+import locustfile
+key, iv = bytes(range(16)), bytes(16)
+p = padding.PKCS7(128).padder()
+clear = p.update(b"x" * 1000) + p.finalize()
+enc = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+data = enc.update(clear) + enc.finalize()
+locustfile._check_padding(data, key, iv)
+for bad in (bytes(16), None):
+    try:
+        locustfile._check_padding(data if bad else data[:-3], bad or key, iv)
+    except locustfile.Broken as e:
+        print("refused:", e)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("refused:") == 2, out.stdout
