@@ -333,16 +333,36 @@ class HlsFmp4Viewer(_Hls):
 _NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
 
 
-class DashViewer(Viewer):
-    fmt = "mpd-time-csf"
+class _OneManifest(Viewer):
+    """DASH and Smooth: one manifest lists every level's segments; read again when live."""
+
+    abstract = True
+    query = ""  # after /manifest
 
     def open(self) -> Session | None:
         name = random.choice(CHANNELS if self.live else CLEAR_ASSETS)
-        url = f"{self.host}/{name}.{'isml' if self.live else 'ism'}/manifest(format={self.fmt})"
+        url = f"{self.host}/{name}.{'isml' if self.live else 'ism'}/manifest{self.query}"
         levels = self._read(url)
         if levels is None:
             return None
         return Session(levels, self.live, 2.0, reload=url)
+
+    def _read(self, url: str) -> list[Level] | None:  # pragma: no cover - per format
+        raise NotImplementedError
+
+    def refresh(self, s: Session) -> None:
+        assert s.reload is not None
+        fresh = self._read(s.reload)
+        if fresh is not None:
+            by_bw = {lv.bandwidth: lv for lv in fresh}
+            for level in s.levels:
+                if level.bandwidth in by_bw:
+                    level.segments = by_bw[level.bandwidth].segments
+
+
+class DashViewer(_OneManifest):
+    fmt = "mpd-time-csf"
+    query = f"(format={fmt})"
 
     def _read(self, url: str) -> list[Level] | None:
         body = self.get(url, "mpd", f"MPD ({self.fmt})")
@@ -379,25 +399,8 @@ class DashViewer(Viewer):
             levels.append(Level(int(rep.get("bandwidth", "0")), segs, init=urljoin(url, init)))
         return levels
 
-    def refresh(self, s: Session) -> None:
-        assert s.reload is not None
-        fresh = self._read(s.reload)
-        if fresh is not None:
-            by_bw = {lv.bandwidth: lv for lv in fresh}
-            for level in s.levels:
-                if level.bandwidth in by_bw:
-                    level.segments = by_bw[level.bandwidth].segments
 
-
-class SmoothViewer(Viewer):
-    def open(self) -> Session | None:
-        name = random.choice(CHANNELS if self.live else CLEAR_ASSETS)
-        url = f"{self.host}/{name}.{'isml' if self.live else 'ism'}/manifest"
-        levels = self._read(url)
-        if levels is None:
-            return None
-        return Session(levels, self.live, 2.0, reload=url)
-
+class SmoothViewer(_OneManifest):
     def _read(self, url: str) -> list[Level] | None:
         body = self.get(url, "ism", "Smooth manifest")
         if body is None:
@@ -420,13 +423,10 @@ class SmoothViewer(Viewer):
             bitrate = q.get("Bitrate", "0")
             tpl = template.replace("{bitrate}", bitrate)
             segs = [
-                (urljoin(url, tpl.replace("{start time}", str(t))), d / scale, t)
-                for t, d in times
+                (urljoin(url, tpl.replace("{start time}", str(t))), d / scale, t) for t, d in times
             ]
             levels.append(Level(int(bitrate), segs))
         return levels
-
-    refresh = DashViewer.refresh  # type: ignore[assignment]
 
 
 class LiveHlsTsViewer(HlsTsViewer):

@@ -9,7 +9,6 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -21,28 +20,15 @@ from origin.core.urls import Format, Protocol, UrlError
 from origin.service import auth, delivery, fastpath, http, metrics
 from origin.service.cache import ENTRY_OVERHEAD, ROUTE_CACHE_BYTES, ByteLRU
 from origin.service.cors import Cors
-from origin.service.fastpath import FAST
-from origin.service.live.channels import CHANNELS, setup_channels
+from origin.service.live.channels import setup_channels
 from origin.service.live.ingest import expect, ingest
 from origin.service.live.player import TIME_PATH, clock, live_stream
 from origin.service.logs import REQUESTS, AccessFormat, access_line, clean, new_request_id
 from origin.service.proxy.route import setup_proxy
+from origin.service.served import INFLIGHT, ROUTES, STATE, Live
 from origin.service.state import Asset, ContentKey, State
+from origin.service.status import channels_status, gauges, health, metrics_page, ready
 from origin.service.storage import SourceUnavailable, read_spans
-
-
-class Live:
-    """The state requests see; a config reload swaps ``current`` between two requests."""
-
-    def __init__(self, state: State) -> None:
-        self.current = state
-        self.draining = False  # SIGTERM: /readyz answers 503 while responses in flight finish
-
-
-STATE: web.AppKey[Live] = web.AppKey("state", Live)
-INFLIGHT: web.AppKey[dict[Any, asyncio.Future[bytes]]] = web.AppKey("inflight", dict)
-# Parsed request paths (successful parses only: a 404 or 400 path is parsed again each time).
-ROUTES: web.AppKey[ByteLRU[urls.Path]] = web.AppKey("routes", ByteLRU)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _MANIFEST_TYPES = {
@@ -346,105 +332,6 @@ async def key_service(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def health(request: web.Request) -> web.StreamResponse:
-    state = request.app[STATE].current
-    caches = {
-        "segments": state.segments.stats(),
-        "manifests": state.manifests.stats(),
-        "routes": request.app[ROUTES].stats(),
-        "answers": state.answers.stats(),  # the fast path's, looked up uncounted
-    }
-    return web.json_response(
-        {
-            "assets": sorted([*state.assets, *state.pending]),
-            "refused": sorted(state.refused),
-            "not_indexed": len(state.pending),  # server.index = "lazy": until first requested
-            "caches": caches,
-            "fast_path": {"hits": request.app[FAST].hits},
-        },
-        headers=http.cache_headers(http.NO_STORE),
-    )
-
-
-async def ready(request: web.Request) -> web.StreamResponse:
-    """Readiness for a load balancer: 200 once the config is loaded and the server listens
-    (assets indexed, or waiting for their first request with index = "lazy"); 503 while it
-    drains after SIGTERM. /healthz stays 200 (alive) throughout."""
-    live = request.app[STATE]
-    state = live.current
-    body = {
-        "ready": not live.draining,
-        "assets": len(state.assets) + len(state.pending),
-        "refused": len(state.refused),
-        "not_indexed": len(state.pending),
-    }
-    status = 503 if live.draining else 200
-    return web.json_response(body, status=status, headers=http.cache_headers(http.NO_STORE))
-
-
-async def metrics_page(request: web.Request) -> web.StreamResponse:
-    """Prometheus text exposition (see origin.service.metrics)."""
-    body, content_type = metrics.render(_gauges(request.app)())
-    return web.Response(
-        body=body, headers={"Content-Type": content_type, **http.cache_headers(http.NO_STORE)}
-    )
-
-
-def _gauges(app: web.Application) -> Callable[[], list[metrics.Gauges]]:
-    """What /metrics and the flush read now: caches, lazy assets, live ingest lag."""
-
-    def read(ex: metrics.Exported) -> None:
-        state = app[STATE].current
-        caches: dict[str, ByteLRU[Any]] = {
-            "segments": state.segments,
-            "manifests": state.manifests,
-            "routes": app[ROUTES],
-            "answers": state.answers,
-        }
-        for name, cache in caches.items():
-            ex.cache_bytes.labels(name).set(cache.used)
-            ex.cache_capacity.labels(name).set(cache.capacity)
-            if name != "answers":  # the fast path looks its answers up uncounted
-                ex.lookups(name, cache.hits, cache.misses)
-        ex.lookups("answers", app[FAST].hits, 0)
-        ex.not_indexed.set(len(state.pending))
-        now = time.time()
-        for name, lc in app[CHANNELS].by_name.items():
-            for stream in lc.index.status(now).streams:
-                if stream.lag is not None:
-                    ex.lag.labels(name, stream.stream_id).set(stream.lag)
-
-    return lambda: [read]
-
-
-async def channels_status(request: web.Request) -> web.StreamResponse:
-    """Each channel's state: connected streams, newest fragment, window, ingest lag."""
-    now = time.time()
-    out = []
-    for name, lc in request.app[CHANNELS].by_name.items():
-        st = lc.index.status(now)
-        out.append(
-            {
-                "name": name,
-                "state": st.state,
-                "loop": bool(lc.config.loop),
-                "window": st.window,
-                "segments": st.segments,
-                "streams": [
-                    {
-                        "stream": s.stream_id,
-                        "connections": s.connections,
-                        "tracks": list(s.tracks),
-                        "last_fragment": s.last_fragment,
-                        "lag": s.lag,
-                    }
-                    for s in st.streams
-                ],
-            }
-        )
-    return web.json_response({"channels": out}, headers=http.cache_headers(http.NO_STORE))
-
-
 async def _ingest(request: web.Request) -> web.StreamResponse:
     return await ingest(request, request.app[STATE])
 
@@ -474,7 +361,7 @@ def build_app(state: State) -> web.Application:
     app.router.add_get("/healthz", health)
     app.router.add_get("/readyz", ready)
     app.router.add_get("/metrics", metrics_page)
-    app.cleanup_ctx.append(lambda a: metrics.run_flushing(a, _gauges(a)))
+    app.cleanup_ctx.append(lambda a: metrics.run_flushing(a, gauges(a)))
     app.router.add_get("/channels", channels_status)
     app.router.add_get(TIME_PATH, clock)
     app.router.add_get("/key", key_service)

@@ -25,12 +25,13 @@ from aiohttp import web
 from origin.core import urls
 from origin.core.urls import Format
 from origin.service import delivery, logs, memory, metrics
-from origin.service.app import STATE, AccessLogger, build_app
+from origin.service.app import AccessLogger, build_app
 from origin.service.config import AssetConfig, Config, ConfigError, load_config, resolve_secrets
 from origin.service.connections import Limits, SafeAppRunner, raise_nofile_limit
 from origin.service.live.channels import CHANNELS
 from origin.service.proxy.route import PROXY
 from origin.service.reload import Reloader, keep_overrides
+from origin.service.served import STATE
 from origin.service.state import State, build_state
 from origin.service.tokens.verified import VERIFIED
 

@@ -18,10 +18,11 @@ from aiohttp.test_utils import TestClient
 
 from origin.core.live.model import ChannelView
 from origin.service import fastpath
-from origin.service.app import STATE, build_app
+from origin.service.app import build_app
 from origin.service.config import load_config, resolve_secrets
 from origin.service.connections import FAST_CAPABLE, Limits
 from origin.service.fastpath import FAST, Answer, request_key
+from origin.service.served import STATE
 from origin.service.state import State, build_state
 from tests.service.test_live_app import BASIC, INGEST
 from tests.service.test_live_app import _channels as live_channels

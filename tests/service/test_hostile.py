@@ -20,11 +20,12 @@ from aiohttp.test_utils import TestClient
 
 from origin.core import urls
 from origin.service import logs
-from origin.service.app import ROUTES, build_app
+from origin.service.app import build_app
 from origin.service.cache import ByteLRU
 from origin.service.cli import sample_config_path
 from origin.service.config import load_config
 from origin.service.connections import Limits
+from origin.service.served import ROUTES
 from origin.service.state import State, build_state
 from tests.support.safe_server import SafeTestServer
 

@@ -10,24 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.server import ROOT, SAMPLE_DIR, SAMPLE_KEY, SAMPLE_KID, run_server
+from tests.support.server import ROOT, SAMPLE_DIR, run_server, sample_config
 
 pytestmark = pytest.mark.slow
 LOCUSTFILE = ROOT / "scripts" / "locustfile.py"
-FILES = ", ".join(f'"{SAMPLE_DIR / f"sample_{n}.mp4"}"' for n in ("240p", "360p", "480p"))
-CONFIG = f"""
-[server]
-access_log = false
-[[assets]]
-name = "bbb"
-files = [{FILES}]
-segment_duration = 4.0
-protection = "aes-128"
-key_id = "{SAMPLE_KID}"
-key = "{SAMPLE_KEY.hex()}"
+# sample_config's AES-128 "bbb" for the HLS viewers, the same clear for DASH and Smooth (which
+# AES-128 assets refuse), and looped as the live channel.
+MORE = f"""
 [[assets]]
 name = "clear"
-files = [{FILES}]
+files = [{", ".join(f'"{SAMPLE_DIR / f"sample_{n}.mp4"}"' for n in ("240p", "360p", "480p"))}]
 segment_duration = 4.0
 [[channels]]
 name = "tv"
@@ -56,8 +48,7 @@ def _locust(host: str, out: Path, users: int, seconds: int) -> dict[str, dict[st
 def test_fifty_viewers_of_every_kind_play_30_s_vod_and_live_without_a_failure(
     tmp_path: Path,
 ) -> None:
-    cfg = tmp_path / "origin.toml"
-    cfg.write_text(CONFIG)
+    cfg = sample_config(tmp_path, "access_log = false", more=MORE)
     with run_server("--config", str(cfg)) as server:
         rows = _locust(server.base, tmp_path, 50, 30)
     total = rows[" Aggregated"]

@@ -4,7 +4,6 @@ config's upstream, port and paths pointed at the test's own, nothing else change
 from __future__ import annotations
 
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -13,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.support.server import ROOT
+from tests.support.server import ROOT, stop
 
 SHIPPED = ROOT / "config" / "cdn" / "nginx.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"  # sbin: not on every user's PATH
@@ -67,12 +66,7 @@ def cdn(origin_port: int) -> Iterator[str]:
                 time.sleep(0.05)
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         if proc.stderr is not None:
             proc.stderr.close()
         shutil.rmtree(prefix, ignore_errors=True)

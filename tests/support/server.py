@@ -48,6 +48,17 @@ key = "{SAMPLE_KEY.hex()}"
     return cfg
 
 
+def stop(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM, and SIGKILL if it has not exited 10 s later."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @dataclass
 class Reply:
     status: int
@@ -156,11 +167,5 @@ def run_server(
         ).start()
         yield Server(base, proc, output)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc)
         proc.stdout.close()
