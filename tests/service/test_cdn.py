@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,3 +135,57 @@ def test_the_shipped_config_sets_no_cache_validity_of_its_own() -> None:
     lines = [ln.split("#")[0] for ln in conf.splitlines()]
     assert not any("proxy_cache_valid" in ln or "proxy_ignore_headers" in ln for ln in lines)
     assert any("proxy_cache_lock on;" in ln for ln in lines)
+
+
+@pytest.fixture(scope="module")
+def live_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("cdn-live")
+    channel = '[[channels]]\nname = "tv"\nloop = true\nasset = "bbb"\nwindow = 60\n'
+    with run_server("--config", str(sample_config(tmp, more=channel))) as server:
+        yield server
+
+
+def _newest(playlist: str) -> int:
+    """The newest listed segment's start time (10 MHz ticks, from its URL)."""
+    times = re.findall(r"Fragments\(video=(\d+),", playlist)
+    return int(times[-1]) if times else -1
+
+
+def test_live_through_the_cache_is_never_a_segment_behind_and_future_segments_are_not_cached(
+    live_origin: Server,
+) -> None:
+    port = urlsplit(live_origin.base).port
+    assert port is not None
+    with cdn(port) as edge:
+        master = f"{edge}/tv.isml/manifest(format=m3u8-cmaf)"
+        for _ in range(100):  # the loop publishes its first segments
+            if fetch(master).status == 200:
+                break
+            time.sleep(0.1)
+        text = fetch(master).body.decode()
+        media_path = next(ln for ln in text.splitlines() if ln and ln[0] != "#" and "video" in ln)
+        media = urljoin(master, media_path)
+        first = fetch(media)
+        assert first.status == 200 and "max-age=" in (first.header("Cache-Control") or "")
+        duration = 4 * 10_000_000  # the longest segment (target duration), in URL ticks
+        # The segment after the newest: asked for before it exists, a 404 nobody keeps.
+        newest = _newest(first.body.decode())
+        last = float(re.findall(r"#EXTINF:([\d.]+),", first.body.decode())[-1])
+        seg_url = (
+            media.rsplit("/", 1)[0]
+            + "/"
+            + re.findall(r"^(Fragments\(video=\d+,[^\n]*)$", first.body.decode(), re.M)[-1]
+        )
+        future = re.sub(r"video=\d+,", f"video={newest + round(last * 10_000_000)},", seg_url)
+        assert fetch(future).status == 404
+        lags = []
+        deadline = time.monotonic() + 12
+        while time.monotonic() < deadline:
+            cached = _newest(fetch(media).body.decode())
+            current = _newest(fetch(live_origin.base + urlsplit(media).path).body.decode())
+            lags.append(current - cached)
+            time.sleep(0.3)
+        assert max(lags) <= duration, lags  # never more than one segment behind the origin
+        assert min(lags) == 0
+        # Once it exists, the segment asked for too early is served: the 404 was not kept.
+        assert fetch(future).status == 200

@@ -172,3 +172,28 @@ def test_sigterm_turns_readyz_unready_serves_through_drain_delay_and_exits_0(
         assert fetch(server.base + segment).status == 200
         assert server.proc.poll() is None  # still there within the delay
         assert server.proc.wait(timeout=10) == 0
+
+
+def test_sigterm_during_a_large_segment_download_lets_it_finish_byte_exact(
+    tmp_path: Path,
+) -> None:
+    cfg = sample_config(tmp_path, "drain_timeout = 20")
+    with run_server("--config", str(cfg)) as server:
+        segment = _first_segment(server)
+        whole = fetch(server.base + segment).body
+        assert len(whole) > 100_000
+        slow = socket.socket()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.connect(_address(server))
+        try:
+            slow.sendall(f"GET {segment} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            got = slow.recv(8192)
+            server.proc.send_signal(signal.SIGTERM)  # the response is under way, far from done
+            while chunk := slow.recv(4096):
+                got += chunk
+                time.sleep(0.002)  # a slow reader: ~2 MB/s
+        finally:
+            slow.close()
+        assert server.proc.wait(timeout=30) == 0
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and body == whole
