@@ -126,6 +126,11 @@ class Exported:
             "origin_segment_build_seconds", "Building a clear segment on a cache miss",
             ["format"], buckets=BUILD_BUCKETS, registry=reg,
         )  # fmt: skip
+        self.encrypt = Histogram(
+            "origin_segment_encrypt_seconds",
+            "Encrypting a segment for its response (summed over its slices when sliced)",
+            buckets=BUILD_BUCKETS, registry=reg,
+        )  # fmt: skip
         self.cache_lookups = Counter(
             "origin_cache_lookups", "Cache lookups, by cache and result", ["cache", "result"],
             registry=reg,
@@ -175,6 +180,10 @@ def exported() -> Exported:
 
 def observe_build(fmt: str, seconds: float) -> None:
     exported().build.labels(fmt).observe(seconds)
+
+
+def observe_encrypt(seconds: float) -> None:
+    exported().encrypt.observe(seconds)
 
 
 Gauges = Callable[[Exported], None]

@@ -112,6 +112,7 @@ def test_requests_keys_and_caches_are_counted_including_fast_path_answers(
     assert value(after, "origin_cache_capacity_bytes", cache="segments") == 32 * 1024 * 1024
     assert value(after, "origin_cache_bytes", cache="segments") > 100_000
     assert value(after, "origin_segment_build_seconds_count", format="m3u8-aapl") >= 1
+    assert delta("origin_segment_encrypt_seconds_count") == 2  # each response encrypted
     assert value(after, "origin_connections") >= 1  # the scrape's own
     assert "bbb.ism" not in text and SAMPLE_KID not in text  # labels never carry paths or ids
 
