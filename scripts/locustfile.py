@@ -33,7 +33,7 @@ import random
 import re
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import quote, urljoin
 
 import m3u8
@@ -78,11 +78,11 @@ class Level:
 
 @dataclass
 class Session:
-    levels: list[Level]
+    levels: list[Level]  # video (or TS: video with its audio), the ABR ladder
     live: bool
     target: float  # seconds between reloads when live
     reload: str | None = None  # the MPD or Smooth manifest (live)
-    done: set[str] = field(default_factory=set)  # segment URLs already fetched (live)
+    audio: Level | None = None  # a separate audio rendition (fMP4, DASH, Smooth)
 
 
 class Viewer(HttpUser):
@@ -179,6 +179,8 @@ class Viewer(HttpUser):
         deadline = time.monotonic() + SESSION if s.live else float("inf")
         last_reload = time.monotonic()
         inits: set[str] = set()
+        audio_last: int | None = None  # the key of the last audio segment fetched
+        audio_seconds = 0.0
         while time.monotonic() < deadline:
             level = levels[current]
             upcoming = [seg for seg in level.segments if seg[2] > last]
@@ -217,6 +219,21 @@ class Viewer(HttpUser):
             played_bits += 8 * size
             played_seconds += seconds
             last = key
+            if s.audio is not None:  # the audio rendition kept as far ahead as the video
+                if audio_last is None:
+                    audio_last = max((k for _, _, k in s.audio.segments if k < key), default=-1)
+                while audio_seconds < played_seconds:
+                    ahead = [seg for seg in s.audio.segments if seg[2] > audio_last]
+                    if not ahead:
+                        break
+                    if s.audio.init is not None and s.audio.init not in inits:
+                        if self.get(s.audio.init, "mp4", "init (mp4)") is None:
+                            return
+                        inits.add(s.audio.init)
+                    if self.segment(s.audio, ahead[0][0], ahead[0][2]) is None:
+                        return
+                    audio_last = ahead[0][2]
+                    audio_seconds += ahead[0][1]
             fetched = sum(1 for seg in level.segments if seg[2] <= key)
             if not playing and (fetched >= STARTUP_SEGMENTS or len(upcoming) == 1):
                 playing = True
@@ -290,9 +307,16 @@ class _Hls(Viewer):
             levels.append(level)
         if not levels:
             return None
+        audio = None
+        for m in master.media:
+            if m.type == "AUDIO" and m.uri:
+                audio = Level(0, [], playlist=urljoin(master_url, m.uri))
+                if not self._media(audio):
+                    return None
+                break
         durations = [seconds for lv in levels for _, seconds, _ in lv.segments]
         target = max(durations, default=2.0)
-        return Session(levels, self.live, target)
+        return Session(levels, self.live, target, audio=audio)
 
     def _media(self, level: Level) -> bool:
         assert level.playlist is not None
@@ -314,8 +338,8 @@ class _Hls(Viewer):
         return True
 
     def refresh(self, s: Session) -> None:
-        for level in s.levels:  # segments are found by key: the window may slide meanwhile
-            self._media(level)
+        for level in (*s.levels, *([s.audio] if s.audio else [])):
+            self._media(level)  # segments are found by key: the window may slide meanwhile
 
 
 class HlsTsViewer(_Hls):
@@ -342,91 +366,89 @@ class _OneManifest(Viewer):
     def open(self) -> Session | None:
         name = random.choice(CHANNELS if self.live else CLEAR_ASSETS)
         url = f"{self.host}/{name}.{'isml' if self.live else 'ism'}/manifest{self.query}"
-        levels = self._read(url)
-        if levels is None:
+        kinds = self._read(url)
+        if kinds is None or not kinds.get("video"):
             return None
-        return Session(levels, self.live, 2.0, reload=url)
+        audio = (kinds.get("audio") or [None])[0]
+        return Session(kinds["video"], self.live, 2.0, reload=url, audio=audio)
 
-    def _read(self, url: str) -> list[Level] | None:  # pragma: no cover - per format
+    def _read(self, url: str) -> dict[str, list[Level]] | None:  # pragma: no cover - per format
         raise NotImplementedError
 
     def refresh(self, s: Session) -> None:
         assert s.reload is not None
         fresh = self._read(s.reload)
-        if fresh is not None:
-            by_bw = {lv.bandwidth: lv for lv in fresh}
-            for level in s.levels:
-                if level.bandwidth in by_bw:
-                    level.segments = by_bw[level.bandwidth].segments
+        if fresh is None:
+            return
+        by_bw = {lv.bandwidth: lv for lv in fresh.get("video", [])}
+        for level in s.levels:
+            if level.bandwidth in by_bw:
+                level.segments = by_bw[level.bandwidth].segments
+        if s.audio is not None and fresh.get("audio"):
+            s.audio.segments = fresh["audio"][0].segments
 
 
 class DashViewer(_OneManifest):
     fmt = "mpd-time-csf"
     query = f"(format={fmt})"
 
-    def _read(self, url: str) -> list[Level] | None:
+    def _read(self, url: str) -> dict[str, list[Level]] | None:
         body = self.get(url, "mpd", f"MPD ({self.fmt})")
         if body is None:
             return None
-        root = ET.fromstring(body)
-        video = next(
-            (
-                a
-                for a in root.iterfind(".//d:AdaptationSet", _NS)
-                if a.get("contentType") == "video"
-            ),
-            None,
-        )
-        if video is None:
-            return None
-        tpl = video.find("d:SegmentTemplate", _NS)
-        assert tpl is not None
-        scale = int(tpl.get("timescale", "1"))
-        times: list[tuple[int, int]] = []
-        t = 0
-        for s in tpl.iterfind("d:SegmentTimeline/d:S", _NS):
-            t = int(s.get("t", t))
-            d = int(s.get("d", "0"))
-            for _ in range(int(s.get("r", "0")) + 1):
-                times.append((t, d))
-                t += d
-        levels = []
-        for rep in video.iterfind("d:Representation", _NS):
-            rid = rep.get("id", "")
-            media = tpl.get("media", "").replace("$RepresentationID$", rid)
-            init = tpl.get("initialization", "").replace("$RepresentationID$", rid)
-            segs = [(urljoin(url, media.replace("$Time$", str(t))), d / scale, t) for t, d in times]
-            levels.append(Level(int(rep.get("bandwidth", "0")), segs, init=urljoin(url, init)))
-        return levels
+        kinds: dict[str, list[Level]] = {}
+        for aset in ET.fromstring(body).iterfind(".//d:AdaptationSet", _NS):
+            tpl = aset.find("d:SegmentTemplate", _NS)
+            if tpl is None:
+                continue
+            scale = int(tpl.get("timescale", "1"))
+            times: list[tuple[int, int]] = []
+            t = 0
+            for s in tpl.iterfind("d:SegmentTimeline/d:S", _NS):
+                t = int(s.get("t", t))
+                d = int(s.get("d", "0"))
+                for _ in range(int(s.get("r", "0")) + 1):
+                    times.append((t, d))
+                    t += d
+            levels = kinds.setdefault(aset.get("contentType", ""), [])
+            for rep in aset.iterfind("d:Representation", _NS):
+                rid = rep.get("id", "")
+                media = tpl.get("media", "").replace("$RepresentationID$", rid)
+                init = tpl.get("initialization", "").replace("$RepresentationID$", rid)
+                segs = [
+                    (urljoin(url, media.replace("$Time$", str(t))), d / scale, t) for t, d in times
+                ]
+                levels.append(Level(int(rep.get("bandwidth", "0")), segs, init=urljoin(url, init)))
+        return kinds
 
 
 class SmoothViewer(_OneManifest):
-    def _read(self, url: str) -> list[Level] | None:
+    def _read(self, url: str) -> dict[str, list[Level]] | None:
         body = self.get(url, "ism", "Smooth manifest")
         if body is None:
             return None
         root = ET.fromstring(body)
         scale = int(root.get("TimeScale", "10000000"))
-        video = next((s for s in root.iter("StreamIndex") if s.get("Type") == "video"), None)
-        if video is None:
-            return None
-        template = video.get("Url", "")
-        times: list[tuple[int, int]] = []
-        t = 0
-        for c in video.iter("c"):
-            t = int(c.get("t", t))
-            d = int(c.get("d", "0"))
-            times.append((t, d))
-            t += d
-        levels = []
-        for q in video.iter("QualityLevel"):
-            bitrate = q.get("Bitrate", "0")
-            tpl = template.replace("{bitrate}", bitrate)
-            segs = [
-                (urljoin(url, tpl.replace("{start time}", str(t))), d / scale, t) for t, d in times
-            ]
-            levels.append(Level(int(bitrate), segs))
-        return levels
+        kinds: dict[str, list[Level]] = {}
+        for stream in root.iter("StreamIndex"):
+            template = stream.get("Url", "")
+            times: list[tuple[int, int]] = []
+            t = 0
+            for c in stream.iter("c"):
+                t = int(c.get("t", t))
+                d = int(c.get("d", "0"))
+                times.append((t, d))
+                t += d
+            levels = kinds.setdefault(stream.get("Type", ""), [])
+            for q in stream.iter("QualityLevel"):
+                bitrate = q.get("Bitrate", "0")
+                tpl = template.replace("{bitrate}", bitrate)
+                segs = [
+                    (urljoin(url, tpl.replace("{start time}", str(t))), d / scale, t)
+                    for t, d in times
+                ]
+                levels.append(Level(int(bitrate), segs))
+        return kinds
 
 
 class LiveHlsTsViewer(HlsTsViewer):
