@@ -11,6 +11,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import pytest
 
+from tests.service.test_locust import MORE, locust
 from tests.service.test_metrics import scrape, value
 from tests.support import token_server
 from tests.support.cdn import cdn
@@ -24,7 +25,7 @@ FLUSH = 1.3  # the origin's metrics reach /metrics within a second
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("cdn")
-    cfg = sample_config(tmp, server=f"cors_origins = {list(SITES)!r}".replace("'", '"'))
+    cfg = sample_config(tmp, server=f"cors_origins = {list(SITES)!r}".replace("'", '"'), more=MORE)
     cfg.write_text(cfg.read_text() + token_server.config_text().split("\n", 3)[3])
     with run_server("--config", str(cfg)) as server:
         yield server
@@ -189,3 +190,13 @@ def test_live_through_the_cache_is_never_a_segment_behind_and_future_segments_ar
         assert min(lags) == 0
         # Once it exists, the segment asked for too early is served: the 404 was not kept.
         assert fetch(future).status == 200
+
+
+@pytest.mark.slow
+def test_the_locust_viewers_play_through_the_cache_without_a_failure(
+    origin: Server, edge: str, tmp_path: Path
+) -> None:
+    rows = locust(edge, tmp_path, users=16, seconds=15)  # VOD and live
+    assert int(rows[" Aggregated"]["Failure Count"]) == 0
+    assert int(rows["GET segment (ts)"]["Request Count"]) > 0
+    assert int(rows["GET Smooth manifest"]["Request Count"]) > 0
