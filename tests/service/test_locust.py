@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import token_server
 from tests.support.server import ROOT, SAMPLE_DIR, run_server, sample_config
 
 pytestmark = pytest.mark.slow
@@ -29,23 +30,33 @@ asset = "clear"
 
 
 def locust(
-    host: str, out: Path, *, users: int, seconds: int, channels: bool = True
+    host: str,
+    out: Path,
+    *,
+    users: int,
+    seconds: int,
+    channels: bool = True,
+    failing: bool = False,
+    **more: str,
 ) -> dict[str, dict[str, str]]:
     """Run the locustfile headless on ``host`` (MORE's assets, and its channel if
-    ``channels``): its stats rows by "type name"."""
+    ``channels``; ``more``: ORIGIN_* settings): its stats rows by "type name". Unless
+    ``failing``, locust must exit 0 (no failure)."""
     env = {
         **os.environ, "ORIGIN_HLS_ASSETS": "bbb", "ORIGIN_CLEAR_ASSETS": "clear",
         "ORIGIN_CHANNELS": "tv" if channels else "", "ORIGIN_SESSION": "12",
+        **{f"ORIGIN_{k.upper()}": v for k, v in more.items()},
     }  # fmt: skip
     cmd = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", str(users),
         "-r", str(users), "-t", f"{seconds}s", "--host", host, "--csv", str(out / "run"),
         "--only-summary", "--exit-code-on-error", "1",
     ]  # fmt: skip
+    out.mkdir(exist_ok=True)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 90)
     with (out / "run_stats.csv").open() as f:
         rows = {f"{r['Type']} {r['Name']}": r for r in csv.DictReader(f)}
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert failing or done.returncode == 0, done.stderr[-3000:]
     return rows
 
 
@@ -89,3 +100,24 @@ for bad in (bytes(16), None):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("refused:") == 2, out.stdout
+
+
+@pytest.mark.parametrize("where", ["header", "query"])
+def test_viewers_present_a_configured_token_for_keys_and_without_it_fail(
+    tmp_path: Path, where: str
+) -> None:
+    cfg = sample_config(tmp_path, "access_log = false", more=MORE)
+    cfg.write_text(cfg.read_text() + token_server.config_text().split("\n", 3)[3])
+    token = token_server.make_jwt()  # the "premium" policy of the "secure" asset's key
+    with run_server("--config", str(cfg)) as server:
+        ok = locust(
+            server.base, tmp_path, users=6, seconds=10, channels=False, hls_assets="secure",
+            token=token, token_in=where,
+        )  # fmt: skip
+        refused = locust(
+            server.base, tmp_path / "x", users=6, seconds=8, channels=False, failing=True,
+            hls_assets="secure",
+        )  # fmt: skip
+    assert int(ok[" Aggregated"]["Failure Count"]) == 0
+    assert int(ok["GET key"]["Request Count"]) > 0
+    assert int(refused["GET key"]["Failure Count"]) > 0  # 401 without the token
