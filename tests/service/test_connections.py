@@ -112,15 +112,21 @@ def _first_segment(server: Server) -> str:
     return urlsplit(urljoin(playlist_url, playlist.segments[0].uri)).path
 
 
+def _slow_reader(server: Server) -> socket.socket:
+    """A connection to ``server`` whose receive buffer holds 4 KiB: a reader that lags."""
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect(_address(server))
+    return slow
+
+
 def test_sigterm_drain_ends_after_drain_timeout_with_a_client_that_does_not_read(
     tmp_path: Path,
 ) -> None:
     cfg = sample_config(tmp_path, "drain_timeout = 1")
     with run_server("--config", str(cfg)) as server:
         segment = _first_segment(server)
-        slow = socket.socket()
-        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        slow.connect(_address(server))
+        slow = _slow_reader(server)
         try:
             # 40 pipelined 300 KB segments, never read: far more than the socket buffers hold.
             slow.sendall(f"GET {segment} HTTP/1.1\r\nHost: x\r\n\r\n".encode() * 40)
@@ -182,9 +188,7 @@ def test_sigterm_during_a_large_segment_download_lets_it_finish_byte_exact(
         segment = _first_segment(server)
         whole = fetch(server.base + segment).body
         assert len(whole) > 100_000
-        slow = socket.socket()
-        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        slow.connect(_address(server))
+        slow = _slow_reader(server)
         try:
             slow.sendall(f"GET {segment} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
             got = slow.recv(8192)
