@@ -23,7 +23,14 @@ from origin.service.cors import Cors
 from origin.service.live.channels import setup_channels
 from origin.service.live.ingest import expect, ingest
 from origin.service.live.player import TIME_PATH, clock, live_stream
-from origin.service.logs import REQUESTS, AccessFormat, access_line, clean, new_request_id
+from origin.service.logs import (
+    REQUEST_ID,
+    REQUESTS,
+    AccessFormat,
+    access_line,
+    clean,
+    new_request_id,
+)
 from origin.service.proxy.route import setup_proxy
 from origin.service.served import INFLIGHT, ROUTES, STATE, Live
 from origin.service.state import Asset, ContentKey, State
@@ -59,7 +66,6 @@ class AccessLogger(AbstractAccessLogger):
         return self.logger.isEnabledFor(logging.INFO)
 
 
-REQUEST_ID = "X-Request-Id"
 _REQUEST_ID_OK = re.compile(r"[!-~]{1,128}")  # visible ASCII, bounded: it is echoed and logged
 
 
@@ -157,9 +163,11 @@ async def stream(request: web.Request) -> web.StreamResponse:
     # never be handed to another viewer by a shared cache.
     private = query or asset.config.require_token
     manifest_cc = http.PRIVATE if private else f"public, max-age={srv.manifest_max_age}"
-    # Gated: the segment URLs it lists carry a signature of their own (never cached).
+    # Gated: the segment URLs it lists carry a signature of their own (never cached). An HLS
+    # master lists playlists, not segments: it needs none.
     signature = ""
-    if asset.config.require_token:
+    lists_segments = not isinstance(route, urls.MasterPath) or protocol is not Protocol.HLS
+    if asset.config.require_token and lists_segments:
         lifetime = srv.signed_url_lifetime + math.ceil(asset.presentation.duration)
         signature = delivery.signed_query(state, request.path, lifetime)
     etag = http.make_etag(asset.version, request.path, srv.base_url or "", query, signature)

@@ -40,8 +40,18 @@ from aiohttp.web_log import AccessLogger
 
 from origin.service.fastpath import FAST, FastPath, Heads, request_key
 from origin.service.http import NO_STORE, cache_headers
-from origin.service.logs import REQUESTS, AccessFormat, access_line, clean, new_request_id
+from origin.service.logs import (
+    REQUEST_ID,
+    REQUESTS,
+    AccessFormat,
+    access_line,
+    clean,
+    new_request_id,
+)
 from origin.service.metrics import RECORD
+
+# After the stored Date value: the replayed answer's own request id header (JSON logs).
+_REQUEST_ID_LINE = f"\r\n{REQUEST_ID}: ".encode()
 
 log = logging.getLogger("origin")
 
@@ -197,7 +207,7 @@ class _SafeRequestHandler(RequestHandler):
             made = [new_request_id() for _ in answers]
             ids = list(made)
             for answer, rid in zip(answers, made, strict=True):
-                parts += (answer.head, date, b"\r\nX-Request-Id: " + rid.encode(), answer.tail)
+                parts += (answer.head, date, _REQUEST_ID_LINE + rid.encode(), answer.tail)
         else:
             for answer in answers:
                 parts += (answer.head, date, answer.tail)

@@ -37,6 +37,7 @@ from aiohttp import web
 from aiohttp.http import HttpVersion11
 
 from origin.service.cache import ENTRY_OVERHEAD, ByteLRU
+from origin.service.logs import REQUEST_ID
 from origin.service.metrics import kind_of
 
 # Request headers a fast-path request may carry: those that do not change the answer, and those
@@ -220,7 +221,7 @@ class FastPath:
         tail: list[str] = []
         part = head
         for name, value in headers.items():
-            if name == "X-Request-Id":  # one request's: a replay writes its own (JSON logs)
+            if name == REQUEST_ID:  # one request's: a replay writes its own (JSON logs)
                 continue
             if name == "Date":
                 head.append("Date: ")

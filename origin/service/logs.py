@@ -79,6 +79,9 @@ def access_line(  # noqa: PLR0917 - the fields of one access log line
     logger.info("%s", json.dumps(line, ensure_ascii=True))
 
 
+REQUEST_ID = "X-Request-Id"  # the header, echoed or made (see app.request_id)
+
+
 def new_request_id() -> str:
     """A request id for X-Request-Id and the JSON access line (64 random bits, hex)."""
     return os.urandom(8).hex()
