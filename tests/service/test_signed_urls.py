@@ -46,6 +46,8 @@ def test_the_token_is_edgeauth_exp_acl_and_hex_hmac_sha256_of_the_fields() -> No
         ("exp=5~acl=/gated.ism/*", "/gated.ism/x", 0, "malformed"),
         ("garbage~hmac=00", "/gated.ism/x", 0, "malformed"),
         ("exp=5~acl=/gated.ism/*~hmac=00", "/gated.ism/x", 0, "bad signed URL signature"),
+        ("exp=5~acl=/gated.ism/*~hmac=\u00e9\ud800", "/gated.ism/x", 0, "bad signed URL"),
+        ("exp=\ud800~acl=/gated.ism/*~hmac=00", "/gated.ism/x", 0, "bad signed URL"),
         (urlsig.sign(KEY, "/gated.ism/*", 100), "/gated.ism/x", 100, "expired"),
         (urlsig.sign(KEY, "/gated.ism/*", 100), "/other.ism/x", 50, "another path"),
         (urlsig.sign(KEY, "/gated.ism/a", 100), "/gated.ism/ab", 50, "another path"),
@@ -132,6 +134,8 @@ async def test_a_gated_segment_without_or_with_a_bad_signature_is_403_and_never_
     bare = parts.path
     assert (await client.get(bare)).status == 403
     assert "needs the signed URL" in await (await client.get(bare)).text()
+    odd = await client.get(bare, params={urlsig.PARAM: "exp=1~acl=/x*~hmac=\u00e9t\u00e9"})
+    assert odd.status == 403  # non-ASCII: refused like any bad signature, never a 500
     tampered = token.replace("exp=", "exp=9")
     got = await client.get(bare, params={urlsig.PARAM: tampered})
     assert got.status == 403 and tampered not in await got.text()

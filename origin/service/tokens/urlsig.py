@@ -50,8 +50,9 @@ def check(key: bytes, token: str | None, path: str, now: float) -> str | None:
         if not eq or name in fields:
             return "malformed signed URL token"
         fields[name] = value
-    want = hmac.digest(key, head.encode(), sha256).hex()
-    if not hmac.compare_digest(want, mac.lower()):
+    # Bytes, not str: compare_digest refuses non-ASCII text, and a client sends any text.
+    want = hmac.digest(key, head.encode("utf-8", "replace"), sha256).hex().encode()
+    if not hmac.compare_digest(want, mac.lower().encode("utf-8", "replace")):
         return "bad signed URL signature"
     try:
         exp = int(fields["exp"])
