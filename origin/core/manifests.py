@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from origin.core import urls
+from origin.core.encryption import Scheme, hls_key
 from origin.core.errors import MediaError
 from origin.core.manifest import dash, hls, smooth
 from origin.core.manifest.common import language_tag
@@ -42,8 +43,16 @@ class Level:
         return self.track.kind
 
 
-def master_playlist(p: Presentation, options: Options, *, base: str = "", query: str = "") -> str:
-    """The HLS multivariant playlist for ``options.format``; ``query`` goes on every child URI."""
+def master_playlist(
+    p: Presentation,
+    options: Options,
+    *,
+    base: str = "",
+    query: str = "",
+    session_keys: Sequence[hls.Key] = (),
+) -> str:
+    """The HLS multivariant playlist for ``options.format``; ``query`` goes on every child URI;
+    ``session_keys``: EXT-X-SESSION-KEY (the media playlists' keys, complete URIs)."""
     cmaf = options.format is Format.HLS_CMAF
     bandwidths = p.cmaf_bandwidth if cmaf else p.ts_bandwidth
 
@@ -51,11 +60,20 @@ def master_playlist(p: Presentation, options: Options, *, base: str = "", query:
         return Level(r.id, r.track, r.fps, bandwidths[r.kind.value, r.id])
 
     audio = level(p.audio) if p.audio else None
-    return hls_master([level(r) for r in p.video], audio, options, base=base, query=query)
+    keys = [replace(k, uri=with_query(k.uri, query)) for k in session_keys]
+    return hls_master(
+        [level(r) for r in p.video], audio, options, base=base, query=query, session_keys=keys
+    )
 
 
 def hls_master(
-    video: Sequence[Level], audio: Level | None, options: Options, *, base: str, query: str
+    video: Sequence[Level],
+    audio: Level | None,
+    options: Options,
+    *,
+    base: str,
+    query: str,
+    session_keys: Sequence[hls.Key] = (),
 ) -> str:
     """The one multivariant playlist rule, VOD and live: TS variants carry their muxed audio in
     their own bandwidth, CMAF variants add the audio group's; an audio-only variant with
@@ -102,7 +120,7 @@ def hls_master(
                 audio_group=group,
             )
         )
-    return hls.master_playlist(variants, media)
+    return hls.master_playlist(variants, media, session_keys=session_keys)
 
 
 def _display_size(t: Track) -> tuple[int, int]:
@@ -121,6 +139,8 @@ def media_playlist(
     *,
     key_uri: str | None = None,
     iv: bytes | None = None,
+    scheme: Scheme = Scheme.AES_128,
+    extra_keys: Sequence[hls.Key] = (),
     base: str = "",
     query: str = "",
     segment_query: str = "",
@@ -128,11 +148,11 @@ def media_playlist(
 ) -> str:
     """A VOD media playlist of one rendition (TS: video with muxed audio, or audio alone).
 
-    With ``key_uri`` (the key service's, complete) the segments are encrypted: an EXT-X-KEY
-    METHOD=AES-128 (HLS's scheme, :func:`origin.core.encryption.scheme_for`) with ``iv`` (the
-    asset's fixed IV; None: the media sequence number, left implicit). ``query`` goes on the
-    EXT-X-MAP and key URIs, ``segment_query`` on every segment URI; ``signature`` (a signed
-    segment URL parameter) on the segment and EXT-X-MAP URIs.
+    With ``key_uri`` (the key service's, complete) the segments are encrypted with ``scheme``:
+    an EXT-X-KEY (:func:`origin.core.encryption.hls_key`) with ``iv`` (AES-128: the asset's
+    fixed IV; None: the media sequence number, left implicit). ``query`` goes on the EXT-X-MAP
+    and key URIs, ``segment_query`` on every segment URI; ``signature`` (a signed segment URL
+    parameter) on the segment and EXT-X-MAP URIs.
     """
     r = p.rendition(track, rid)
     segment_query = "&".join(q for q in (segment_query, signature) if q)
@@ -148,10 +168,10 @@ def media_playlist(
     if cmaf:
         map_query = "&".join(q for q in (query, signature) if q)
         map_uri = with_query(base + urls.fragment_uri(track, urls.INIT, options), map_query)
-    key = None
+    keys: list[hls.Key] = []
     if key_uri is not None:
-        key = hls.Key(with_query(key_uri, query), iv)
-    return hls.media_playlist(segments, key=key, map_uri=map_uri)
+        keys.append(hls_key(scheme, with_query(key_uri, query), iv))
+    return hls.media_playlist(segments, key=[*keys, *extra_keys], map_uri=map_uri)
 
 
 def _timeline_values(r: Rendition) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -176,9 +196,17 @@ DASH_PROFILES = {
 }
 
 
-def dash_manifest(p: Presentation, options: Options, *, base: str = "", signature: str = "") -> str:
+def dash_manifest(
+    p: Presentation,
+    options: Options,
+    *,
+    base: str = "",
+    signature: str = "",
+    protection: Sequence[dash.ContentProtection] = (),
+) -> str:
     """A static MPD: one video Adaptation Set with every rendition, one audio set;
-    ``signature`` (a signed segment URL parameter) on its segment templates."""
+    ``signature`` (a signed segment URL parameter) on its segment templates; ``protection``:
+    the ContentProtection descriptors of every set (:mod:`origin.core.drm`)."""
     fmt = options.format
     assert fmt in DASH_PROFILES
 
@@ -187,7 +215,10 @@ def dash_manifest(p: Presentation, options: Options, *, base: str = "", signatur
         return level, dash.Timeline(urls.URL_TIMESCALE, *_timeline_values(r))
 
     sets = [
-        adaptation_set([described(r) for r in renditions], options, base, signature)
+        replace(
+            adaptation_set([described(r) for r in renditions], options, base, signature),
+            content_protection=tuple(protection),
+        )
         for renditions in (p.video, (p.audio,) if p.audio else ())
         if renditions
     ]
@@ -253,9 +284,19 @@ class UnsupportedError(ValueError):
     """The asset cannot be expressed in the requested protocol (HTTP 409 with the reason)."""
 
 
-def smooth_manifest(p: Presentation, *, signature: str = "") -> str:
+_SMOOTH = Options()
+
+
+def smooth_manifest(
+    p: Presentation,
+    *,
+    signature: str = "",
+    options: Options = _SMOOTH,
+    protection: tuple[str, str] | None = None,
+) -> str:
     """The Smooth Streaming client manifest (MS-SSTR): one video and one audio StreamIndex;
-    ``signature`` (a signed segment URL parameter) on their fragment URL templates."""
+    ``signature`` (a signed segment URL parameter) on their fragment URL templates, with
+    ``options`` (an explicit ``encryption=``); ``protection``: its ``<Protection>`` header."""
     if p.video and not _shared_times(p.video):
         raise UnsupportedError(
             "Smooth Streaming needs every video rendition cut at the same times, and this "
@@ -270,11 +311,16 @@ def smooth_manifest(p: Presentation, *, signature: str = "") -> str:
         )
     if p.audio:
         streams.append(smooth_audio(p.audio.track, p.audio.id, *_timeline_values(p.audio)))
+    if options.encryption is not None:
+        suffix = options.suffix()
+        streams = [
+            replace(s, url=s.url_template.replace("})", "}," + suffix + ")")) for s in streams
+        ]
     if signature:
         streams = [replace(s, url=with_query(s.url_template, signature)) for s in streams]
     duration = round(p.duration * urls.URL_TIMESCALE)
     # No `r`: dash.js and ExoPlayer read it as a count, Shaka as DASH repeats; t+d is unambiguous.
-    return smooth.manifest(streams, duration=duration)
+    return smooth.manifest(streams, duration=duration, protection=protection)
 
 
 def smooth_video(

@@ -15,12 +15,23 @@ index's :class:`~origin.core.live.model.ChannelView` (:mod:`~origin.core.live.pa
 """
 
 from origin.core.encryption import (
+    POLICY_VALUES,
     Encrypted,
+    Protected,
+    Refused,
     Scheme,
     SegmentCipher,
+    choose,
     encrypt_segment,
     encrypted_body,
+    hls_key,
+    option_of,
+    protected_body,
+    protected_init,
     scheme_for,
+    subsample_map,
+    track_parameter_sets,
+    track_protection,
 )
 from origin.core.live.packaging import NotYetAvailable, SlidOut
 from origin.core.live.packaging import available_at as live_available_at
@@ -51,11 +62,14 @@ from origin.core.plan import (
 from origin.core.presentation import Bandwidth, Presentation, Rendition, frame_rate, prepare
 
 __all__ = [
+    "POLICY_VALUES",
     "Bandwidth",
     "Encrypted",
     "NotYetAvailable",
     "Presentation",
+    "Protected",
     "ReadPlan",
+    "Refused",
     "Rendition",
     "Scheme",
     "SegmentCipher",
@@ -64,10 +78,12 @@ __all__ = [
     "Span",
     "UnsupportedError",
     "build_segment",
+    "choose",
     "dash_manifest",
     "encrypt_segment",
     "encrypted_body",
     "frame_rate",
+    "hls_key",
     "live_available_at",
     "live_dash_manifest",
     "live_init_segment",
@@ -79,10 +95,16 @@ __all__ = [
     "live_smooth_manifest",
     "master_playlist",
     "media_playlist",
+    "option_of",
     "plan_reads",
     "prepare",
+    "protected_body",
+    "protected_init",
     "resolve",
     "scheme_for",
     "segment_bytes",
     "smooth_manifest",
+    "subsample_map",
+    "track_parameter_sets",
+    "track_protection",
 ]

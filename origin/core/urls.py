@@ -59,7 +59,20 @@ def protocol_of(fmt: Format | None) -> Protocol:
 
 
 class Encryption(StrEnum):
-    CBC = "cbc"
+    """``encryption=`` (AMS's values): HLS AES-128, Common Encryption ``cenc`` and ``cbcs``."""
+
+    CBC = "cbc"  # HLS METHOD=AES-128, whole segments
+    CENC = "cenc"  # AES-CTR samples: DASH, Smooth, HLS fMP4 (SAMPLE-AES-CTR)
+    CBCS = "cbcs-aapl"  # AES-CBC 1:9 pattern samples: HLS fMP4 (SAMPLE-AES), DASH
+
+    def fits(self, fmt: Format | None) -> bool:
+        """Whether a stream in ``fmt`` can carry this scheme (TS only AES-128, Smooth only
+        cenc: PIFF's, AES-128 only HLS)."""
+        if self is Encryption.CBC:
+            return fmt in (Format.HLS_TS, Format.HLS_CMAF)
+        if fmt is Format.HLS_TS:
+            return False
+        return fmt is not None or self is Encryption.CENC
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +186,10 @@ _CHILD_OPTS = frozenset({"format", "encryption"})
 
 
 def _check_encryption(opts: Options) -> Options:
-    if opts.encryption is not None and protocol_of(opts.format) is not Protocol.HLS:
-        raise UrlError("encryption=cbc (AES-128) applies to HLS formats only")
+    enc = opts.encryption
+    if enc is not None and not enc.fits(opts.format):
+        where = f"format={opts.format}" if opts.format else "Smooth Streaming"
+        raise UrlError(f"encryption={enc} is not a scheme for {where}")
     if not opts.audio_only and protocol_of(opts.format) is not Protocol.HLS:
         raise UrlError("audio-only applies to HLS formats only")
     return opts

@@ -7,12 +7,10 @@ import logging
 import math
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
-from aiohttp.http_exceptions import HttpProcessingError
 
 from origin.core import pipeline, urls
 from origin.core.errors import MediaError, NotFoundError
@@ -20,6 +18,7 @@ from origin.core.urls import Format, Protocol, UrlError
 from origin.service import auth, delivery, fastpath, http, metrics
 from origin.service.cache import ENTRY_OVERHEAD, ROUTE_CACHE_BYTES, ByteLRU
 from origin.service.cors import Cors
+from origin.service.license import setup_keys
 from origin.service.live.channels import setup_channels
 from origin.service.live.ingest import expect, ingest
 from origin.service.live.player import TIME_PATH, clock, live_stream
@@ -33,7 +32,7 @@ from origin.service.logs import (
 )
 from origin.service.proxy.route import setup_proxy
 from origin.service.served import INFLIGHT, ROUTES, STATE, Live
-from origin.service.state import Asset, ContentKey, State
+from origin.service.state import Asset, State
 from origin.service.status import channels_status, gauges, health, metrics_page, ready
 from origin.service.storage import SourceUnavailable, read_spans
 
@@ -108,6 +107,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return http.error_response(400, f"bad request: {e}")
     except NotFoundError as e:
         return http.error_response(404, f"not found: {e}")
+    except pipeline.Refused as e:
+        return http.error_response(403, f"forbidden: {e}")
     except MediaError as e:
         REQUESTS.error("media error on %s: %s", clean(request.path), e)
         reason = f": {e.public}" if isinstance(e, SourceUnavailable) else ""
@@ -156,7 +157,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
         decision = auth.decide(request, policy, asset.config.key_id, srv.trusted_proxies)
         if not decision.allowed:
             return auth.refusal_response(decision)
-    key = delivery.content_key(state, asset.config, route.options)
+    enc = delivery.encrypting(state, asset.config, route.options)
     token = auth.request_token(request)
     query = token.query() if token else ""
     # A response that embeds a viewer's token, or that only an authorized viewer may see, must
@@ -170,17 +171,23 @@ async def stream(request: web.Request) -> web.StreamResponse:
     if asset.config.require_token and lists_segments:
         lifetime = srv.signed_url_lifetime + math.ceil(asset.presentation.duration)
         signature = delivery.signed_query(state, request.path, lifetime)
-    etag = http.make_etag(asset.version, request.path, srv.base_url or "", query, signature)
-    body = None if query or signature else state.manifests.get(request.path)
+    # A manifest that names the request's host (a license URL) is cached per host.
+    host = request.host if delivery.host_dependent(state, enc, protocol) else ""
+    scheme = enc.scheme.value if enc else ""
+    etag = http.make_etag(
+        asset.version, request.path, srv.base_url or "", query, signature, host, scheme
+    )
+    cache_key = f"{host}\n{request.path}" if host else request.path
+    body = None if query or signature else state.manifests.get(cache_key)
     if body is None:
         try:
-            text = _manifest(state, request, asset, route, key, query=query, signature=signature)
+            text = _manifest(state, request, asset, route, enc, query=query, signature=signature)
             body = text.encode()
         except pipeline.UnsupportedError as e:
             return http.error_response(409, str(e))
         if not query and not signature:
-            cost = len(body) + len(request.path) + ENTRY_OVERHEAD
-            state.manifests.put(request.path, body, cost=cost)
+            cost = len(body) + len(cache_key) + ENTRY_OVERHEAD
+            state.manifests.put(cache_key, body, cost=cost)
     if not private:
         fastpath.allow(request)  # the same bytes for every viewer until a reload
     return http.entity_response(
@@ -198,7 +205,7 @@ def _manifest(
     request: web.Request,
     asset: Asset,
     route: urls.MasterPath | urls.MediaPath,
-    key: ContentKey | None,
+    enc: delivery.Encrypting | None,
     *,
     query: str = "",
     signature: str = "",
@@ -207,20 +214,41 @@ def _manifest(
     ``signature`` (signed segment URLs) on every segment URL."""
     pres = asset.presentation
     base = delivery.base_prefix(state, request)
+    iv = asset.config.iv
     if isinstance(route, urls.MasterPath):
         protocol = urls.protocol_of(route.options.format)
+        common = enc is not None and enc.scheme.common
         if protocol is Protocol.SMOOTH:
-            return pipeline.smooth_manifest(pres, signature=signature)
+            protection = None
+            if common and enc is not None:
+                protection = delivery.signalling(state, request, enc, query).smooth_protection()
+            return pipeline.smooth_manifest(
+                pres, signature=signature, options=route.options, protection=protection
+            )
         if protocol is Protocol.DASH:
-            return pipeline.dash_manifest(pres, route.options, base=base, signature=signature)
-        return pipeline.master_playlist(pres, route.options, base=base, query=query)
+            cps = (
+                delivery.signalling(state, request, enc, query).content_protection()
+                if common and enc is not None
+                else ()
+            )
+            return pipeline.dash_manifest(
+                pres, route.options, base=base, signature=signature, protection=cps
+            )
+        depth = 2 if route.locator else 1
+        keys = delivery.hls_keys(state, enc, depth, iv)
+        return pipeline.master_playlist(
+            pres, route.options, base=base, query=query, session_keys=keys
+        )
+    keys = delivery.hls_keys(state, enc, urls.playlist_depth(route), iv)
     return pipeline.media_playlist(
         pres,
         route.track,
         route.rendition,
         route.options,
-        key_uri=delivery.key_uri(state, key, route),
-        iv=asset.config.iv,
+        key_uri=keys[0].uri if keys else None,
+        iv=iv,
+        scheme=enc.scheme if enc else pipeline.Scheme.AES_128,
+        extra_keys=keys[1:],
         base=base,
         query=query,
         segment_query=query if asset.config.token_segments else "",
@@ -268,12 +296,34 @@ async def _fragment(
         return refused
     pres = asset.presentation
     ref = pipeline.resolve(pres, route)
-    key = delivery.content_key(state, asset.config, route.options)
-    clear = await _clear_segment(request, state, asset, ref)
-    body: bytes | bytearray | pipeline.Encrypted = clear
+    enc = delivery.encrypting(state, asset.config, route.options)
+    body: bytes | bytearray | pipeline.Encrypted | pipeline.Protected
     iv = b""
-    if key is not None:  # encrypted as it is written: a slice at a time when it is big
-        body, iv = pipeline.encrypted_body(ref, clear, key.cipher, asset.config.iv)
+    if enc is not None and enc.scheme.common:
+        iv = enc.scheme.value.encode()
+        r = pres.rendition(ref.track, ref.rendition)
+        if ref.index == urls.INIT:
+            body = delivery.protected_init(
+                state, request, enc, r.track, edit=r.edit, iv=asset.config.iv
+            )
+        else:
+            clear = await _clear_segment(request, state, asset, ref)
+            body = delivery.protected_fragment(
+                state,
+                (asset.version, ref),
+                ref,
+                clear,
+                enc=enc,
+                track=r.track,
+                sets=asset.sets_of(r.id, r.track) if r.kind.value == "video" else None,
+                names=(asset.config.name,),
+                iv=asset.config.iv,
+            )
+    else:
+        clear = await _clear_segment(request, state, asset, ref)
+        body = clear
+        if enc is not None:  # encrypted as it is written: a slice at a time when it is big
+            body, iv = pipeline.encrypted_body(ref, clear, enc.key.cipher, asset.config.iv)
     if route.options.format is Format.HLS_TS:
         ctype = http.CT_TS
     else:  # fMP4 for HLS, DASH and Smooth
@@ -286,57 +336,6 @@ async def _fragment(
         etag=http.make_etag(asset.version, request.path, iv.hex()),
         cache_control=f"public, max-age={srv.segment_max_age}",
         last_modified=asset.last_modified,
-    )
-
-
-def _closing(resp: web.Response) -> web.Response:
-    resp.force_close()  # the rest of the body is still on the wire: the connection is spent
-    return resp
-
-
-async def key_service(request: web.Request) -> web.StreamResponse:
-    """Key delivery: the 16 raw key bytes for ``?kid=``, when the key's policy allows it."""
-    state = request.app[STATE].current
-    kid_text = request.query.get("kid")
-    if kid_text is None:
-        raise UrlError("missing kid")
-    try:
-        kid = uuid.UUID(kid_text.strip("{}"))
-    except ValueError:
-        raise UrlError("kid is not a UUID") from None
-    key = state.keys.get(kid)
-    if key is None:
-        raise NotFoundError(f"no key {kid}")
-    until: float | None = None
-    if key.policy is not None:
-        decision = auth.decide(request, key.policy, kid, state.config.server.trusted_proxies)
-        if not decision.allowed:
-            metrics.RECORD.key_refused(decision.status, decision.reason)
-            return auth.refusal_response(decision)
-        until = decision.until
-    if request.method == "POST":
-        # AMS clients POST an empty body; drain whatever came, within the head's deadline.
-        try:
-            async with asyncio.timeout(state.config.server.header_timeout):
-                await request.read()
-        except TimeoutError:
-            REQUESTS.info("key request body from %s not sent in time", clean(request.remote))
-            return _closing(http.error_response(408, "request timeout: the body did not arrive"))
-        except (ConnectionResetError, HttpProcessingError):
-            # The client went away (or cut its body short): not a server error, and nothing
-            # can be sent on a closed connection; 400 if anything can still be.
-            REQUESTS.info("key request body from %s incomplete", clean(request.remote))
-            return _closing(http.error_response(400, "bad request: the body is incomplete"))
-    if key.policy is None or key.policy.options[0].open:
-        fastpath.allow(request)  # handed to anyone who asks, until a reload
-    elif until is not None:
-        # Allowed by its token alone: the same request (the token is part of the fast path's
-        # key, in the query or in Authorization) is allowed until the token's trust ends.
-        fastpath.allow(request, until=until)
-    return web.Response(
-        body=key.key,
-        content_type=http.CT_KEY,
-        headers={**http.cache_headers(http.NO_STORE), "Pragma": "no-cache"},
     )
 
 
@@ -372,8 +371,7 @@ def build_app(state: State) -> web.Application:
     app.cleanup_ctx.append(lambda a: metrics.run_flushing(a, gauges(a)))
     app.router.add_get("/channels", channels_status)
     app.router.add_get(TIME_PATH, clock)
-    app.router.add_get("/key", key_service)
-    app.router.add_post("/key", key_service)
+    setup_keys(app)
     setup_proxy(app, state.config.proxy)  # before the catch-all route
     app.router.add_get("/{tail:.*}", stream)
     ingest_path = r"/{channel:[^/]+}.isml/{stream:[Ss]treams\(.*}"

@@ -8,13 +8,21 @@ import math
 import posixpath
 import time
 import uuid
+from collections.abc import Hashable
+from dataclasses import dataclass
 from typing import Protocol as TypingProtocol
 
 from aiohttp import web
 
-from origin.core import pipeline, urls
+from origin.core import drm, pipeline, urls
+from origin.core.manifest import hls
+from origin.core.mp4.avc import ParameterSets
+from origin.core.mux.encrypted import TrackProtection
+from origin.core.mux.fmp4 import Edit
+from origin.core.track import Track
 from origin.core.urls import Protocol, UrlError
 from origin.service import http
+from origin.service.license import CLEARKEY_PATH
 from origin.service.state import ContentKey, State
 from origin.service.tokens import urlsig
 
@@ -29,40 +37,79 @@ class Delivered(TypingProtocol):
     @property
     def key_id(self) -> uuid.UUID | None: ...
     @property
-    def dash(self) -> str | None: ...
+    def iv(self) -> bytes | None: ...
     @property
-    def smooth(self) -> str | None: ...
+    def hls(self) -> tuple[str, ...] | None: ...
+    @property
+    def dash(self) -> tuple[str, ...] | None: ...
+    @property
+    def smooth(self) -> tuple[str, ...] | None: ...
 
 
 def protected(cfg: Delivered) -> bool:
     return cfg.protection == "aes-128"
 
 
+_NAMES = {Protocol.HLS: "HLS", Protocol.DASH: "DASH", Protocol.SMOOTH: "Smooth Streaming"}
+
+
+def allowed(cfg: Delivered, protocol: Protocol) -> tuple[str, ...]:
+    """The schemes the delivery policy allows for ``protocol``, the default first ("clear" for
+    unencrypted); empty: the protocol is blocked."""
+    listed: tuple[str, ...] | None = getattr(cfg, protocol.value)
+    if listed is not None:
+        return listed
+    if protected(cfg):
+        return ("cbc",) if protocol is Protocol.HLS else ()
+    # A clear asset streams clear by default; with a key, a URL may still ask for a scheme.
+    if cfg.key_id is None:
+        return ("clear",)
+    return ("clear", *(s for s in pipeline.POLICY_VALUES if s != "clear"))
+
+
 def refusal(cfg: Delivered, protocol: Protocol, what: str = "asset") -> str | None:
     """Why the delivery policy blocks ``protocol``, or None when it may stream."""
-    if protocol is Protocol.HLS or not protected(cfg):
+    if allowed(cfg, protocol):
         return None
-    if getattr(cfg, protocol.value) == "clear":
-        return None
-    name = {Protocol.DASH: "DASH", Protocol.SMOOTH: "Smooth Streaming"}[protocol]
     return (
-        f"{name} is not in {what} {cfg.name!r}'s delivery policy: its AES-128 "
-        f'protection is for HLS ({protocol.value} = "clear" in the config allows it)'
+        f"{_NAMES[protocol]} is not in {what} {cfg.name!r}'s delivery policy "
+        f'(e.g. {protocol.value} = "cenc" in the config allows it)'
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Encrypting:
+    """How a request is encrypted: the scheme and the content key."""
+
+    scheme: pipeline.Scheme
+    key: ContentKey
+
+
+def encrypting(
+    state: State, cfg: Delivered, options: urls.Options, what: str = "asset"
+) -> Encrypting | None:
+    """The scheme and key a request is encrypted with, None for clear delivery. A scheme the
+    policy does not allow is :class:`pipeline.Refused` (403)."""
+    scheme = pipeline.choose(
+        options.format, options.encryption, allowed(cfg, urls.protocol_of(options.format))
+    )
+    if scheme is None:
+        return None
+    key = state.keys.get(cfg.key_id) if cfg.key_id else None
+    if key is None:
+        raise UrlError(f"{what} {cfg.name!r} has no content key for encryption")
+    return Encrypting(scheme, key)
 
 
 def content_key(
     state: State, cfg: Delivered, options: urls.Options, what: str = "asset"
 ) -> ContentKey | None:
-    """The key a request is encrypted with, or None for clear delivery."""
-    if pipeline.scheme_for(options.format) is None:
-        return None  # no scheme for this protocol: the delivery policy allowed it clear
-    if options.encryption is None and not protected(cfg):
-        return None
-    key = state.keys.get(cfg.key_id) if cfg.key_id else None
-    if key is None:
-        raise UrlError(f"{what} {cfg.name!r} has no content key for encryption=cbc")
-    return key
+    """The key a request is encrypted with, or None for clear delivery: HLS AES-128 only (a
+    live channel's; Common Encryption of live channels is not built yet)."""
+    enc = encrypting(state, cfg, options, what)
+    if enc is not None and enc.scheme.common:
+        raise pipeline.Refused(f"{enc.scheme.value} is not built for live {what}s yet")
+    return enc.key if enc is not None else None
 
 
 def base_prefix(state: State, request: web.Request) -> str:
@@ -101,3 +148,97 @@ def segment_refusal(state: State, request: web.Request) -> web.Response | None:
     token = request.query.get(urlsig.PARAM)
     reason = urlsig.check(state.signing_key, token, request.path, time.time())
     return None if reason is None else http.error_response(403, reason)
+
+
+# --- Common Encryption ---------------------------------------------------------------------------
+
+
+def license_url(state: State, request: web.Request) -> str:
+    """The ClearKey license service's absolute URL (players do not resolve a relative one
+    against the manifest): under base_url, else on the host the request came to."""
+    base = state.config.server.base_url or f"{request.scheme}://{request.host}"
+    return base.rstrip("/") + CLEARKEY_PATH
+
+
+def host_dependent(state: State, enc: Encrypting | None, protocol: Protocol) -> bool:
+    """Whether a manifest names the request's host (a DASH or Smooth manifest carrying the
+    license URL with no base_url): its caches must key on the host too."""
+    common = enc is not None and enc.scheme.common and protocol is not Protocol.HLS
+    return common and not state.config.server.base_url
+
+
+def signalling(
+    state: State, request: web.Request, enc: Encrypting, query: str = ""
+) -> drm.Signalling:
+    """How a Common Encryption stream announces its key (``query``: a propagated token)."""
+    url = license_url(state, request)
+    if query:
+        url += "?" + query
+    policy = enc.key.policy
+    systems = policy.systems if policy is not None else drm.Systems()
+    scheme = "cenc" if enc.scheme is pipeline.Scheme.CENC else "cbcs"
+    return drm.Signalling(enc.key.kid, scheme, url, systems)
+
+
+def hls_keys(state: State, enc: Encrypting | None, depth: int, iv: bytes | None) -> list[hls.Key]:
+    """The keys an HLS playlist ``depth`` folders deep signals: the key service's (identity),
+    and FairPlay's ``skd://`` for cbcs when the policy names one."""
+    if enc is None:
+        return []
+    uri = urls.key_uri(enc.key.kid, depth=depth, base_url=state.config.server.base_url)
+    keys = [pipeline.hls_key(enc.scheme, uri, iv)]
+    policy = enc.key.policy
+    if enc.scheme is pipeline.Scheme.CBCS and policy is not None:
+        sig = drm.Signalling(enc.key.kid, "cbcs", "", policy.systems)
+        if (skd := sig.fairplay_uri()) is not None:
+            keys.append(hls.Key(skd, None, "SAMPLE-AES", drm.FAIRPLAY_KEYFORMAT))
+    return keys
+
+
+def protection_of(
+    enc: Encrypting, track: Track, iv: bytes | None, *, smooth: bool = False
+) -> TrackProtection:
+    return pipeline.track_protection(enc.scheme, enc.key.kid.bytes, track, iv, smooth=smooth)
+
+
+def protected_init(
+    state: State,
+    request: web.Request,
+    enc: Encrypting,
+    track: Track,
+    *,
+    edit: Edit,
+    iv: bytes | None,
+) -> bytes:
+    """The init segment of a Common Encryption stream (small: built per request)."""
+    sig = signalling(state, request, enc)
+    return pipeline.protected_init(track, edit, protection_of(enc, track, iv), sig.psshs())
+
+
+def protected_fragment(
+    state: State,
+    cache_key: Hashable,
+    ref: pipeline.SegmentRef,
+    clear: bytes,
+    *,
+    enc: Encrypting,
+    track: Track,
+    sets: ParameterSets | None,
+    names: tuple[object, ...],
+    iv: bytes | None,
+) -> pipeline.Protected:
+    """A media segment under Common Encryption, its subsample map computed once per clear
+    segment (kept under the segment cache's key) and its encryption deferred."""
+    smap = state.subsamples.get(cache_key)
+    if smap is None:
+        nls = 4 if ref.format is None else None  # Smooth fragments re-prefix NAL units
+        smap = pipeline.subsample_map(track, sets, clear, nal_length_size=nls)
+        state.subsamples.put(cache_key, smap, cost=smap.cost)
+    return pipeline.protected_body(
+        ref,
+        clear,
+        cipher=enc.key.samples,
+        protection=protection_of(enc, track, iv, smooth=ref.format is None),
+        smap=smap,
+        names=(*names, enc.key.kid),
+    )

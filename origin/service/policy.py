@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from origin.core.drm import NO_SYSTEMS, Systems
 from origin.service.addresses import IPAddress, IPNetwork, in_networks
 from origin.service.tokens import jwt, swt
 from origin.service.tokens.jwt import TokenError, VerificationKey
@@ -93,6 +94,9 @@ class PolicyOption:
 class Policy:
     name: str
     options: tuple[PolicyOption, ...]
+    # The commercial DRM systems its Common Encryption streams are signalled for (the
+    # operator's license servers); ClearKey (this origin's license service) always is.
+    systems: Systems = NO_SYSTEMS
 
 
 @dataclass(frozen=True, slots=True)

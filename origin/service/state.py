@@ -10,9 +10,18 @@ import uuid
 from dataclasses import dataclass, field
 
 from origin.core.crypto import Aes128Cbc
+from origin.core.crypto.cenc import SampleCipher
+from origin.core.crypto.subsamples import SubsampleMap
 from origin.core.errors import MediaError
-from origin.core.pipeline import Presentation, prepare
-from origin.service.cache import ANSWER_CACHE_BYTES, MANIFEST_CACHE_BYTES, ByteLRU
+from origin.core.mp4.avc import ParameterSets
+from origin.core.pipeline import Presentation, prepare, track_parameter_sets
+from origin.core.track import Track
+from origin.service.cache import (
+    ANSWER_CACHE_BYTES,
+    MANIFEST_CACHE_BYTES,
+    SUBSAMPLE_CACHE_BYTES,
+    ByteLRU,
+)
 from origin.service.config import AssetConfig, Config
 from origin.service.fastpath import Answer
 from origin.service.policy import Policy
@@ -28,6 +37,14 @@ class Asset:
     presentation: Presentation
     version: str  # changes whenever the bytes we would serve change; feeds ETags
     last_modified: float
+    # AVC parameter sets per video rendition id, parsed on the first Common Encryption request.
+    parameter_sets: dict[int, ParameterSets | None] = field(default_factory=dict)
+
+    def sets_of(self, rendition: int, track: Track) -> ParameterSets | None:
+        """The parsed SPS/PPS of a video rendition (None: audio, or unreadable: whole-sample)."""
+        if rendition not in self.parameter_sets:
+            self.parameter_sets[rendition] = track_parameter_sets(track)
+        return self.parameter_sets[rendition]
 
 
 @dataclass(slots=True)
@@ -45,6 +62,10 @@ class ContentKey:
     key: bytes = field(repr=False)
     cipher: Aes128Cbc = field(repr=False)
     policy: Policy | None = None  # None: open (any request gets the key)
+    samples: SampleCipher = field(init=False, repr=False)  # cenc and cbcs, the same key
+
+    def __post_init__(self) -> None:
+        self.samples = SampleCipher(self.key)
 
 
 @dataclass(slots=True)
@@ -56,6 +77,10 @@ class State:
     segments: ByteLRU[bytes]
     # Encoded manifests by request path, bounded by bytes (paths are as many as clients invent).
     manifests: ByteLRU[bytes] = field(default_factory=lambda: ByteLRU(MANIFEST_CACHE_BYTES))
+    # Common Encryption's subsample maps of clear segments, by the segment cache's keys.
+    subsamples: ByteLRU[SubsampleMap] = field(
+        default_factory=lambda: ByteLRU(SUBSAMPLE_CACHE_BYTES)
+    )
     # The fast path's answers (origin.service.fastpath): a reload's new state starts with none.
     answers: ByteLRU[Answer] = field(default_factory=lambda: ByteLRU(ANSWER_CACHE_BYTES))
     # The key of signed segment URLs (origin.service.tokens.urlsig): the config's, resolved from

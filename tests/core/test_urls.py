@@ -27,7 +27,10 @@ def test_locator_prefix_must_be_a_uuid() -> None:
         ("/bbb.ism/manifest(format=m3u8-foo)", "unknown value 'm3u8-foo'"),
         ("/bbb.ism/manifest(format=m3u8-aapl,colour=red)", "unknown option 'colour'"),
         ("/bbb.ism/manifest(format=m3u8-aapl,format=m3u8-aapl)", "given twice"),
-        ("/bbb.ism/manifest(encryption=cenc)", "unknown value 'cenc'"),
+        ("/bbb.ism/manifest(encryption=cens)", "unknown value 'cens'"),
+        ("/bbb.ism/manifest(format=m3u8-aapl,encryption=cenc)", "not a scheme for format=m3u8"),
+        ("/bbb.ism/manifest(encryption=cbc)", "not a scheme for Smooth"),
+        ("/bbb.ism/manifest(format=mpd-time-csf,encryption=cbc)", "not a scheme for format=mpd"),
         ("/bbb.ism/QualityLevels(1)/Manifest(video)", "needs format="),
         (
             "/bbb.ism/QualityLevels(1)/Manifest(video,format=m3u8-aapl,audio-only=false)",

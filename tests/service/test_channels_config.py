@@ -88,7 +88,7 @@ segment_duration = 2.5
     )
     (ch,) = cfg.channels
     assert ch.protection == "aes-128" and ch.key == bytes.fromhex(KEY)
-    assert ch.iv == b"\xd7" * 16 and ch.smooth == "clear" and ch.dash is None
+    assert ch.iv == b"\xd7" * 16 and ch.smooth == ("clear",) and ch.dash is None
     assert ch.window == 30 and ch.segment_duration == Fraction(5, 2)
 
 

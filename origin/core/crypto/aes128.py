@@ -60,6 +60,12 @@ class Aes128Cbc:
             raise ValueError("the IV must be 16 bytes")
         return self._guarded(memoryview(data).cast("B"), iv, final=True)
 
+    def encrypt_blocks(self, data: bytes | bytearray | memoryview, iv: bytes) -> bytearray:
+        """CBC of whole blocks with no padding (Common Encryption's ``cbcs`` runs)."""
+        if len(iv) != BLOCK:
+            raise ValueError("the IV must be 16 bytes")
+        return self._guarded(memoryview(data).cast("B"), iv, final=False)
+
     def encrypt_slices(
         self, data: bytes | bytearray | memoryview, iv: bytes, slice_size: int
     ) -> Iterator[bytearray]:

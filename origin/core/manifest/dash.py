@@ -13,6 +13,7 @@ clocks to the origin's.
 
 from __future__ import annotations
 
+import base64
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ __all__ = [
     "UTC_HTTP_ISO",
     "UTC_HTTP_XSDATE",
     "AdaptationSet",
+    "ContentProtection",
     "Live",
     "Representation",
     "Timeline",
@@ -89,6 +91,53 @@ class Representation:
     timeline: Timeline | None = None  # None: the Adaptation Set's
 
 
+# Namespaces of Common Encryption signalling (ISO/IEC 23001-7 §11, DASH-IF IOP 7, PlayReady).
+CENC_NAMESPACE = "urn:mpeg:cenc:2013"
+DASHIF_NAMESPACE = "https://dashif.org/CPS"
+CLEARKEY_NAMESPACE = "http://dashif.org/guidelines/clearKey"
+PLAYREADY_NAMESPACE = "urn:microsoft:playready"
+MP4_PROTECTION_SCHEME = "urn:mpeg:dash:mp4protection:2011"
+for _prefix, _uri in (
+    ("cenc", CENC_NAMESPACE),
+    ("dashif", DASHIF_NAMESPACE),
+    ("clearkey", CLEARKEY_NAMESPACE),
+    ("mspr", PLAYREADY_NAMESPACE),
+):
+    ET.register_namespace(_prefix, _uri)
+
+
+@dataclass(frozen=True, slots=True)
+class ContentProtection:
+    """A ContentProtection descriptor: the mp4protection one (``value`` the scheme, cenc or
+    cbcs, with ``default_kid``), or a DRM system's (``urn:uuid:<system id>``) with its ``pssh``
+    box, its license URL (``laurl``: DASH-IF ``dashif:Laurl`` and the older ``clearkey:Laurl``)
+    and PlayReady's ``mspr:pro``."""
+
+    scheme_id_uri: str
+    value: str | None = None
+    default_kid: str | None = None  # a UUID, as cenc:default_KID writes it
+    pssh: bytes | None = None  # the whole box, written base64 as cenc:pssh
+    laurl: str | None = None
+    pro: bytes | None = None  # PlayReady Header Object, base64 as mspr:pro
+
+
+def _content_protection(parent: ET.Element, cp: ContentProtection) -> None:
+    e = _sub(parent, "ContentProtection", schemeIdUri=cp.scheme_id_uri)
+    if cp.value is not None:
+        e.set("value", cp.value)
+    if cp.default_kid is not None:
+        e.set(f"{{{CENC_NAMESPACE}}}default_KID", cp.default_kid)
+    if cp.laurl is not None:
+        # DASH-IF IOP's spelling: Shaka matches ``Laurl`` exactly, dash.js either case.
+        ET.SubElement(e, f"{{{DASHIF_NAMESPACE}}}Laurl").text = cp.laurl
+        laurl = ET.SubElement(e, f"{{{CLEARKEY_NAMESPACE}}}Laurl", Lic_type="EME-1.0")
+        laurl.text = cp.laurl
+    if cp.pssh is not None:
+        ET.SubElement(e, f"{{{CENC_NAMESPACE}}}pssh").text = base64.b64encode(cp.pssh).decode()
+    if cp.pro is not None:
+        ET.SubElement(e, f"{{{PLAYREADY_NAMESPACE}}}pro").text = base64.b64encode(cp.pro).decode()
+
+
 @dataclass(frozen=True, slots=True)
 class AdaptationSet:
     content_type: str  # "video" | "audio"
@@ -102,6 +151,7 @@ class AdaptationSet:
     start_with_sap: bool = False  # writes startWithSAP="1": every segment starts with an IDR
     role: str | None = None  # urn:mpeg:dash:role:2011 value, e.g. "main"
     mime_type: str | None = None  # default: video/mp4 or audio/mp4
+    content_protection: tuple[ContentProtection, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.representations:
@@ -260,6 +310,8 @@ def _adaptation_set(period: ET.Element, a: AdaptationSet, set_id: int) -> None:
         e.set("maxHeight", str(max(heights)))
     if rates:
         e.set("maxFrameRate", frame_rate(max(rates)))
+    for cp in a.content_protection:  # before Role: RepresentationBaseType's sequence
+        _content_protection(e, cp)
     if a.role:
         _sub(e, "Role", schemeIdUri=ROLE_SCHEME, value=a.role)
     timelines = {r.timeline or a.timeline for r in a.representations}

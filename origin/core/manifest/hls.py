@@ -22,10 +22,31 @@ from typing import Literal
 
 @dataclass(frozen=True, slots=True)
 class Key:
-    """An EXT-X-KEY: METHOD=AES-128 with the key URI and an optional fixed IV."""
+    """An EXT-X-KEY (or EXT-X-SESSION-KEY): the method (``AES-128``; ``SAMPLE-AES`` for cbcs
+    fMP4, ``SAMPLE-AES-CTR`` for cenc fMP4), the key URI, an optional fixed IV and KEYFORMAT
+    (``identity`` when None: the URI serves the raw key)."""
 
     uri: str
     iv: bytes | None = None
+    method: str = "AES-128"
+    keyformat: str | None = None
+
+    def attributes(self) -> str:
+        attrs = f"METHOD={self.method},URI={_quote(self.uri)}"
+        if self.iv is not None:
+            attrs += f",IV=0x{self.iv.hex().upper()}"
+        if self.keyformat is not None:
+            attrs += f',KEYFORMAT={_quote(self.keyformat)},KEYFORMATVERSIONS="1"'
+        return attrs
+
+
+Keys = Key | Sequence[Key] | None
+
+
+def _keys(key: Keys) -> Sequence[Key]:
+    if key is None:
+        return ()
+    return (key,) if isinstance(key, Key) else key
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +92,18 @@ def _quote(value: str) -> str:
     return f'"{value}"'
 
 
-def master_playlist(variants: Sequence[Variant], audio: Sequence[AudioRendition] = ()) -> str:
-    """A multivariant playlist. Needs no EXT-X-VERSION above 1, so it carries none."""
-    lines = ["#EXTM3U", "#EXT-X-INDEPENDENT-SEGMENTS"]
+def master_playlist(
+    variants: Sequence[Variant], audio: Sequence[AudioRendition] = (), *, session_keys: Keys = None
+) -> str:
+    """A multivariant playlist; ``session_keys``: EXT-X-SESSION-KEY, the keys of its media
+    playlists, for players to fetch before those (§4.3.4.5). Needs no EXT-X-VERSION above 1
+    (KEYFORMAT in a session key: 5)."""
+    keys = _keys(session_keys)
+    lines = ["#EXTM3U"]
+    if any(k.keyformat for k in keys):
+        lines.append("#EXT-X-VERSION:5")
+    lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
+    lines += ["#EXT-X-SESSION-KEY:" + k.attributes() for k in keys]
     for a in audio:
         attrs = [
             "TYPE=AUDIO",
@@ -130,7 +160,7 @@ def program_date_time(when: datetime) -> str:
 def media_playlist(
     segments: Sequence[Segment],
     *,
-    key: Key | None = None,
+    key: Keys = None,
     map_uri: str | None = None,
     media_sequence: int = 0,
 ) -> str:
@@ -155,7 +185,7 @@ def live_media_playlist(
     discontinuity_sequence: int = 0,
     ended: bool = False,
     event: bool = False,
-    key: Key | None = None,
+    key: Keys = None,
     map_uri: str | None = None,
 ) -> str:
     """A live media playlist of the segments now in the window (RFC 8216 §6.2.2).
@@ -204,7 +234,7 @@ def _media_playlist(
     media_sequence: int,
     discontinuity_sequence: int,
     playlist_type: Literal["VOD", "EVENT"] | None,
-    key: Key | None,
+    key: Keys,
     map_uri: str | None,
     ended: bool,
 ) -> str:
@@ -223,15 +253,18 @@ def _media_playlist(
     if playlist_type:
         lines.append(f"#EXT-X-PLAYLIST-TYPE:{playlist_type}")
     lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
+    keys = _keys(key)
+    # One key for the whole playlist, before the first segment: it applies to every segment
+    # after it (§6.2.1), so it stays valid however far the window slides. AES-128 goes after
+    # EXT-X-MAP, which would otherwise be encrypted too (§4.3.2.4); SAMPLE-AES never encrypts
+    # an init section, and players take the key for it from the tags before it.
+    sample_aes = any(k.method != "AES-128" for k in keys)
+    if sample_aes:
+        lines += ["#EXT-X-KEY:" + k.attributes() for k in keys]
     if map_uri:
         lines.append(f"#EXT-X-MAP:URI={_quote(map_uri)}")
-    if key:
-        # One key for the whole playlist, before the first segment: it applies to every segment
-        # after it (§6.2.1), so it stays valid however far the window slides.
-        attrs = f"METHOD=AES-128,URI={_quote(key.uri)}"
-        if key.iv is not None:
-            attrs += f",IV=0x{key.iv.hex().upper()}"
-        lines.append("#EXT-X-KEY:" + attrs)
+    if not sample_aes:
+        lines += ["#EXT-X-KEY:" + k.attributes() for k in keys]
     for s in segments:
         if s.discontinuity:
             lines.append("#EXT-X-DISCONTINUITY")

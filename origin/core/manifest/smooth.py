@@ -165,11 +165,18 @@ def _stream(root: ET.Element, s: Stream, *, repeat: bool) -> None:
 
 
 def manifest(
-    streams: Sequence[Stream], *, duration: int, repeat: bool = False, live: Live | None = None
+    streams: Sequence[Stream],
+    *,
+    duration: int,
+    repeat: bool = False,
+    live: Live | None = None,
+    protection: tuple[str, str] | None = None,
 ) -> str:
     """A SmoothStreamingMedia document; ``duration`` in TimeScale (100 ns) units.
 
     With ``live`` (not ended) ``Duration`` is written as 0 whatever ``duration`` says.
+    ``protection``: (SystemID, base64 header) of a ``<Protection>`` element (MS-SSTR §2.2.2.2),
+    after the StreamIndex elements.
     """
     if not streams:
         raise ValueError("a manifest needs at least one stream")
@@ -193,5 +200,9 @@ def manifest(
             root.set("LookAheadFragmentCount", str(live.look_ahead))
     for s in streams:
         _stream(root, s, repeat=repeat)
+    if protection is not None:
+        system_id, header = protection
+        element = ET.SubElement(root, "Protection")
+        ET.SubElement(element, "ProtectionHeader", SystemID=system_id).text = header
     ET.indent(root, space="  ")
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -50,3 +50,12 @@ SMOOTH_TIMESCALE = 10_000_000
 TFXD_UUID = bytes.fromhex("6D1D9B0542D544E680E2141DAFF757B2")
 # TfrfBox (MS-SSTR 2.2.4.5): in a live fragment, the times and durations of the next fragments.
 TFRF_UUID = bytes.fromhex("D4807EF2CA3946958E5426CB9E46A79F")
+
+# Common Encryption (ISO/IEC 23001-7) and PIFF 1.1 (the Smooth Streaming form of the same).
+PIFF_SENC_UUID = bytes.fromhex("A2394F525A9B4F14A2446C427C648DF4")  # PIFF SampleEncryptionBox
+SENC_SUBSAMPLES = 0x000002  # senc flag: per-sample subsample tables follow the IVs
+# DRM system ids (the pssh SystemID, DASH ContentProtection urn:uuid:, Smooth ProtectionHeader).
+SYSTEM_COMMON = bytes.fromhex("1077EFECC0B24D02ACE33C1E52E2FB4B")  # W3C Common PSSH (ClearKey)
+SYSTEM_CLEARKEY_DASH = bytes.fromhex("E2719D58A985B3C9781AB030AF78D30E")  # DASH-IF ClearKey
+SYSTEM_WIDEVINE = bytes.fromhex("EDEF8BA979D64ACEA3C827DCD51D21ED")
+SYSTEM_PLAYREADY = bytes.fromhex("9A04F07998404286AB92E65BE0885F95")

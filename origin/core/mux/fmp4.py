@@ -143,24 +143,30 @@ def edit_of(track: Track) -> Edit:
 # --- init segment ------------------------------------------------------------------------------
 
 
-def init_segment(track: Track, edit: Edit | None = None) -> bytes:
+def init_segment(
+    track: Track, edit: Edit | None = None, *, stsd: bytes | None = None, moov_extra: bytes = b""
+) -> bytes:
     """``ftyp`` + ``moov`` for one track with no samples (the HLS ``EXT-X-MAP``, DASH init).
 
-    ``edit``: the track's :func:`edit_of`, precomputed (computed here when ``None``).
+    ``edit``: the track's :func:`edit_of`, precomputed (computed here when ``None``). ``stsd``
+    replaces the source's (an encrypted sample entry, :mod:`~origin.core.mux.encrypted`);
+    ``moov_extra`` goes at the end of the moov (``pssh`` boxes).
     """
     if track.stsd[4:8] != b"stsd" or len(track.stsd) != _HEADER.unpack_from(track.stsd)[0]:
         raise ValueError("track.stsd must be one whole stsd box")
     if not 0 < track.track_id < U32_MAX or track.timescale <= 0:
         raise ValueError("track_id and timescale must be positive 32-bit values")
     edit = edit_of(track) if edit is None else edit
-    return _brands_box(b"ftyp", _FTYP_BRANDS[0], _FTYP_BRANDS) + _moov(track, edit)
+    moov = _moov(track, edit, stsd or track.stsd, moov_extra)
+    return _brands_box(b"ftyp", _FTYP_BRANDS[0], _FTYP_BRANDS) + moov
 
 
-def _moov(track: Track, edit: Edit) -> bytes:
+def _moov(track: Track, edit: Edit, stsd: bytes, extra: bytes) -> bytes:
     # The movie timescale is the track's: the audio edit list is then exact, with no rounding.
     # Durations are 0 and there is no mehd: the init must not depend on which fragments exist
     # (the same bytes serve every playlist, and players take the duration from the manifest).
-    return _box(b"moov", _mvhd(track), _trak(track, edit), _box(b"mvex", _trex(track.track_id)))
+    trak = _trak(track, edit, stsd)
+    return _box(b"moov", _mvhd(track), trak, _box(b"mvex", _trex(track.track_id)), extra)
 
 
 def _mvhd(track: Track) -> bytes:
@@ -176,8 +182,8 @@ def _mvhd(track: Track) -> bytes:
     )
 
 
-def _trak(track: Track, edit: Edit) -> bytes:
-    return _box(b"trak", _tkhd(track), _edts(edit.trim), _mdia(track))
+def _trak(track: Track, edit: Edit, stsd: bytes) -> bytes:
+    return _box(b"trak", _tkhd(track), _edts(edit.trim), _mdia(track, stsd))
 
 
 def _tkhd(track: Track) -> bytes:
@@ -218,8 +224,8 @@ def _elst(edits: list[tuple[int, int]]) -> bytes:
     return _full_box(b"elst", 0 if fits_v0 else 1, 0, struct.pack(">I", len(edits)), *rows)
 
 
-def _mdia(track: Track) -> bytes:
-    return _box(b"mdia", _mdhd(track), _hdlr(track.kind), _minf(track))
+def _mdia(track: Track, stsd: bytes) -> bytes:
+    return _box(b"mdia", _mdhd(track), _hdlr(track.kind), _minf(track, stsd))
 
 
 def _mdhd(track: Track) -> bytes:
@@ -239,7 +245,7 @@ def _hdlr(kind: Kind) -> bytes:
     return _full_box(b"hdlr", 0, 0, b"\x00\x00\x00\x00", handler, bytes(12), name, b"\x00")
 
 
-def _minf(track: Track) -> bytes:
+def _minf(track: Track, stsd: bytes) -> bytes:
     if track.kind is Kind.VIDEO:
         header = _full_box(
             b"vmhd", 0, 1, bytes(8)
@@ -247,14 +253,14 @@ def _minf(track: Track) -> bytes:
     else:
         header = _full_box(b"smhd", 0, 0, bytes(4))  # balance 0
     dinf = _box(b"dinf", _full_box(b"dref", 0, 0, struct.pack(">I", 1), _full_box(b"url ", 0, 1)))
-    return _box(b"minf", header, dinf, _stbl(track))
+    return _box(b"minf", header, dinf, _stbl(stsd))
 
 
-def _stbl(track: Track) -> bytes:
+def _stbl(stsd: bytes) -> bytes:
     # The source's stsd verbatim keeps every codec detail (avcC, pasp, colr, btrt, esds) intact.
     return _box(
         b"stbl",
-        track.stsd,
+        stsd,
         _full_box(b"stts", 0, 0, bytes(4)),
         _full_box(b"stsc", 0, 0, bytes(4)),
         _full_box(b"stsz", 0, 0, bytes(8)),  # sample_size 0, sample_count 0

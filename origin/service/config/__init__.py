@@ -96,8 +96,9 @@ class AssetConfig:
     key_id: uuid.UUID | None = None
     key: bytes | None = field(default=None, repr=False)
     iv: bytes | None = None
-    dash: str | None = None
-    smooth: str | None = None
+    hls: tuple[str, ...] | None = None  # delivery policy: schemes allowed, first the default
+    dash: tuple[str, ...] | None = None
+    smooth: tuple[str, ...] | None = None
     policy: str | None = None  # the content key's authorization policy; None: open
     require_token: bool = False  # playlists/manifests need a valid token too
     token_segments: bool = False  # propagated tokens also go on segment URLs
@@ -121,7 +122,7 @@ INDEX_MODES = ("startup", "lazy")
 MIN_SIGNING_KEY_BYTES = 16
 _ASSET_FIELDS = {
     "name", "files", "segment_duration", "protection", "key_id", "key", "key_file", "iv",
-    "dash", "smooth", "policy", "require_token", "token_segments",
+    "hls", "dash", "smooth", "policy", "require_token", "token_segments",
 }  # fmt: skip
 
 

@@ -60,8 +60,9 @@ class ChannelConfig:
     key_id: uuid.UUID | None = None
     key: bytes | None = field(default=None, repr=False)
     iv: bytes | None = None
-    dash: str | None = None
-    smooth: str | None = None
+    hls: tuple[str, ...] | None = None  # delivery policy: schemes allowed, first the default
+    dash: tuple[str, ...] | None = None
+    smooth: tuple[str, ...] | None = None
     policy: str | None = None
     require_token: bool = False
     token_segments: bool = False
@@ -136,7 +137,7 @@ def _channel(
     name = parse_name(c, t, where)
     loop = c.typed(t, "loop", where, bool, False)
     asset_name = c.typed(t, "asset", where, str, None)
-    protection = parse_protection(c, t, where, base)
+    protection = parse_protection(c, t, where, base, live=True)
     looped: AssetConfig | None = None
     if loop:
         if asset_name is None:

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from origin.core.drm import Systems
 from origin.service.addresses import IPNetwork, parse_network
 from origin.service.config.check import Checker
 from origin.service.policy import (
@@ -44,7 +45,8 @@ def parse_policy(
         return None, c.problems
     if not _NAME.fullmatch(name):
         c.bad(where, f"policy name {name!r} must be letters, digits and . _ ~ -")
-    c.unknown(t, {"options"}, where)
+    c.unknown(t, {"options", "drm"}, where)
+    systems = _systems(c, t.get("drm"), f"{where}.drm")
     raw = t.get("options")
     options: list[PolicyOption] = []
     if raw is None:
@@ -63,7 +65,34 @@ def parse_policy(
             options.append(option)
     if c.problems:
         return None, c.problems
-    return Policy(name, tuple(options)), []
+    return Policy(name, tuple(options), systems), []
+
+
+_DRM_FIELDS = {"playready_la_url", "widevine", "widevine_provider", "fairplay_uri"}
+
+
+def _systems(c: Checker, raw: object, where: str) -> Systems:
+    """``[policies.NAME.drm]``: the license servers of commercial DRM systems to signal."""
+    if raw is None:
+        return Systems()
+    t = c.table(raw, where)
+    if t is None:
+        return Systems()
+    c.unknown(t, _DRM_FIELDS, where)
+    la_url = c.typed(t, "playready_la_url", where, str, None)
+    if la_url is not None and not la_url.startswith(("https://", "http://")):
+        c.bad(f"{where}.playready_la_url", "must be an http(s) URL")
+    fairplay = c.typed(t, "fairplay_uri", where, str, None)
+    if fairplay is not None and not fairplay.startswith("skd://"):
+        c.bad(f"{where}.fairplay_uri", 'must be an skd:// URI (may contain "{kid}")')
+    if fairplay is not None and any(ch in fairplay for ch in '"\r\n'):
+        c.bad(f"{where}.fairplay_uri", "must not contain quotes or line breaks")
+    return Systems(
+        playready_la_url=la_url,
+        widevine=c.typed(t, "widevine", where, bool, False),
+        widevine_provider=c.typed(t, "widevine_provider", where, str, None),
+        fairplay_uri=fairplay,
+    )
 
 
 def _option(

@@ -21,12 +21,19 @@ from origin.service.keytext import parse_iv, parse_key
 from origin.service.policy import Policy
 
 PROTECTIONS = ("clear", "aes-128")
-# How DASH and Smooth are delivered for an asset whose `protection` is an HLS-only scheme
-# (aes-128): only "clear" until Common Encryption exists. Unset = blocked (AMS: a protocol not in a
-# delivery policy is blocked; an asset with no delivery policy streams every protocol in the clear).
-DELIVERIES = ("clear",)
+# The delivery policy of a protected asset: per protocol, the schemes it may be streamed with
+# (``hls = ["cbc", "cbcs"]``, ``dash = "cenc"``), the first the default when a URL names none;
+# "clear" allows it unencrypted. Unset: HLS gets AES-128 ("cbc"), DASH and Smooth are blocked
+# (AMS: a protocol not in a delivery policy is blocked; an asset with no delivery policy streams
+# every protocol in the clear).
+DELIVERIES = {
+    "hls": ("clear", "cbc", "cenc", "cbcs"),
+    "dash": ("clear", "cenc", "cbcs"),
+    "smooth": ("clear", "cenc"),  # PIFF is cenc's
+}
+LIVE_DELIVERIES = ("clear", "cbc")
 PROTECTION_FIELDS = frozenset(
-    {"protection", "key_id", "key", "key_file", "iv", "dash", "smooth", "policy",
+    {"protection", "key_id", "key", "key_file", "iv", "hls", "dash", "smooth", "policy",
      "require_token", "token_segments"}
 )  # fmt: skip
 
@@ -37,8 +44,9 @@ class Protection:
     key_id: uuid.UUID | None = None
     key: bytes | None = field(default=None, repr=False)
     iv: bytes | None = None
-    dash: str | None = None
-    smooth: str | None = None
+    hls: tuple[str, ...] | None = None
+    dash: tuple[str, ...] | None = None
+    smooth: tuple[str, ...] | None = None
     policy: str | None = None  # the content key's authorization policy; None: open
     require_token: bool = False  # playlists/manifests need a valid token too
     token_segments: bool = False  # propagated tokens also go on segment URLs
@@ -48,8 +56,11 @@ class Protection:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
-def parse_protection(c: Checker, t: dict[str, Any], where: str, base: Path) -> Protection:
-    """The protection options of table ``t`` (located at ``where``); problems go to ``c``."""
+def parse_protection(
+    c: Checker, t: dict[str, Any], where: str, base: Path, *, live: bool = False
+) -> Protection:
+    """The protection options of table ``t`` (located at ``where``); problems go to ``c``.
+    ``live``: a channel's, whose delivery cannot be Common Encryption yet."""
     protection = c.typed(t, "protection", where, str, "clear")
     if protection not in PROTECTIONS:
         c.bad(f"{where}.protection", f"must be one of {', '.join(PROTECTIONS)}, got {protection!r}")
@@ -72,23 +83,50 @@ def parse_protection(c: Checker, t: dict[str, Any], where: str, base: Path) -> P
             c.bad(f"{where}.key_id", "protection aes-128 needs key_id")
     if key is not None and key_id is None and "key_id" not in t:
         c.bad(f"{where}.key_id", "a key needs a key_id")
-    delivery: dict[str, str | None] = {}
-    for proto in ("dash", "smooth"):
-        value = c.typed(t, proto, where, str, None)
-        if value is not None and value not in DELIVERIES:
-            c.bad(f"{where}.{proto}", f"must be one of {', '.join(DELIVERIES)}, got {value!r}")
-        delivery[proto] = value
+    delivery = {proto: _delivery(c, t, where, proto, live=live) for proto in DELIVERIES}
+    encrypted = any(v != "clear" for vs in delivery.values() if vs for v in vs)
+    if encrypted and protection != "aes-128":
+        if "key" not in t and "key_file" not in t:
+            c.bad(f"{where}.key", "an encrypted delivery needs key or key_file")
+        if "key_id" not in t:
+            c.bad(f"{where}.key_id", "an encrypted delivery needs key_id")
     return Protection(
         protection=protection,
         key_id=key_id,
         key=key,
         iv=iv,
+        hls=delivery["hls"],
         dash=delivery["dash"],
         smooth=delivery["smooth"],
         policy=c.typed(t, "policy", where, str, None),
         require_token=c.typed(t, "require_token", where, bool, False),
         token_segments=c.typed(t, "token_segments", where, bool, False),
     )
+
+
+def _delivery(
+    c: Checker, t: dict[str, Any], where: str, proto: str, *, live: bool
+) -> tuple[str, ...] | None:
+    """``t[proto]``: one scheme or a list of them, each one this protocol can carry."""
+    if proto not in t:
+        return None
+    raw = t[proto]
+    values = [raw] if isinstance(raw, str) else raw
+    allowed = DELIVERIES[proto]
+    if live:
+        allowed = tuple(v for v in allowed if v in LIVE_DELIVERIES)
+        if isinstance(values, list) and any(v in ("cenc", "cbcs") for v in values):
+            c.bad(f"{where}.{proto}", "Common Encryption of live channels is not built yet")
+            return None
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+        c.bad(f"{where}.{proto}", f"must be one of {', '.join(allowed)} or a list of them")
+        return None
+    for v in values:
+        if v not in allowed:
+            c.bad(f"{where}.{proto}", f"must be one of {', '.join(allowed)}, got {v!r}")
+    if len(set(values)) != len(values):
+        c.bad(f"{where}.{proto}", "lists a scheme twice")
+    return tuple(values)
 
 
 def parse_name(c: Checker, t: dict[str, Any], where: str) -> str:
