@@ -59,6 +59,21 @@ CHROMIUM_ARGS = [
 ]
 
 
+def picture_stats(png: bytes) -> tuple[float, float]:
+    """(mean, standard deviation) of a PNG's luma, decoded and scaled by ffmpeg."""
+    import statistics  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    if not png:
+        return 0.0, 0.0
+    gray = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", "pipe:0", "-vf", "scale=64:-2,format=gray",
+         "-f", "rawvideo", "pipe:1"],
+        input=png, capture_output=True, check=True, timeout=30,
+    ).stdout  # fmt: skip
+    return statistics.fmean(gray), statistics.pstdev(gray)
+
+
 @dataclass(frozen=True)
 class Player:
     name: str
@@ -238,6 +253,12 @@ class Playback:
     page_errors: list[str] = field(default_factory=list)
     preflights: list[Preflight] = field(default_factory=list)
     cors_errors: list[str] = field(default_factory=list)  # Chromium's words, one per request
+    screenshot: bytes = b""  # PNG of the video element when playback stopped
+
+    def picture(self) -> tuple[float, float]:
+        """(mean, standard deviation) of the screenshot's luma, 0-255, read by ffmpeg: a black
+        or uniform picture has a low mean or no spread."""
+        return picture_stats(self.screenshot)
 
     @property
     def current_time(self) -> float:
@@ -428,6 +449,10 @@ class _Session:
             requests = [_request(r.request, r) for r in self.responses]
             requests += [_request(r, None) for r in self.failed]
             preflights, cors_errors = _cors_from_cdp(self.cdp_events)
+            # The picture the video element shows now, as the compositor drew it: with
+            # encrypted media, proof that frames were decrypted (an undecryptable stream
+            # shows nothing or black).
+            screenshot = self.page.locator("video").screenshot(timeout=5000)
         finally:
             self.context.close()
         return Playback(
@@ -444,6 +469,7 @@ class _Session:
             page_errors=self.page_errors,
             preflights=preflights,
             cors_errors=cors_errors,
+            screenshot=screenshot,
         )
 
 

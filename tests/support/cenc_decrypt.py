@@ -13,7 +13,18 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 PIFF_SENC = bytes.fromhex("A2394F525A9B4F14A2446C427C648DF4")
-CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"moof", b"traf", b"sinf", b"schi", b"mvex"}
+CONTAINERS = {
+    b"moov",
+    b"trak",
+    b"mdia",
+    b"minf",
+    b"stbl",
+    b"moof",
+    b"traf",
+    b"sinf",
+    b"schi",
+    b"mvex",
+}
 
 
 def walk(data: bytes, start: int = 0, end: int | None = None) -> list[tuple[bytes, int, int]]:
@@ -91,7 +102,9 @@ def _trun_sizes(data: bytes, trun: int) -> tuple[list[int], int]:
     return sizes, data_offset
 
 
-def _aux(data: bytes, box: int, piff: bool, iv_size: int) -> list[tuple[bytes, list[tuple[int, int]]]]:
+def _aux(
+    data: bytes, box: int, piff: bool, iv_size: int
+) -> list[tuple[bytes, list[tuple[int, int]]]]:
     pos = box + 8 + (16 if piff else 0)
     flags = struct.unpack_from(">I", data, pos)[0] & 0xFFFFFF
     pos += 4
@@ -141,7 +154,9 @@ def _cbcs_range(key: bytes, iv: bytes, data: bytes, crypt: int, skip: int) -> by
     return bytes(out)
 
 
-def _cbcs_sample(key: bytes, iv: bytes, sample: bytes, subs: list[tuple[int, int]], tenc: Tenc) -> bytes:
+def _cbcs_sample(
+    key: bytes, iv: bytes, sample: bytes, subs: list[tuple[int, int]], tenc: Tenc
+) -> bytes:
     if not subs:
         return _cbcs_range(key, iv, sample, tenc.crypt, tenc.skip)
     out, pos = bytearray(), 0
@@ -161,7 +176,9 @@ def decrypt_fragment(fragment: bytes, key: bytes, tenc: Tenc) -> list[bytes]:
     sizes, data_offset = _trun_sizes(fragment, trun)
     sencs = find(fragment, b"senc")
     piffs = [(o, s) for o, s in find(fragment, b"uuid") if fragment[o + 8 : o + 24] == PIFF_SENC]
-    if sencs:
+    if not sencs and not piffs:  # constant IV, whole samples: tenc says it all (cbcs audio)
+        aux = [(b"", [])] * len(sizes)
+    elif sencs:
         aux = _aux(fragment, sencs[0][0], False, tenc.iv_size)
         # saio must point at the same bytes as the senc's sample data
         ((saio, _),) = find(fragment, b"saio")

@@ -205,7 +205,7 @@ def _aux_rows(ivs: list[bytes] | None, smap: SubsampleMap, subsamples: bool) -> 
 
 def _saiz(sizes: bytes) -> bytes:
     n = len(sizes)
-    if n and sizes.count(sizes[0]) == n:  # one size for all: the default
+    if n and sizes[0] and sizes.count(sizes[0]) == n:  # one size for all: the default
         return _full_box(b"saiz", 0, 0, bytes((sizes[0],)), _U32.pack(n))
     return _full_box(b"saiz", 0, 0, b"\x00", _U32.pack(n), sizes)
 
@@ -229,6 +229,10 @@ def _aux_boxes(
     subsamples = any(smap.counts)
     aux_sizes = _aux_sizes(smap, p.iv_size, subsamples)
     aux_total = sum(aux_sizes)
+    if aux_total == 0:
+        # cbcs without subsamples (audio): the constant IV of tenc says everything, and a saiz
+        # of zero-size entries cannot be written (a default size of 0 means a table follows).
+        return b"", 0, False
     if piff:
         return b"", _PIFF_HEADER + aux_total, subsamples
     # saio counts from the moof's first byte (default-base-is-moof, or the first traf of a
@@ -282,10 +286,11 @@ def protect_fragment(
         cipher.cbcs(src, dst, sizes, smap, p.constant_iv, pattern=p.pattern)
     del dst
     del out[len(out) - SPARE :]
-    header = _U32.pack(box_size) + (b"uuid" + PIFF_SENC_UUID if piff else b"senc")
-    box = b"".join(
-        (prefix, header, _U32.pack(flags), _U32.pack(len(sizes)), _aux_rows(ivs, smap, subsamples))
-    )
+    box = b""
+    if box_size:
+        header = _U32.pack(box_size) + (b"uuid" + PIFF_SENC_UUID if piff else b"senc")
+        rows = _aux_rows(ivs, smap, subsamples)
+        box = b"".join((prefix, header, _U32.pack(flags), _U32.pack(len(sizes)), rows))
     if len(box) != grow:  # pragma: no cover - guards the size arithmetic
         raise AssertionError(f"aux boxes are {len(box)} bytes, computed {grow}")
     out[t : t + grow] = box
