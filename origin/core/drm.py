@@ -51,7 +51,7 @@ def _unb64url(text: str) -> bytes:
     if not isinstance(text, str) or not text or len(text) > 64:
         raise ValueError("a key id is a base64url string")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
     except ValueError:
         raise ValueError("a key id is not base64url") from None
 

@@ -177,7 +177,7 @@ def decrypt_fragment(fragment: bytes, key: bytes, tenc: Tenc) -> list[bytes]:
     sencs = find(fragment, b"senc")
     piffs = [(o, s) for o, s in find(fragment, b"uuid") if fragment[o + 8 : o + 24] == PIFF_SENC]
     if not sencs and not piffs:  # constant IV, whole samples: tenc says it all (cbcs audio)
-        aux = [(b"", [])] * len(sizes)
+        aux: list[tuple[bytes, list[tuple[int, int]]]] = [(b"", [])] * len(sizes)
     elif sencs:
         aux = _aux(fragment, sencs[0][0], False, tenc.iv_size)
         # saio must point at the same bytes as the senc's sample data
