@@ -14,8 +14,8 @@ exact bytes the origin answered as files; encrypted segment rows also show the s
 ``openssl speed -evp aes-128-cbc`` (16 KiB blocks, one core) they reach.
 
 Rows (``--rows``, comma-separated; all by default):
-  segments   encrypted HLS TS and fMP4 segments of each asset, clear DASH and Smooth of
-             the sample and big ones
+  segments   encrypted HLS TS and fMP4 segments (AES-128) of each asset; clear DASH, Common
+             Encryption DASH (cenc, cbcs) and clear Smooth of the sample and big ones
   manifests  the ladder's media and master playlists, MPDs (mpd-time-csf, -cmaf), Smooth
   keys       key requests, open policy and an HS256 JWT policy
   live       a looped channel's playlists and manifests, fragment-to-playlist latency and
@@ -131,6 +131,9 @@ def vod_rows(b: Bench, base: str, groups: set[str]) -> None:
             if not every_kind:
                 continue
             b.rows.append(b.measure(f"{asset}: clear DASH segments", dash_urls(base, asset)))
+            for enc, label in ((",encryption=cenc", "cenc"), (",encryption=cbcs-aapl", "cbcs")):
+                urls = dash_urls(base, asset, enc)
+                b.rows.append(b.measure(f"{asset}: encrypted DASH segments ({label})", urls))
             b.rows.append(b.measure(f"{asset}: clear Smooth fragments", smooth_urls(base, asset)))
     if "manifests" in groups:
         b.rows += manifests(b, base, "ladder", ".ism", "ladder:")
@@ -354,6 +357,7 @@ def report(
     )
     for row in b.rows:
         print(b.line(row, ceiling))
+    common_encryption(b.rows)
     if live is not None:
         bench_live.report(live, lambda row: b.line(row, ceiling))
     if tail is not None:
@@ -363,6 +367,19 @@ def report(
         print("memory: the one-worker server above, default settings but the access log")
         for ln in mem:
             print(ln)
+
+
+def common_encryption(rows: list[Row]) -> None:
+    """Issue 12's bar: cenc segment MB/s at least 80% of AES-128's (HLS fMP4, same asset)."""
+    by_name = {name: r for name, r, _ in rows}
+    for asset in SEGMENT_ROWS:
+        aes = by_name.get(f"{asset}: encrypted HLS fMP4 segments")
+        for label in ("cenc", "cbcs"):
+            cenc = by_name.get(f"{asset}: encrypted DASH segments ({label})")
+            if aes and cenc:
+                share = cenc["mbs"] / aes["mbs"]
+                bar = "  (target >= 0.80)" if label == "cenc" else ""
+                print(f"{asset}: {label} MB/s / AES-128 fMP4 MB/s {share:33.2f}{bar}")
 
 
 def nginx_version() -> str:

@@ -68,7 +68,8 @@ def make_ladder() -> list[Path]:
 
 
 def asset(name: str, files: list[Path], segment_duration: float = 4.0) -> str:
-    """An AES-128 asset, DASH and Smooth in the clear, with the bench's key."""
+    """An AES-128 asset, DASH and Smooth in the clear by default, every scheme allowed, with
+    the bench's key."""
     return f"""
 [[assets]]
 name = "{name}"
@@ -77,8 +78,9 @@ segment_duration = {segment_duration}
 protection = "aes-128"
 key_id = "{KID}"
 key = "{KEY}"
-dash = "clear"
-smooth = "clear"
+hls = ["cbc", "cbcs", "cenc"]
+dash = ["clear", "cenc", "cbcs"]
+smooth = ["clear", "cenc"]
 """
 
 

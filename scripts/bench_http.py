@@ -181,9 +181,10 @@ def urls_of(base: str, asset: str, fmt: str, ext: str = ".ism") -> tuple[list[st
     return playlists, segments
 
 
-def dash_urls(base: str, asset: str) -> list[str]:
-    """Every media segment of every Representation, expanded from the SegmentTimelines."""
-    url = f"{base}/{asset}.ism/manifest(format=mpd-time-cmaf)"
+def dash_urls(base: str, asset: str, options: str = "") -> list[str]:
+    """Every media segment of every Representation, expanded from the SegmentTimelines;
+    ``options``: more manifest options (``,encryption=cenc``)."""
+    url = f"{base}/{asset}.ism/manifest(format=mpd-time-cmaf{options})"
     root = ET.fromstring(get(url))
     ns = {"d": "urn:mpeg:dash:schema:mpd:2011"}
     out = []

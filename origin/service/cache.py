@@ -13,6 +13,7 @@ V = TypeVar("V")
 ANSWER_CACHE_BYTES = 8 * 1024 * 1024  # fast-path answers (origin.service.fastpath)
 MANIFEST_CACHE_BYTES = 32 * 1024 * 1024  # manifests without a token, by request path
 SUBSAMPLE_CACHE_BYTES = 8 * 1024 * 1024  # Common Encryption subsample maps (~1 KB a segment)
+PROTECTION_CACHE_BYTES = 16 * 1024 * 1024  # their plans: encrypted headers, runs (~5-15 KB)
 ROUTE_CACHE_BYTES = 4 * 1024 * 1024  # parsed request paths
 # What an entry weighs beyond its key's and value's bytes: the OrderedDict node, the entry tuple,
 # the str header of the key and, for a parsed path, its dataclasses (measured with tracemalloc).

@@ -227,18 +227,20 @@ def protected_fragment(
     names: tuple[object, ...],
     iv: bytes | None,
 ) -> pipeline.Protected:
-    """A media segment under Common Encryption, its subsample map computed once per clear
-    segment (kept under the segment cache's key) and its encryption deferred."""
-    smap = state.subsamples.get(cache_key)
-    if smap is None:
-        nls = 4 if ref.format is None else None  # Smooth fragments re-prefix NAL units
-        smap = pipeline.subsample_map(track, sets, clear, nal_length_size=nls)
-        state.subsamples.put(cache_key, smap, cost=smap.cost)
+    """A media segment under Common Encryption, its subsample map and its plan (header and
+    runs) worked out once per clear segment and kept under the segment cache's key; the
+    encryption itself deferred."""
+    protection = protection_of(enc, track, iv, smooth=ref.format is None)
+    plan_key = (cache_key, enc.scheme.value, enc.key.kid)
+    plan = state.plans.get(plan_key)
+    if plan is None:
+        smap = state.subsamples.get(cache_key)
+        if smap is None:
+            nls = 4 if ref.format is None else None  # Smooth fragments re-prefix NAL units
+            smap = pipeline.subsample_map(track, sets, clear, nal_length_size=nls)
+            state.subsamples.put(cache_key, smap, cost=smap.cost)
+        plan = pipeline.protection_plan(ref, clear, protection, smap, (*names, enc.key.kid))
+        state.plans.put(plan_key, plan, cost=plan.cost)
     return pipeline.protected_body(
-        ref,
-        clear,
-        cipher=enc.key.samples,
-        protection=protection_of(enc, track, iv, smooth=ref.format is None),
-        smap=smap,
-        names=(*names, enc.key.kid),
+        ref, clear, cipher=enc.key.samples, protection=protection, plan=plan
     )

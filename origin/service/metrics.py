@@ -36,7 +36,7 @@ BUILD_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
 
 def kind_of(method: str, path: str) -> str:
     """The route kind a request is counted under (a few fixed values, never the path)."""
-    if path.startswith("/key"):
+    if path.startswith(("/key", "/clearkey")):  # raw keys and ClearKey licenses (license.py)
         return "key"
     if path in STATUS_PATHS:
         return "status"

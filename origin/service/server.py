@@ -108,6 +108,14 @@ def _asset_urls(cfg: AssetConfig, root: str) -> list[str]:
     ):
         refused = blocked if delivery.refusal(cfg, urls.protocol_of(fmt)) else ""
         lines.append(f"    {label} {root}/{urls.master_uri(cfg.name, fmt)}{refused}")
+    # Common Encryption the policy allows on DASH without being its default: the URL to ask.
+    listed = delivery.allowed(cfg, urls.Protocol.DASH)
+    for scheme, option in (("cenc", "cenc"), ("cbcs", "cbcs-aapl")):
+        if scheme in listed[1:] and cfg.key_id is not None:
+            uri = urls.master_uri(cfg.name).removesuffix("manifest")
+            lines.append(
+                f"    DASH {scheme}:  {root}/{uri}manifest(format=mpd-time-csf,encryption={option})"
+            )
     return lines
 
 

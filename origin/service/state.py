@@ -14,11 +14,13 @@ from origin.core.crypto.cenc import SampleCipher
 from origin.core.crypto.subsamples import SubsampleMap
 from origin.core.errors import MediaError
 from origin.core.mp4.avc import ParameterSets
+from origin.core.mux.encrypted import ProtectedFragment
 from origin.core.pipeline import Presentation, prepare, track_parameter_sets
 from origin.core.track import Track
 from origin.service.cache import (
     ANSWER_CACHE_BYTES,
     MANIFEST_CACHE_BYTES,
+    PROTECTION_CACHE_BYTES,
     SUBSAMPLE_CACHE_BYTES,
     ByteLRU,
 )
@@ -77,7 +79,11 @@ class State:
     segments: ByteLRU[bytes]
     # Encoded manifests by request path, bounded by bytes (paths are as many as clients invent).
     manifests: ByteLRU[bytes] = field(default_factory=lambda: ByteLRU(MANIFEST_CACHE_BYTES))
-    # Common Encryption's subsample maps of clear segments, by the segment cache's keys.
+    # Common Encryption's plans of clear segments (header, runs) by (segment cache key, scheme,
+    # key id), and the subsample maps they are made from, by the segment cache's keys.
+    plans: ByteLRU[ProtectedFragment] = field(
+        default_factory=lambda: ByteLRU(PROTECTION_CACHE_BYTES)
+    )
     subsamples: ByteLRU[SubsampleMap] = field(
         default_factory=lambda: ByteLRU(SUBSAMPLE_CACHE_BYTES)
     )

@@ -60,6 +60,7 @@ def keep_alive(server: Server, paths: list[str]) -> list[int]:
 
 def test_route_kinds_are_a_few_fixed_labels_never_the_path() -> None:
     assert kind_of("GET", "/key") == "key"
+    assert kind_of("POST", "/clearkey") == "key"
     assert kind_of("GET", "/bbb.ism/QualityLevels(1)/Fragments(video=0,format=m3u8-aapl).ts") == (
         "segment"
     )

@@ -27,9 +27,8 @@ whole block; a trailing partial block stays clear. The blocks are gathered with 
 from __future__ import annotations
 
 import hashlib
-from array import array
 from collections.abc import Sequence
-from itertools import accumulate
+from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -82,6 +81,50 @@ def protected_ranges(
     return ranges, firsts
 
 
+@dataclass(frozen=True, slots=True)
+class Runs:
+    """What encrypting one fragment's payload takes, worked out once (it depends only on the
+    clear samples, the scheme and the base IV): the protected runs, and for cenc each sample's
+    IV and the keystream steps (a run to encrypt, or ``(-1, n)``: n bytes of keystream to skip
+    so the next sample starts on a fresh counter block)."""
+
+    ranges: list[tuple[int, int]]
+    firsts: list[int]  # per sample, its first run; one more entry: the total
+    ivs: list[bytes]  # cenc: per sample; cbcs: empty
+    steps: list[tuple[int, int]]  # cenc with 16-byte IVs: one keystream through the fragment
+
+
+def runs(
+    sizes: Sequence[int], smap: SubsampleMap, *, scheme: str, base_iv: bytes = b"", iv_size: int = 0
+) -> Runs:
+    """The :class:`Runs` of a payload of ``sizes`` under ``smap``; cenc needs the fragment's
+    ``base_iv`` (:func:`fragment_iv`) and its ``iv_size`` (16, or 8 for PIFF)."""
+    ranges, firsts = protected_ranges(sizes, smap)
+    if scheme != CENC:
+        return Runs(ranges, firsts, [], [])
+    if len(base_iv) != BLOCK or base_iv[8:] != bytes(8):
+        raise ValueError("a base IV is 8 bytes and a zero counter")
+    ivs: list[bytes] = []
+    steps: list[tuple[int, int]] = []
+    if iv_size == 8:
+        high = int.from_bytes(base_iv[:8], "big")
+        ivs = [((high + s) & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "big") for s in range(len(sizes))]
+        return Runs(ranges, firsts, ivs, steps)
+    if iv_size != BLOCK:
+        raise ValueError("cenc IVs are 8 or 16 bytes")
+    base = int.from_bytes(base_iv, "big")
+    blocks = 0
+    for s in range(len(sizes)):
+        ivs.append((base + blocks).to_bytes(BLOCK, "big"))
+        mine = ranges[firsts[s] : firsts[s + 1]]
+        steps += mine
+        used = sum(n for _, n in mine)
+        if tail := used % BLOCK:
+            steps.append((-1, BLOCK - tail))
+        blocks += -(-used // BLOCK)
+    return Runs(ranges, firsts, ivs, steps)
+
+
 class SampleCipher:
     """A prepared content key for ``cenc`` and ``cbcs``. Not thread-safe (one per thread)."""
 
@@ -96,74 +139,31 @@ class SampleCipher:
     def __repr__(self) -> str:  # never show the key
         return "SampleCipher(<key hidden>)"
 
-    def cenc(
-        self,
-        src: memoryview,
-        dst: memoryview,
-        sizes: Sequence[int],
-        smap: SubsampleMap,
-        base_iv: bytes,
-        *,
-        iv_size: int = BLOCK,
-    ) -> list[bytes]:
+    def cenc(self, src: memoryview, dst: memoryview, plan: Runs) -> None:
         """AES-CTR the protected bytes of ``src`` into ``dst`` (same offsets; ``dst`` holds the
-        clear payload and SPARE bytes more); returns each sample's IV (``iv_size`` bytes)."""
-        if len(base_iv) != BLOCK or base_iv[8:] != bytes(8):
-            raise ValueError("a base IV is 8 bytes and a zero counter")
-        ranges, firsts = protected_ranges(sizes, smap)
-        if iv_size == 8:
-            return self._cenc_8(src, dst, ranges, firsts, base_iv)
-        if iv_size != BLOCK:
-            raise ValueError("cenc IVs are 8 or 16 bytes")
-        ctr = Cipher(self._aes, modes.CTR(base_iv)).encryptor()
-        base = int.from_bytes(base_iv, "big")
-        ivs: list[bytes] = []
-        blocks = 0
-        for s in range(len(sizes)):
-            ivs.append((base + blocks).to_bytes(BLOCK, "big"))
-            used = 0
-            for off, n in ranges[firsts[s] : firsts[s + 1]]:
-                ctr.update_into(src[off : off + n], dst[off:])
-                used += n
-            if tail := used % BLOCK:
-                ctr.update(_ZEROS[tail:])  # the next sample starts on a fresh counter block
-            blocks += -(-used // BLOCK)
-        return ivs
-
-    def _cenc_8(
-        self,
-        src: memoryview,
-        dst: memoryview,
-        ranges: list[tuple[int, int]],
-        firsts: list[int],
-        base_iv: bytes,
-    ) -> list[bytes]:
-        high = int.from_bytes(base_iv[:8], "big")
-        ivs: list[bytes] = []
-        for s in range(len(firsts) - 1):
-            iv = ((high + s) & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "big")
-            ivs.append(iv)
-            todo = ranges[firsts[s] : firsts[s + 1]]
-            if not todo:
-                continue
-            ctr = Cipher(self._aes, modes.CTR(iv + bytes(8))).encryptor()
-            for off, n in todo:
-                ctr.update_into(src[off : off + n], dst[off:])
-        return ivs
+        clear payload and SPARE bytes more), with the IVs of ``plan``."""
+        if plan.steps or not plan.ranges:  # 16-byte IVs: one keystream for the fragment
+            ctr = Cipher(self._aes, modes.CTR(plan.ivs[0] if plan.ivs else _ZEROS)).encryptor()
+            for off, n in plan.steps:
+                if off < 0:
+                    ctr.update(_ZEROS[:n])
+                else:
+                    ctr.update_into(src[off : off + n], dst[off:])
+            return
+        firsts, ranges = plan.firsts, plan.ranges
+        for s, iv in enumerate(plan.ivs):  # 8-byte IVs: each sample counts from 0
+            mine = ranges[firsts[s] : firsts[s + 1]]
+            if mine:
+                ctr = Cipher(self._aes, modes.CTR(iv + bytes(8))).encryptor()
+                for off, n in mine:
+                    ctr.update_into(src[off : off + n], dst[off:])
 
     def cbcs(
-        self,
-        src: memoryview,
-        dst: memoryview,
-        sizes: Sequence[int],
-        smap: SubsampleMap,
-        iv: bytes,
-        *,
-        pattern: bool,
+        self, src: memoryview, dst: memoryview, plan: Runs, iv: bytes, *, pattern: bool
     ) -> None:
         """AES-CBC ``cbcs`` of the protected bytes of ``src`` into ``dst`` with the constant
         ``iv``; ``pattern``: 1:9 (video), else every whole block (audio)."""
-        ranges, _ = protected_ranges(sizes, smap)
+        ranges = plan.ranges
         cbc = self._cbc
         crypt, skip = PATTERN
         period = crypt + skip
@@ -184,8 +184,3 @@ class SampleCipher:
             out = dst[off : off + whole].cast("Q")
             out[0 :: 2 * period] = enc[0::2]
             out[1 :: 2 * period] = enc[1::2]
-
-
-def sample_offsets(sizes: Sequence[int]) -> array[int]:
-    """Where each sample starts in a payload of ``sizes`` (one more entry: the total)."""
-    return array("Q", accumulate(sizes, initial=0))

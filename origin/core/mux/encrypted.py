@@ -2,11 +2,12 @@
 ``sinf``/``frma``/``schm``/``schi``/``tenc``, ``pssh``, and per fragment ``senc`` + ``saiz`` +
 ``saio`` (CMAF, DASH, HLS fMP4) or PIFF 1.1's ``uuid`` SampleEncryptionBox (Smooth Streaming).
 
-:func:`protect_fragment` turns a clear fragment (as :mod:`~origin.core.mux.fmp4` and
-:mod:`~origin.core.mux.smooth` write it, VOD or live) into its encrypted form: it reads the
-fragment's own ``trun`` for the sample sizes, appends the auxiliary-information boxes to the
-``traf``, shifts ``trun.data_offset`` past them and encrypts the ``mdat`` payload in the same
-output buffer. The clear fragment is what the segment cache holds; this runs per request.
+:func:`plan_fragment` works out, once per clear fragment (as :mod:`~origin.core.mux.fmp4` and
+:mod:`~origin.core.mux.smooth` write it), everything of its encrypted form but the encryption:
+it reads the fragment's own ``trun`` for the sample sizes, appends the auxiliary-information
+boxes to the ``traf`` and shifts ``trun.data_offset`` past them. :func:`encrypt_fragment` then
+runs per request: that header, and the ``mdat`` payload encrypted in the same output buffer.
+The clear fragment is what the segment cache holds.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from array import array
 from dataclasses import dataclass
 from functools import lru_cache
 
-from origin.core.crypto.cenc import CBCS, CENC, SPARE, SampleCipher
+from origin.core.crypto.cenc import CBCS, CENC, SPARE, Runs, SampleCipher, runs
 from origin.core.crypto.subsamples import SubsampleMap
 from origin.core.mp4.defs import (
     PIFF_SENC_UUID,
@@ -211,6 +212,7 @@ def _saiz(sizes: bytes) -> bytes:
 
 
 SAIO_SIZE = 20
+_SPARE = bytes(SPARE)
 _SENC_HEADER = 16  # box header, version and flags, sample_count
 _PIFF_HEADER = 32  # the same with the 16-byte user type
 
@@ -242,13 +244,79 @@ def _aux_boxes(
     return saiz + _saio(senc_at + _SENC_HEADER), _SENC_HEADER + aux_total, subsamples
 
 
-def protection_growth(
-    clear: bytes | bytearray, p: TrackProtection, smap: SubsampleMap, *, piff: bool = False
-) -> int:
-    """How many bytes :func:`protect_fragment` adds to ``clear`` (the boxes; CTR and the
-    cbcs pattern keep the payload's size)."""
-    prefix, box_size, _ = _aux_boxes(read_layout(clear), p, smap, piff=piff)
-    return len(prefix) + box_size
+@dataclass(frozen=True, slots=True)
+class ProtectedFragment:
+    """A clear fragment's encrypted form, worked out except for the encryption itself: the
+    final header (the moof grown by the aux boxes, with cenc's IVs), where the payload starts in
+    the clear fragment, and the runs to encrypt. It depends only on the clear bytes, the scheme,
+    the key id and the fragment's name, so a server keeps it beside the clear fragment and a
+    request is then: copy the header and the payload, run the cipher over the runs."""
+
+    header: bytes
+    payload: int  # offset of the first payload byte in the clear fragment
+    runs: Runs
+    size: int  # of the encrypted fragment
+
+    @property
+    def cost(self) -> int:
+        """Bytes held, roughly, for a byte-bounded cache."""
+        return len(self.header) + 40 * (len(self.runs.ranges) + len(self.runs.steps)) + 200
+
+
+def plan_fragment(
+    clear: bytes | bytearray,
+    p: TrackProtection,
+    smap: SubsampleMap,
+    *,
+    base_iv: bytes = b"",
+    piff: bool = False,
+) -> ProtectedFragment:
+    """The :class:`ProtectedFragment` of fragment ``clear`` under ``p``. ``smap``: its samples'
+    subsample map (whole samples: audio); ``base_iv``: cenc's
+    :func:`~origin.core.crypto.cenc.fragment_iv`; ``piff``: the Smooth Streaming form (PIFF
+    ``uuid`` box instead of ``senc``/``saiz``/``saio``)."""
+    layout = read_layout(clear)
+    sizes = layout.sizes
+    prefix, box_size, subsamples = _aux_boxes(layout, p, smap, piff=piff)
+    plan = runs(sizes, smap, scheme=p.scheme, base_iv=base_iv, iv_size=p.iv_size)
+    box = b""
+    if box_size:
+        header = _U32.pack(box_size) + (b"uuid" + PIFF_SENC_UUID if piff else b"senc")
+        flags = _U32.pack(SENC_SUBSAMPLES if subsamples else 0)
+        rows = _aux_rows(plan.ivs or None, smap, subsamples)
+        box = b"".join((prefix, header, flags, _U32.pack(len(sizes)), rows))
+    grow = len(box)
+    if grow != len(prefix) + box_size:  # pragma: no cover - guards the size arithmetic
+        raise AssertionError(f"aux boxes are {grow} bytes, computed {len(prefix) + box_size}")
+    t = layout.traf_end
+    head = bytearray(clear[: layout.payload])
+    head[t:t] = box
+    for at in (layout.moof, layout.traf):
+        _U32.pack_into(head, at, _U32.unpack_from(head, at)[0] + grow)
+    at = layout.data_offset_at
+    struct.pack_into(">i", head, at, struct.unpack_from(">i", head, at)[0] + grow)
+    return ProtectedFragment(bytes(head), layout.payload, plan, len(clear) + grow)
+
+
+def encrypt_fragment(
+    plan: ProtectedFragment, clear: bytes | bytearray, cipher: SampleCipher, p: TrackProtection
+) -> bytearray:
+    """The encrypted fragment: ``plan``'s header, then ``clear``'s payload encrypted in the
+    same buffer (SPARE bytes of headroom for ``update_into``, cut at the end)."""
+    h = len(plan.header)
+    src = memoryview(clear)[plan.payload :]
+    # Appending: assigning a slice in the middle of a bytearray measured ~20x slower.
+    out = bytearray(plan.header)
+    out += src
+    out += _SPARE
+    dst = memoryview(out)[h:]
+    if p.scheme == CENC:
+        cipher.cenc(src, dst, plan.runs)
+    else:
+        cipher.cbcs(src, dst, plan.runs, p.constant_iv, pattern=p.pattern)
+    del dst
+    del out[plan.size :]
+    return out
 
 
 def protect_fragment(
@@ -260,42 +328,6 @@ def protect_fragment(
     base_iv: bytes = b"",
     piff: bool = False,
 ) -> bytearray:
-    """The encrypted form of fragment ``clear`` under ``p``. ``smap``: its samples' subsample map
-    (whole samples: audio); ``base_iv``: cenc's :func:`~origin.core.crypto.cenc.fragment_iv`;
-    ``piff``: the Smooth Streaming form (PIFF ``uuid`` box instead of ``senc``/``saiz``/``saio``).
-    """
-    layout = read_layout(clear)
-    sizes = layout.sizes
-    prefix, box_size, subsamples = _aux_boxes(layout, p, smap, piff=piff)
-    flags = SENC_SUBSAMPLES if subsamples else 0
-    t = layout.traf_end
-    grow = len(prefix) + box_size
-    # One output buffer: the clear header with room for the boxes, then the payload, encrypted
-    # in place (SPARE bytes of headroom for update_into, cut at the end).
-    h = layout.payload + grow
-    out = bytearray(h + len(clear) - layout.payload + SPARE)
-    out[:t] = memoryview(clear)[:t]
-    out[t + grow : h] = memoryview(clear)[t : layout.payload]
-    src = memoryview(clear)[layout.payload :]
-    out[h : h + len(src)] = src
-    dst = memoryview(out)[h:]
-    ivs: list[bytes] | None = None
-    if p.scheme == CENC:
-        ivs = cipher.cenc(src, dst, sizes, smap, base_iv, iv_size=p.iv_size)
-    else:
-        cipher.cbcs(src, dst, sizes, smap, p.constant_iv, pattern=p.pattern)
-    del dst
-    del out[len(out) - SPARE :]
-    box = b""
-    if box_size:
-        header = _U32.pack(box_size) + (b"uuid" + PIFF_SENC_UUID if piff else b"senc")
-        rows = _aux_rows(ivs, smap, subsamples)
-        box = b"".join((prefix, header, _U32.pack(flags), _U32.pack(len(sizes)), rows))
-    if len(box) != grow:  # pragma: no cover - guards the size arithmetic
-        raise AssertionError(f"aux boxes are {len(box)} bytes, computed {grow}")
-    out[t : t + grow] = box
-    for at in (layout.moof, layout.traf):
-        _U32.pack_into(out, at, _U32.unpack_from(out, at)[0] + grow)
-    at = layout.data_offset_at
-    struct.pack_into(">i", out, at, struct.unpack_from(">i", out, at)[0] + grow)
-    return out
+    """:func:`plan_fragment` and :func:`encrypt_fragment` in one call."""
+    plan = plan_fragment(clear, p, smap, base_iv=base_iv, piff=piff)
+    return encrypt_fragment(plan, clear, cipher, p)
