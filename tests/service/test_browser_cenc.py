@@ -10,9 +10,9 @@ header, from another origin (the page's port; tests/browser/harness.py).
   configured in the page, and takes an identity key for software TS SAMPLE-AES.
 - Smooth ``cenc`` (PIFF) is not played here: dash.js's MSS parser makes PlayReady and Widevine
   descriptors only (from the ``<ProtectionHeader>``), so it never selects ClearKey, and Shaka
-  4.16 asks ``decodingInfo`` about ``mss/video/mp4`` with a key system, which Chromium refuses
-  (error 6001) whatever the key system or ``drm.clearKeys``. Its bytes are checked in Python
-  against the spec instead (tests/core/test_cenc.py).
+  4.16 asks Chromium's ``decodingInfo`` about its pseudo type ``mss/video/mp4``, which Chromium
+  refuses: it plays no Smooth here, clear (4032) or encrypted (6001, whatever ``drm.clearKeys``).
+  Its bytes are checked in Python against the spec instead (tests/core/test_cenc.py).
 
 Each plays >= 12 s of media with no error, and a screenshot of the video element is neither
 black nor flat: frames were decrypted (undecryptable media shows nothing). Without the token the
@@ -28,18 +28,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.harness import Browser, Playback, browser, missing_prerequisites
-from tests.browser.harness import require as require_player
+from tests.browser.harness import Browser, Playback, missing_prerequisites
 from tests.service.test_browser_dash_smooth import (
     FPS,
     RATE,
+    chromium,
     chromium_head_abort,
     long_ladder,
 )
 from tests.support.server import Server, run_server
-from tests.support.token_server import AUDIENCE, CK_CLAIM, ISSUER, PRIMARY, b64, make_jwt
+from tests.support.token_server import jwt_policy, make_jwt
 
-__all__ = ["long_ladder"]  # the fixture, used here by name
+__all__ = ["chromium", "long_ladder"]  # the fixtures, used here by name
 
 ASSET = "secure"
 KID = uuid.UUID("2f6b8f0e-3c1d-4e5a-9b7c-1d2e3f4a5b6c")
@@ -56,20 +56,13 @@ pytestmark = pytest.mark.skipif(_skip is not None, reason=_skip or "")
 
 
 @pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    require_player("dashjs")
-    require_player("shaka")
-    with browser() as b:
-        yield b
-
-
-@pytest.fixture(scope="module")
 def server(
     long_ladder: list[Path], chromium: Browser, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     files = ", ".join(f'"{f}"' for f in long_ladder)
     cfg = tmp_path_factory.mktemp("cenc_config") / "cenc.toml"
-    cfg.write_text(f"""
+    cfg.write_text(
+        f"""
 [server]
 cors_origins = ["{chromium.pages_base}"]
 
@@ -84,15 +77,9 @@ policy = "jwt"
 hls = ["cbc", "cbcs", "cenc"]
 dash = ["cenc", "cbcs"]
 smooth = "cenc"
-
-[[policies.jwt.options]]
-type = "token"
-token_type = "jwt"
-issuer = "{ISSUER}"
-audience = "{AUDIENCE}"
-primary_key = "{b64(PRIMARY)}"
-required_claims = [{{ type = "{CK_CLAIM}" }}]
-""")
+"""
+        + jwt_policy()
+    )
     with run_server("--config", str(cfg), env={"ORIGIN_LOG_LEVEL": "INFO"}) as s:
         yield s
 
@@ -128,6 +115,21 @@ def url(server: Server, options: str) -> str:
     return f"{server.base}/{ASSET}.ism/manifest(format={options})"
 
 
+def play_with_token(chromium: Browser, server: Server, player: str, options: str) -> Playback:
+    p = chromium.play(
+        url(server, options),
+        player=player,
+        until=UNTIL,
+        rate=RATE,
+        headers=bearer(),
+        headers_for=LICENSE_REQUESTS,
+        timeout=40,
+    )
+    print(p.summary())
+    check_decrypted(p, server, chromium.pages_base)
+    return p
+
+
 def license_posts(p: Playback, server: Server) -> list[int | None]:
     return [
         r.status
@@ -148,17 +150,7 @@ def license_posts(p: Playback, server: Server) -> list[int | None]:
 def test_dash_common_encryption_plays_with_the_license_from_the_mpd(
     chromium: Browser, server: Server, player: str, options: str
 ) -> None:
-    p = chromium.play(
-        url(server, options),
-        player=player,
-        until=UNTIL,
-        rate=RATE,
-        headers=bearer(),
-        headers_for=LICENSE_REQUESTS,
-        timeout=40,
-    )
-    print(p.summary())
-    check_decrypted(p, server, chromium.pages_base)
+    p = play_with_token(chromium, server, player, options)
     assert license_posts(p, server) and set(license_posts(p, server)) == {200}, p.summary()
     auth = [r for r in p.requests if "/clearkey" in r.url and r.method == "POST"]
     assert all(r.headers.get("authorization", "").startswith("Bearer ") for r in auth)
@@ -168,17 +160,7 @@ def test_dash_common_encryption_plays_with_the_license_from_the_mpd(
 def test_hls_fmp4_common_encryption_plays_in_shaka_with_the_identity_key(
     chromium: Browser, server: Server, options: str
 ) -> None:
-    p = chromium.play(
-        url(server, options),
-        player="shaka",
-        until=UNTIL,
-        rate=RATE,
-        headers=bearer(),
-        headers_for=LICENSE_REQUESTS,
-        timeout=40,
-    )
-    print(p.summary())
-    check_decrypted(p, server, chromium.pages_base)
+    p = play_with_token(chromium, server, "shaka", options)
     keys = [r for r in p.requests if r.is_from(server.base) and "/key?kid=" in r.url]
     assert keys and all(r.status == 200 for r in keys), p.summary()
 

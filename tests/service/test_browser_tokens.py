@@ -28,15 +28,7 @@ import pytest
 from tests.browser.harness import Browser, Playback, browser, missing_prerequisites, require
 from tests.support.hlsjs_checks import CMAF, TS, check_clean, check_key_cross_origin
 from tests.support.server import SAMPLE_KEY, SAMPLE_KID, Server, run_server
-from tests.support.token_server import (
-    AUDIENCE,
-    CK_CLAIM,
-    FILES,
-    ISSUER,
-    PRIMARY,
-    b64,
-    make_jwt,
-)
+from tests.support.token_server import FILES, jwt_policy, make_jwt
 
 NAME = "secure"
 KID = uuid.UUID(SAMPLE_KID)
@@ -57,15 +49,7 @@ protection = "aes-128"
 key_id = "{KID}"
 key = "{SAMPLE_KEY.hex()}"
 policy = "jwt"
-
-[[policies.jwt.options]]
-type = "token"
-token_type = "jwt"
-issuer = "{ISSUER}"
-audience = "{AUDIENCE}"
-primary_key = "{b64(PRIMARY)}"
-required_claims = [{{ type = "{CK_CLAIM}" }}]
-"""
+""" + jwt_policy()
 
 
 @pytest.fixture(scope="module")

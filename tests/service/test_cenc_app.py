@@ -21,21 +21,13 @@ from origin.service.config import ConfigError, load_config
 from origin.service.state import build_state
 from tests.support import cenc_decrypt as ref
 from tests.support.server import SAMPLE_KEY, SAMPLE_KID, sample_config
-from tests.support.token_server import AUDIENCE, CK_CLAIM, ISSUER, PRIMARY, b64, make_jwt
+from tests.support.token_server import jwt_policy, make_jwt
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
 KID = uuid.UUID(SAMPLE_KID)
 VIDEO = "/bbb.ism/QualityLevels(152122)/Fragments(video={t},format={fmt}{enc}).{ext}"
-POLICY = f"""
-[[policies.jwt.options]]
-type = "token"
-token_type = "jwt"
-issuer = "{ISSUER}"
-audience = "{AUDIENCE}"
-primary_key = "{b64(PRIMARY)}"
-required_claims = [{{ type = "{CK_CLAIM}" }}]
-"""
+POLICY = jwt_policy()
 
 
 def kids(*ids: uuid.UUID) -> bytes:

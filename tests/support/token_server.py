@@ -29,6 +29,19 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+def jwt_policy(name: str = "jwt") -> str:
+    """A ``[policies.NAME]`` of one HS256 JWT option requiring the content key claim."""
+    return f"""
+[[policies.{name}.options]]
+type = "token"
+token_type = "jwt"
+issuer = "{ISSUER}"
+audience = "{AUDIENCE}"
+primary_key = "{b64(PRIMARY)}"
+required_claims = [{{ type = "{CK_CLAIM}" }}]
+"""
+
+
 def config_text(*, alternate: bool = True) -> str:
     alt = f'["{b64(ALTERNATE)}"]' if alternate else "[]"
     return f"""
