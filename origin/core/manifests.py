@@ -50,11 +50,15 @@ def master_playlist(
     base: str = "",
     query: str = "",
     session_keys: Sequence[hls.Key] = (),
+    common: bool = False,
 ) -> str:
     """The HLS multivariant playlist for ``options.format``; ``query`` goes on every child URI;
-    ``session_keys``: EXT-X-SESSION-KEY (the media playlists' keys, complete URIs)."""
+    ``session_keys``: EXT-X-SESSION-KEY (the media playlists' keys, complete URIs); ``common``:
+    the segments are under Common Encryption (their bandwidths count the aux boxes)."""
     cmaf = options.format is Format.HLS_CMAF
-    bandwidths = p.cmaf_bandwidth if cmaf else p.ts_bandwidth
+    bandwidths = p.ts_bandwidth
+    if cmaf:
+        bandwidths = p.cenc_bandwidth if common else p.cmaf_bandwidth
 
     def level(r: Rendition) -> Level:
         return Level(r.id, r.track, r.fps, bandwidths[r.kind.value, r.id])
@@ -210,8 +214,10 @@ def dash_manifest(
     fmt = options.format
     assert fmt in DASH_PROFILES
 
+    bandwidths = p.cenc_bandwidth if protection else p.cmaf_bandwidth
+
     def described(r: Rendition) -> tuple[Level, dash.Timeline]:
-        level = Level(r.id, r.track, r.fps, p.cmaf_bandwidth[r.kind.value, r.id])
+        level = Level(r.id, r.track, r.fps, bandwidths[r.kind.value, r.id])
         return level, dash.Timeline(urls.URL_TIMESCALE, *_timeline_values(r))
 
     sets = [

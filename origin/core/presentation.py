@@ -17,7 +17,7 @@ from functools import partial
 from origin.core import urls, validate
 from origin.core.crypto import padded_size
 from origin.core.errors import MediaError, NotFoundError, describe
-from origin.core.mux import fmp4, ts_sizes
+from origin.core.mux import encrypted, fmp4, ts_sizes
 from origin.core.segmenter import Segmentation, cut_at, cut_audio, cut_video, without_empty
 from origin.core.track import Kind, Movie, Track
 
@@ -82,6 +82,8 @@ class Presentation:
     # Per rendition; computed on first use (Deferred), the rest of the asset at load.
     ts_bandwidth: Mapping[tuple[str, int], Bandwidth]
     cmaf_bandwidth: Mapping[tuple[str, int], Bandwidth]
+    # CMAF under Common Encryption: each segment grown by its senc/saiz/saio boxes.
+    cenc_bandwidth: Mapping[tuple[str, int], Bandwidth] = field(default_factory=dict)
 
     @property
     def duration(self) -> Fraction:
@@ -183,6 +185,7 @@ def _prepare(
         muxed,
         Deferred(partial(_ts_bandwidths, pres)),
         Deferred(partial(_cmaf_bandwidths, pres)),
+        Deferred(partial(_cmaf_bandwidths, pres, protected=True)),
     )
 
 
@@ -249,9 +252,18 @@ def _ts_bandwidths(p: Presentation) -> dict[tuple[str, int], Bandwidth]:
     return out
 
 
-def _cmaf_bandwidths(p: Presentation) -> dict[tuple[str, int], Bandwidth]:
+def _cmaf_bandwidths(
+    p: Presentation, *, protected: bool = False
+) -> dict[tuple[str, int], Bandwidth]:
     out: dict[tuple[str, int], Bandwidth] = {}
     for r in [*p.video, *([p.audio] if p.audio else [])]:
-        sizes = [fmp4.media_segment_size(r.track, *r.seg.bounds(k)) for k in range(len(r.seg))]
+        sizes = []
+        video = r.kind is Kind.VIDEO
+        for k in range(len(r.seg)):
+            start, stop = r.seg.bounds(k)
+            size = fmp4.media_segment_size(r.track, start, stop)
+            if protected:
+                size += encrypted.aux_size_bound(stop - start, video=video)
+            sizes.append(size)
         out[r.kind.value, r.id] = _bandwidth(sizes, r.seg)
     return out

@@ -237,7 +237,7 @@ def _manifest(
         depth = 2 if route.locator else 1
         keys = delivery.hls_keys(state, enc, depth, iv)
         return pipeline.master_playlist(
-            pres, route.options, base=base, query=query, session_keys=keys
+            pres, route.options, base=base, query=query, session_keys=keys, common=common
         )
     keys = delivery.hls_keys(state, enc, urls.playlist_depth(route), iv)
     return pipeline.media_playlist(

@@ -286,3 +286,19 @@ def test_a_fragment_with_many_slices_fits_saiz_by_leaving_the_smallest_clear(
         assert ref.decrypt_fragment(
             enc, KEY, ref.read_tenc(pipeline.protected_init(r.track, r.edit, prot, []))
         ) == ref.clear_samples(clear)
+
+
+@pytest.mark.parametrize("scheme", [CENC, CBCS])
+def test_announced_cenc_bandwidths_hold_for_the_encrypted_segments(
+    bframes_mp4: Path, scheme: pipeline.Scheme
+) -> None:
+    p, data = presentation(bframes_mp4)
+    for kind in ("video", "audio"):
+        r = p.video[0] if kind == "video" else p.audio
+        assert r is not None
+        declared = p.cenc_bandwidth[kind, r.id]
+        assert declared.peak > p.cmaf_bandwidth[kind, r.id].peak
+        for k, (sref, clear) in enumerate(segments(p, data, Format.DASH_CSF, kind)):
+            enc, _ = protect(p, sref, clear, scheme)
+            seconds = Fraction(r.seg.times[k + 1] - r.seg.times[k], r.seg.timescale)
+            assert len(enc) * 8 / seconds <= declared.peak

@@ -244,6 +244,17 @@ def _aux_boxes(
     return saiz + _saio(senc_at + _SENC_HEADER), _SENC_HEADER + aux_total, subsamples
 
 
+def aux_size_bound(samples: int, *, video: bool) -> int:
+    """The bytes the aux boxes add to a CMAF fragment of ``samples`` samples under the costlier
+    scheme (cenc, 16-byte IVs), for bandwidths announced before any segment is encrypted: video
+    counted with one subsample a sample (a picture of one slice; each more slice adds 6 bytes)
+    and a saiz table, audio with a default saiz size."""
+    saio_senc = SAIO_SIZE + _SENC_HEADER
+    if video:
+        return 17 + samples + saio_senc + samples * (16 + 2 + 6)
+    return 17 + saio_senc + samples * 16
+
+
 @dataclass(frozen=True, slots=True)
 class ProtectedFragment:
     """A clear fragment's encrypted form, worked out except for the encryption itself: the
