@@ -213,3 +213,45 @@ def test_a_delivery_policy_a_protocol_cannot_carry_is_a_config_error(
     with pytest.raises(ConfigError) as e:
         load_config(sample_config(tmp_path, asset=lines))
     assert field in str(e.value) and reason in str(e.value)
+
+
+async def test_a_policy_with_drm_systems_signals_them_in_every_protocol(
+    tmp_path: Path, aiohttp_client: MakeClient
+) -> None:
+    drm = (
+        '[policies.vendor]\n[[policies.vendor.options]]\ntype = "open"\n'
+        "[policies.vendor.drm]\n"
+        'playready_la_url = "https://pr.example/rightsmanager.asmx"\n'
+        "widevine = true\n"
+        'fairplay_uri = "skd://fps.example/{kid}"\n'
+    )
+    client = await _client(
+        aiohttp_client,
+        tmp_path,
+        'policy = "vendor"\nhls = ["cbcs"]\ndash = "cenc"\nsmooth = "cenc"',
+        drm,
+    )
+    media = (
+        await fetch(client, "/bbb.ism/QualityLevels(152122)/Manifest(video,format=m3u8-cmaf)")
+    ).decode()
+    keys = [line for line in media.splitlines() if line.startswith("#EXT-X-KEY:")]
+    assert len(keys) == 2 and "METHOD=SAMPLE-AES," in keys[0] and "/key?kid=" in keys[0]
+    assert f'URI="skd://fps.example/{KID.hex}"' in keys[1]
+    assert 'KEYFORMAT="com.apple.streamingkeydelivery"' in keys[1]
+    master = (await fetch(client, "/bbb.ism/manifest(format=m3u8-cmaf)")).decode()
+    assert master.count("#EXT-X-SESSION-KEY:") == 2
+    mpd = (await fetch(client, "/bbb.ism/manifest(format=mpd-time-csf)")).decode()
+    assert "urn:uuid:9a04f079-9840-4286-ab92-e65be0885f95" in mpd and "<mspr:pro>" in mpd
+    assert "urn:uuid:edef8ba9-79d6-4ace-a3c8-27dcd51d21ed" in mpd
+    init = await fetch(
+        client, "/bbb.ism/QualityLevels(152122)/Fragments(video=i,format=mpd-time-csf).mp4"
+    )
+    systems = {init[o + 12 : o + 28].hex() for o, _ in ref.find(init, b"pssh")}
+    assert systems == {
+        "1077efecc0b24d02ace33c1e52e2fb4b",
+        "9a04f07998404286ab92e65be0885f95",
+        "edef8ba979d64acea3c827dcd51d21ed",
+    }
+    smooth = (await fetch(client, "/bbb.ism/manifest")).decode()
+    header = re.search(r'<ProtectionHeader SystemID="[^"]+">([^<]+)<', smooth)
+    assert header and "pr.example" in base64.b64decode(header[1])[10:].decode("utf-16-le")
