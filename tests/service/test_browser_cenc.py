@@ -25,6 +25,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,6 +46,7 @@ ASSET = "secure"
 KID = uuid.UUID("2f6b8f0e-3c1d-4e5a-9b7c-1d2e3f4a5b6c")
 KEY = bytes.fromhex("a1b2c3d4e5f60718293a4b5c6d7e8f90")
 UNTIL = 12.0
+PLAYREADY_LA = "https://playready.example/rightsmanager.asmx"
 # The token goes to key and license requests only (dash.js's license requests are matched by
 # the page under the name "license").
 LICENSE_REQUESTS = r"/key\?kid=|/clearkey|^license$"
@@ -79,6 +81,11 @@ dash = ["cenc", "cbcs"]
 smooth = "cenc"
 """
         + jwt_policy()
+        + f"""
+[policies.jwt.drm]
+playready_la_url = "{PLAYREADY_LA}"
+widevine = true
+"""
     )
     with run_server("--config", str(cfg), env={"ORIGIN_LOG_LEVEL": "INFO"}) as s:
         yield s
@@ -151,6 +158,18 @@ def test_dash_common_encryption_plays_with_the_license_from_the_mpd(
     chromium: Browser, server: Server, player: str, options: str
 ) -> None:
     p = play_with_token(chromium, server, player, options)
+    if player == "shaka":  # what Shaka's DASH parser read of every system's signalling
+        drm = p.report["drm"]
+        assert drm["keySystem"] == "org.w3.clearkey", drm
+        infos: dict[str, list[dict[str, Any]]] = {}
+        for d in drm["drmInfos"]:  # ClearKey twice: the DASH-IF descriptor and the Common PSSH
+            infos.setdefault(d["keySystem"], []).append(d)
+        licenses = {d["licenseServerUri"] for d in infos["org.w3.clearkey"]}
+        assert f"{server.base}/clearkey" in licenses, infos
+        assert [d["licenseServerUri"] for d in infos["com.microsoft.playready"]] == [PLAYREADY_LA]
+        assert all(KID.hex in d["keyIds"] for ds in infos.values() for d in ds), infos
+        schemes = {d["encryptionScheme"] for ds in infos.values() for d in ds}
+        assert schemes == {options.rsplit("=", maxsplit=1)[-1][:4]}, infos
     assert license_posts(p, server) and set(license_posts(p, server)) == {200}, p.summary()
     auth = [r for r in p.requests if "/clearkey" in r.url and r.method == "POST"]
     assert all(r.headers.get("authorization", "").startswith("Bearer ") for r in auth)

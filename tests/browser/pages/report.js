@@ -56,6 +56,7 @@
     played: 0, // media seconds played since the first frame (currentTime - firstFrame.currentTime)
     samples: [], // live only: {t, currentTime, paused, readyState, edge: {...from Report.liveEdge}}
     playedFragments: [], // {t, type, sn, url}: fragments the playhead entered (where reported)
+    drm: null, // Shaka: {keySystem, drmInfos: [...]}, what its manifest parser read
   };
   window.report = report;
 
