@@ -10,14 +10,15 @@ import itertools
 import re
 import subprocess
 import uuid
+from array import array
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
 from origin.core import pipeline, urls
-from origin.core.crypto.cenc import SampleCipher, protected_ranges
-from origin.core.crypto.subsamples import MAX_SUBSAMPLES
+from origin.core.crypto.cenc import SampleCipher, protected_ranges, runs
+from origin.core.crypto.subsamples import MAX_SUBSAMPLES, SubsampleMap
 from origin.core.mp4 import parse_bytes
 from origin.core.mp4.avc import parse_parameter_sets, slice_header_size
 from origin.core.mp4.defs import SYSTEM_COMMON
@@ -302,3 +303,15 @@ def test_announced_cenc_bandwidths_hold_for_the_encrypted_segments(
             enc, _ = protect(p, sref, clear, scheme)
             seconds = Fraction(r.seg.times[k + 1] - r.seg.times[k], r.seg.timescale)
             assert len(enc) * 8 / seconds <= declared.peak
+
+
+@pytest.mark.parametrize("iv_size", [8, 16])
+def test_samples_with_nothing_to_protect_stay_as_they_are(iv_size: int) -> None:
+    # Found by the fuzzer: damaged NAL lengths leave every byte of a fragment clear.
+    smap = SubsampleMap(array("H", [1, 1]), array("I", [10, 20]), array("I", [0, 0]))
+    plan = runs([10, 20], smap, scheme="cenc", base_iv=bytes(16), iv_size=iv_size)
+    assert plan.ranges == [] and [len(iv) for iv in plan.ivs] == [iv_size] * 2
+    src = memoryview(bytes(range(30)))
+    dst = bytearray(src) + bytes(16)
+    SampleCipher(KEY).cenc(src, memoryview(dst), plan)
+    assert dst[:30] == src

@@ -35,8 +35,11 @@ from types import FrameType
 
 import origin
 from origin.core import pipeline, urls
+from origin.core.crypto.cenc import SampleCipher
 from origin.core.errors import MediaError
 from origin.core.mp4 import parse_bytes
+from origin.core.mux.fmp4 import Edit
+from origin.core.track import Track
 from origin.core.urls import Format, Options
 from tests.support.media import FFMPEG
 from tests.support.mp4_build import rewrite_moov, to_co64, to_stz2
@@ -310,8 +313,36 @@ def _all_outputs(p: pipeline.Presentation, files: Sequence[bytes]) -> int:
                 ref = pipeline.resolve(p, path)
                 plan = pipeline.plan_reads(p, ref)
                 chunks = [bytes(views[s.file][s.offset : s.offset + s.size]) for s in plan.spans]
-                pipeline.build_segment(p, ref, plan, chunks)
-                n += 1
+                clear = pipeline.build_segment(p, ref, plan, chunks)
+                n += 1 + _encrypted_outputs(r.track, ref, clear, r.edit)
+    return n
+
+
+_CIPHER = SampleCipher(bytes(16))
+_KID = bytes(range(16))
+
+
+def _encrypted_outputs(track: Track, ref: pipeline.SegmentRef, clear: bytes, edit: Edit) -> int:
+    """The Common Encryption forms of one clear segment (the subsample map reads the damaged
+    sample bytes: NAL lengths, slice headers); the number built."""
+    if ref.format is Format.HLS_TS:
+        return 0
+    schemes = (pipeline.Scheme.CENC,) if ref.format is None else tuple(pipeline.Scheme)[1:]
+    sets = pipeline.track_parameter_sets(track)
+    n = 0
+    for scheme in schemes:
+        prot = pipeline.track_protection(scheme, _KID, track, None, smooth=ref.format is None)
+        if ref.index == urls.INIT:
+            pipeline.protected_init(track, edit, prot, [])
+        else:
+            nls = 4 if ref.format is None else None
+            smap = pipeline.subsample_map(track, sets, clear, nal_length_size=nls)
+            body = pipeline.protected_body(
+                ref, clear, cipher=_CIPHER, protection=prot, smap=smap, names=("a",)
+            )
+            if len(body.whole()) != len(body):
+                raise AssertionError("an encrypted segment is not the size announced")
+        n += 1
     return n
 
 

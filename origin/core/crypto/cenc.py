@@ -142,8 +142,10 @@ class SampleCipher:
     def cenc(self, src: memoryview, dst: memoryview, plan: Runs) -> None:
         """AES-CTR the protected bytes of ``src`` into ``dst`` (same offsets; ``dst`` holds the
         clear payload and SPARE bytes more), with the IVs of ``plan``."""
-        if plan.steps or not plan.ranges:  # 16-byte IVs: one keystream for the fragment
-            ctr = Cipher(self._aes, modes.CTR(plan.ivs[0] if plan.ivs else _ZEROS)).encryptor()
+        if not plan.ranges:
+            return
+        if len(plan.ivs[0]) == BLOCK:  # 16-byte IVs: one keystream for the fragment
+            ctr = Cipher(self._aes, modes.CTR(plan.ivs[0])).encryptor()
             for off, n in plan.steps:
                 if off < 0:
                     ctr.update(_ZEROS[:n])
