@@ -333,7 +333,9 @@ def _encrypted_outputs(track: Track, ref: pipeline.SegmentRef, clear: bytes, edi
     for scheme in schemes:
         prot = pipeline.track_protection(scheme, _KID, track, None, smooth=ref.format is None)
         if ref.index == urls.INIT:
-            pipeline.protected_init(track, edit, prot, [])
+            # A damaged sample description cannot be rewritten: refused with the reason (503).
+            with contextlib.suppress(MediaError):
+                pipeline.protected_init(track, edit, prot, [])
         else:
             nls = 4 if ref.format is None else None
             smap = pipeline.subsample_map(track, sets, clear, nal_length_size=nls)

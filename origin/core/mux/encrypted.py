@@ -20,6 +20,7 @@ from functools import lru_cache
 
 from origin.core.crypto.cenc import CBCS, CENC, SPARE, Runs, SampleCipher, runs
 from origin.core.crypto.subsamples import SubsampleMap
+from origin.core.errors import MediaError
 from origin.core.mp4.defs import (
     PIFF_SENC_UUID,
     SENC_SUBSAMPLES,
@@ -96,21 +97,30 @@ _ENCRYPTED = {b"avc1": b"encv", b"avc3": b"encv", b"mp4a": b"enca"}
 
 
 def protected_stsd(stsd: bytes, p: TrackProtection) -> bytes:
-    """The ``stsd`` box with each sample entry renamed ``encv``/``enca`` and given a ``sinf``."""
+    """The ``stsd`` box with each sample entry renamed ``encv``/``enca`` and given a ``sinf``.
+
+    The clear init copies a source's ``stsd`` as it is, damage included; an encrypted one must
+    be rewritten, so a sample description it cannot walk is a MediaError with the reason."""
+    if len(stsd) < 16:
+        raise MediaError("the sample description (stsd) is too short to encrypt")
     count = _U32.unpack_from(stsd, 12)[0]
     pos, entries = 16, []
-    for _ in range(count):
+    while pos < len(stsd) and len(entries) < count:
+        if pos + 8 > len(stsd):
+            raise MediaError("a sample entry of the stsd is truncated: cannot encrypt it")
         size, kind = _HEADER.unpack_from(stsd, pos)
-        entry = stsd[pos : pos + size]
-        if len(entry) != size or size < 16:
-            raise ValueError("stsd entry is truncated")
+        size = size or len(stsd) - pos  # 0: to the end of the enclosing box
+        if size < 16 or pos + size > len(stsd):
+            raise MediaError("a sample entry of the stsd is damaged: cannot encrypt it")
         new = _ENCRYPTED.get(kind)
         if new is None:
-            raise ValueError(f"cannot encrypt a {kind.decode('latin-1')!r} sample entry")
-        body = entry[8:] + sinf(kind, p)
+            raise MediaError(f"cannot encrypt a {kind.decode('latin-1')!r} sample entry")
+        body = stsd[pos + 8 : pos + size] + sinf(kind, p)
         entries.append(_HEADER.pack(8 + len(body), new) + body)
         pos += size
-    return _full_box(b"stsd", 0, 0, _U32.pack(count), *entries)
+    if not entries:
+        raise MediaError("the stsd has no sample entry to encrypt")
+    return _full_box(b"stsd", 0, 0, _U32.pack(len(entries)), *entries)
 
 
 def pssh(system_id: bytes, kids: list[bytes], data: bytes = b"") -> bytes:
