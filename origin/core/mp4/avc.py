@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from origin.core.errors import MediaError
+from origin.core.mp4.bits import Bits
 
 # NAL unit types (Table 7-1).
 NAL_SLICE = 1
@@ -26,39 +27,8 @@ _HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 
 SLICE_P, SLICE_B, SLICE_I, SLICE_SP, SLICE_SI = range(5)  # slice_type % 5
 
 
-class _Bits:
-    """MSB-first reader of an RBSP, with Exp-Golomb codes (§9.1)."""
-
-    __slots__ = ("nbits", "pos", "value")
-
-    def __init__(self, rbsp: bytes) -> None:
-        self.value = int.from_bytes(rbsp, "big")
-        self.nbits = len(rbsp) * 8
-        self.pos = 0
-
-    def u(self, n: int) -> int:
-        if self.pos + n > self.nbits:
-            raise MediaError("H.264 syntax runs past the end of its NAL unit")
-        self.pos += n
-        return (self.value >> (self.nbits - self.pos)) & ((1 << n) - 1)
-
-    def flag(self) -> bool:
-        return self.u(1) == 1
-
-    def ue(self) -> int:
-        left = self.nbits - self.pos
-        rest = self.value & ((1 << left) - 1)
-        if rest == 0:
-            raise MediaError("H.264 Exp-Golomb code runs past the end of its NAL unit")
-        zeros = left - rest.bit_length()
-        if zeros > 31:
-            raise MediaError("H.264 Exp-Golomb code longer than 32 bits")
-        self.pos += zeros
-        return self.u(zeros + 1) - 1
-
-    def se(self) -> int:
-        k = self.ue()
-        return (k + 1) // 2 if k & 1 else -(k // 2)
+def _bits(rbsp: bytes) -> Bits:
+    return Bits(rbsp, "H.264 syntax")
 
 
 def unescape(nal: bytes | memoryview) -> tuple[bytes, list[int]]:
@@ -106,7 +76,7 @@ class Pps:
     redundant_pic_cnt_present: bool
 
 
-def _scaling_list(b: _Bits, size: int) -> None:
+def _scaling_list(b: Bits, size: int) -> None:
     last = nxt = 8
     for _ in range(size):
         if nxt:
@@ -116,9 +86,9 @@ def _scaling_list(b: _Bits, size: int) -> None:
 
 def parse_sps(nal: bytes) -> tuple[int, Sps]:
     """(seq_parameter_set_id, fields) of an SPS NAL unit (header byte included)."""
-    b = _Bits(unescape(nal[1:])[0])
-    profile = b.u(8)
-    b.u(16)  # constraint flags, level_idc
+    b = _bits(unescape(nal[1:])[0])
+    profile = b.read(8)
+    b.read(16)  # constraint flags, level_idc
     sps_id = b.ue()
     chroma_format, separate = 1, False
     if profile in _HIGH_PROFILES:
@@ -127,7 +97,7 @@ def parse_sps(nal: bytes) -> tuple[int, Sps]:
             separate = b.flag()
         b.ue()  # bit_depth_luma_minus8
         b.ue()  # bit_depth_chroma_minus8
-        b.u(1)  # qpprime_y_zero_transform_bypass_flag
+        b.read(1)  # qpprime_y_zero_transform_bypass_flag
         if b.flag():  # seq_scaling_matrix_present_flag
             for i in range(12 if chroma_format == 3 else 8):
                 if b.flag():
@@ -144,7 +114,7 @@ def parse_sps(nal: bytes) -> tuple[int, Sps]:
         for _ in range(b.ue()):  # num_ref_frames_in_pic_order_cnt_cycle
             b.se()
     b.ue()  # max_num_ref_frames
-    b.u(1)  # gaps_in_frame_num_value_allowed_flag
+    b.read(1)  # gaps_in_frame_num_value_allowed_flag
     width_mbs = b.ue() + 1
     height_map_units = b.ue() + 1
     frame_mbs_only = b.flag()
@@ -162,7 +132,7 @@ def parse_sps(nal: bytes) -> tuple[int, Sps]:
 
 def parse_pps(nal: bytes) -> tuple[int, Pps]:
     """(pic_parameter_set_id, fields) of a PPS NAL unit (header byte included)."""
-    b = _Bits(unescape(nal[1:])[0])
+    b = _bits(unescape(nal[1:])[0])
     pps_id = b.ue()
     sps_id = b.ue()
     entropy = b.flag()
@@ -179,21 +149,21 @@ def parse_pps(nal: bytes) -> tuple[int, Pps]:
                 b.ue()  # top_left
                 b.ue()  # bottom_right
         elif map_type in (3, 4, 5):
-            b.u(1)  # slice_group_change_direction_flag
+            b.read(1)  # slice_group_change_direction_flag
             change_rate = b.ue() + 1
         elif map_type == 6:
             units = b.ue() + 1
             bits = (groups - 1).bit_length()
-            b.u(bits * units)
+            b.read(bits * units)
     l0 = b.ue() + 1
     l1 = b.ue() + 1
     weighted_pred = b.flag()
-    weighted_bipred = b.u(2)
+    weighted_bipred = b.read(2)
     b.se()  # pic_init_qp_minus26
     b.se()  # pic_init_qs_minus26
     b.se()  # chroma_qp_index_offset
     deblocking = b.flag()
-    b.u(1)  # constrained_intra_pred_flag
+    b.read(1)  # constrained_intra_pred_flag
     redundant = b.flag()
     return pps_id, Pps(
         sps_id=sps_id,
@@ -224,7 +194,7 @@ def parse_parameter_sets(sps: tuple[bytes, ...], pps: tuple[bytes, ...]) -> Para
     return ParameterSets(dict(map(parse_sps, sps)), dict(map(parse_pps, pps)))
 
 
-def _ref_pic_list_modification(b: _Bits, slice_type: int) -> None:
+def _ref_pic_list_modification(b: Bits, slice_type: int) -> None:
     lists = 0 if slice_type in (SLICE_I, SLICE_SI) else 2 if slice_type == SLICE_B else 1
     for _ in range(lists):
         if b.flag():  # ref_pic_list_modification_flag_lX
@@ -234,7 +204,7 @@ def _ref_pic_list_modification(b: _Bits, slice_type: int) -> None:
                 b.ue()  # abs_diff_pic_num_minus1 / long_term_pic_num / abs_diff_view_idx
 
 
-def _pred_weight_table(b: _Bits, sps: Sps, slice_type: int, l0: int, l1: int) -> None:
+def _pred_weight_table(b: Bits, sps: Sps, slice_type: int, l0: int, l1: int) -> None:
     b.ue()  # luma_log2_weight_denom
     chroma = sps.chroma_array_type != 0
     if chroma:
@@ -249,9 +219,9 @@ def _pred_weight_table(b: _Bits, sps: Sps, slice_type: int, l0: int, l1: int) ->
                     b.se()
 
 
-def _dec_ref_pic_marking(b: _Bits, idr: bool) -> None:
+def _dec_ref_pic_marking(b: Bits, idr: bool) -> None:
     if idr:
-        b.u(2)  # no_output_of_prior_pics_flag, long_term_reference_flag
+        b.read(2)  # no_output_of_prior_pics_flag, long_term_reference_flag
         return
     if b.flag():  # adaptive_ref_pic_marking_mode_flag
         while (op := b.ue()) != 0:
@@ -267,7 +237,7 @@ def _dec_ref_pic_marking(b: _Bits, idr: bool) -> None:
                 b.ue()  # max_long_term_frame_idx_plus1
 
 
-def _header_bits(b: _Bits, nal_type: int, ref_idc: int, sets: ParameterSets) -> int:
+def _header_bits(b: Bits, nal_type: int, ref_idc: int, sets: ParameterSets) -> int:
     """Read a slice header (§7.3.3) and return its length in RBSP bits."""
     b.ue()  # first_mb_in_slice
     slice_type = b.ue() % 5
@@ -278,18 +248,18 @@ def _header_bits(b: _Bits, nal_type: int, ref_idc: int, sets: ParameterSets) -> 
     if sps is None:
         raise MediaError("PPS refers to an unknown SPS")
     if sps.separate_colour_plane:
-        b.u(2)  # colour_plane_id
-    b.u(sps.log2_max_frame_num)  # frame_num
+        b.read(2)  # colour_plane_id
+    b.read(sps.log2_max_frame_num)  # frame_num
     field_pic = False
     if not sps.frame_mbs_only:
         field_pic = b.flag()
         if field_pic:
-            b.u(1)  # bottom_field_flag
+            b.read(1)  # bottom_field_flag
     idr = nal_type == NAL_IDR
     if idr:
         b.ue()  # idr_pic_id
     if sps.poc_type == 0:
-        b.u(sps.log2_max_poc_lsb)
+        b.read(sps.log2_max_poc_lsb)
         if pps.bottom_field_pic_order_in_frame_present and not field_pic:
             b.se()
     elif sps.poc_type == 1 and not sps.delta_pic_order_always_zero:
@@ -299,7 +269,7 @@ def _header_bits(b: _Bits, nal_type: int, ref_idc: int, sets: ParameterSets) -> 
     if pps.redundant_pic_cnt_present:
         b.ue()
     if slice_type == SLICE_B:
-        b.u(1)  # direct_spatial_mv_pred_flag
+        b.read(1)  # direct_spatial_mv_pred_flag
     l0, l1 = pps.num_ref_idx_l0_default, pps.num_ref_idx_l1_default
     if slice_type in (SLICE_P, SLICE_SP, SLICE_B) and b.flag():  # num_ref_idx_active_override_flag
         l0 = b.ue() + 1
@@ -317,14 +287,14 @@ def _header_bits(b: _Bits, nal_type: int, ref_idc: int, sets: ParameterSets) -> 
     b.se()  # slice_qp_delta
     if slice_type in (SLICE_SP, SLICE_SI):
         if slice_type == SLICE_SP:
-            b.u(1)  # sp_for_switch_flag
+            b.read(1)  # sp_for_switch_flag
         b.se()  # slice_qs_delta
     if pps.deblocking_filter_control_present and b.ue() != 1:
         b.se()  # slice_alpha_c0_offset_div2
         b.se()  # slice_beta_offset_div2
     if pps.num_slice_groups > 1 and 3 <= pps.slice_group_map_type <= 5:
         units = -(-sps.pic_size_in_map_units // pps.slice_group_change_rate)
-        b.u(units.bit_length())  # Ceil(Log2(units + 1))
+        b.read(units.bit_length())  # Ceil(Log2(units + 1))
     return b.pos
 
 
@@ -343,7 +313,7 @@ def slice_header_size(nal: bytes | memoryview, sets: ParameterSets) -> int:
     for limit in (_FIRST_READ, len(nal)):
         rbsp, removed = unescape(nal[1 : 1 + limit])
         try:
-            bits = _header_bits(_Bits(rbsp), nal_type, ref_idc, sets)
+            bits = _header_bits(_bits(rbsp), nal_type, ref_idc, sets)
         except MediaError:
             if limit >= len(nal) - 1:
                 raise

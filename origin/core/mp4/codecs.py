@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from origin.core.errors import MediaError
+from origin.core.mp4.bits import Bits
 from origin.core.track import AacConfig, AvcConfig
 
 # samplingFrequencyIndex → Hz (14496-3 Table 1.18); 13 and 14 are reserved, 15 = explicit.
@@ -67,25 +68,10 @@ def parse_avcc(record: bytes) -> AvcConfig:
     )
 
 
-class _Bits:
-    """MSB-first bit reader over a short byte string."""
+class _Bits(Bits):
+    """The reader with AudioSpecificConfig's two composite fields."""
 
-    __slots__ = ("nbits", "pos", "value")
-
-    def __init__(self, data: bytes) -> None:
-        self.value = int.from_bytes(data, "big")
-        self.nbits = len(data) * 8
-        self.pos = 0
-
-    @property
-    def left(self) -> int:
-        return self.nbits - self.pos
-
-    def read(self, n: int) -> int:
-        if n > self.left:
-            raise MediaError("AudioSpecificConfig is truncated")
-        self.pos += n
-        return (self.value >> (self.nbits - self.pos)) & ((1 << n) - 1)
+    __slots__ = ()
 
     def object_type(self) -> int:
         aot = self.read(5)
@@ -121,7 +107,7 @@ def parse_asc(asc: bytes) -> AudioSpecificConfig:
     GASpecificConfig with a program_config_element (channel_config 0) is not walked, so
     backward-compatible SBR after one goes unnoticed.
     """
-    bits = _Bits(asc)
+    bits = _Bits(asc, "AudioSpecificConfig")
     aot = bits.object_type()
     index, rate = bits.rate()
     channels = bits.read(4)

@@ -104,7 +104,8 @@ def protected_stsd(stsd: bytes, p: TrackProtection) -> bytes:
     if len(stsd) < 16:
         raise MediaError("the sample description (stsd) is too short to encrypt")
     count = _U32.unpack_from(stsd, 12)[0]
-    pos, entries = 16, []
+    pos = 16
+    entries: list[bytes] = []
     while pos < len(stsd) and len(entries) < count:
         if pos + 8 > len(stsd):
             raise MediaError("a sample entry of the stsd is truncated: cannot encrypt it")
