@@ -154,6 +154,10 @@ class Systems:
     widevine_provider: str | None = None
     fairplay_uri: str | None = None  # skd:// URI template, "{kid}" replaced by the key id
 
+    def fairplay_key_uri(self, kid: uuid.UUID) -> str | None:
+        """FairPlay's ``skd://`` key URI for ``kid``, if a template is configured."""
+        return self.fairplay_uri.replace("{kid}", kid.hex) if self.fairplay_uri else None
+
 
 NO_SYSTEMS = Systems()
 
@@ -223,5 +227,4 @@ class Signalling:
         return system_uuid(SYSTEM_PLAYREADY).upper(), base64.b64encode(self.pro()).decode()
 
     def fairplay_uri(self) -> str | None:
-        template = self.systems.fairplay_uri
-        return template.replace("{kid}", self.kid.hex) if template else None
+        return self.systems.fairplay_key_uri(self.kid)

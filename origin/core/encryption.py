@@ -76,7 +76,7 @@ def choose(
             if value == CLEAR:
                 return None
             scheme = Scheme(value)
-            if _fits(scheme, fmt):
+            if option_of(scheme).fits(fmt):
                 return scheme
         raise Refused(
             f"no scheme the delivery policy allows for {protocol.value} fits format={fmt}"
@@ -85,11 +85,6 @@ def choose(
     if scheme.value not in allowed:
         raise Refused(f"encryption={requested} is not in the delivery policy for {protocol.value}")
     return scheme
-
-
-def _fits(scheme: Scheme, fmt: Format | None) -> bool:
-    option = next(o for o, s in _BY_OPTION.items() if s is scheme)
-    return option.fits(fmt)
 
 
 def option_of(scheme: Scheme) -> Encryption:

@@ -218,19 +218,14 @@ def _manifest(
     if isinstance(route, urls.MasterPath):
         protocol = urls.protocol_of(route.options.format)
         common = enc is not None and enc.scheme.common
+        sig = delivery.signalling(state, request, enc, query) if enc and common else None
         if protocol is Protocol.SMOOTH:
-            protection = None
-            if common and enc is not None:
-                protection = delivery.signalling(state, request, enc, query).smooth_protection()
+            protection = sig.smooth_protection() if sig else None
             return pipeline.smooth_manifest(
                 pres, signature=signature, options=route.options, protection=protection
             )
         if protocol is Protocol.DASH:
-            cps = (
-                delivery.signalling(state, request, enc, query).content_protection()
-                if common and enc is not None
-                else ()
-            )
+            cps = sig.content_protection() if sig else ()
             return pipeline.dash_manifest(
                 pres, route.options, base=base, signature=signature, protection=cps
             )
@@ -315,7 +310,7 @@ async def _fragment(
                 clear,
                 enc=enc,
                 track=r.track,
-                sets=asset.sets_of(r.id, r.track) if r.kind.value == "video" else None,
+                sets=asset.sets_of(r.id, r.track),
                 names=(asset.config.name,),
                 iv=asset.config.iv,
             )

@@ -174,10 +174,12 @@ def signalling(
     url = license_url(state, request)
     if query:
         url += "?" + query
-    policy = enc.key.policy
-    systems = policy.systems if policy is not None else drm.Systems()
-    scheme = "cenc" if enc.scheme is pipeline.Scheme.CENC else "cbcs"
-    return drm.Signalling(enc.key.kid, scheme, url, systems)
+    return drm.Signalling(enc.key.kid, enc.scheme.value, url, _systems(enc))
+
+
+def _systems(enc: Encrypting) -> drm.Systems:
+    """The commercial DRM systems the key's policy signals."""
+    return enc.key.policy.systems if enc.key.policy is not None else drm.NO_SYSTEMS
 
 
 def hls_keys(state: State, enc: Encrypting | None, depth: int, iv: bytes | None) -> list[hls.Key]:
@@ -187,11 +189,9 @@ def hls_keys(state: State, enc: Encrypting | None, depth: int, iv: bytes | None)
         return []
     uri = urls.key_uri(enc.key.kid, depth=depth, base_url=state.config.server.base_url)
     keys = [pipeline.hls_key(enc.scheme, uri, iv)]
-    policy = enc.key.policy
-    if enc.scheme is pipeline.Scheme.CBCS and policy is not None:
-        sig = drm.Signalling(enc.key.kid, "cbcs", "", policy.systems)
-        if (skd := sig.fairplay_uri()) is not None:
-            keys.append(hls.Key(skd, None, "SAMPLE-AES", drm.FAIRPLAY_KEYFORMAT))
+    skd = _systems(enc).fairplay_key_uri(enc.key.kid)
+    if enc.scheme is pipeline.Scheme.CBCS and skd is not None:
+        keys.append(hls.Key(skd, None, "SAMPLE-AES", drm.FAIRPLAY_KEYFORMAT))
     return keys
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from origin.core import urls
+from origin.core import pipeline, urls
 from origin.core.urls import Format
 from origin.service import delivery, logs, memory, metrics
 from origin.service.app import AccessLogger, build_app
@@ -110,12 +110,11 @@ def _asset_urls(cfg: AssetConfig, root: str) -> list[str]:
         lines.append(f"    {label} {root}/{urls.master_uri(cfg.name, fmt)}{refused}")
     # Common Encryption the policy allows on DASH without being its default: the URL to ask.
     listed = delivery.allowed(cfg, urls.Protocol.DASH)
-    for scheme, option in (("cenc", "cenc"), ("cbcs", "cbcs-aapl")):
-        if scheme in listed[1:] and cfg.key_id is not None:
-            uri = urls.master_uri(cfg.name).removesuffix("manifest")
-            lines.append(
-                f"    DASH {scheme}:  {root}/{uri}manifest(format=mpd-time-csf,encryption={option})"
-            )
+    for scheme in (pipeline.Scheme.CENC, pipeline.Scheme.CBCS):
+        if scheme.value in listed[1:] and cfg.key_id is not None:
+            uri = urls.master_uri(cfg.name, Format.DASH_CSF).removesuffix(")")
+            option = pipeline.option_of(scheme)
+            lines.append(f"    DASH {scheme.value}:  {root}/{uri},encryption={option})")
     return lines
 
 

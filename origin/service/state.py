@@ -39,14 +39,15 @@ class Asset:
     presentation: Presentation
     version: str  # changes whenever the bytes we would serve change; feeds ETags
     last_modified: float
-    # AVC parameter sets per video rendition id, parsed on the first Common Encryption request.
-    parameter_sets: dict[int, ParameterSets | None] = field(default_factory=dict)
+    # AVC parameter sets by (kind, rendition id), parsed on the first Common Encryption request.
+    parameter_sets: dict[tuple[str, int], ParameterSets | None] = field(default_factory=dict)
 
     def sets_of(self, rendition: int, track: Track) -> ParameterSets | None:
-        """The parsed SPS/PPS of a video rendition (None: audio, or unreadable: whole-sample)."""
-        if rendition not in self.parameter_sets:
-            self.parameter_sets[rendition] = track_parameter_sets(track)
-        return self.parameter_sets[rendition]
+        """The parsed SPS/PPS of a rendition's track (None: audio, or unreadable)."""
+        key = (track.kind.value, rendition)  # an audio id may equal a video one
+        if key not in self.parameter_sets:
+            self.parameter_sets[key] = track_parameter_sets(track)
+        return self.parameter_sets[key]
 
 
 @dataclass(slots=True)

@@ -44,7 +44,7 @@ def plausible_type(raw: bytes) -> bool:
     return len(raw) == 4 and all(0x20 <= b < 0x7F or b == 0xA9 for b in raw)
 
 
-def read_header(data: bytes, pos: int, end: int) -> BoxHeader:
+def read_header(data: bytes | bytearray, pos: int, end: int) -> BoxHeader:
     """Parse the box header at ``data[pos:]``; the box may extend up to ``end``.
 
     ``end`` may lie beyond ``len(data)`` (a top-level walk only holds the header bytes); it is
@@ -68,7 +68,7 @@ def read_header(data: bytes, pos: int, end: int) -> BoxHeader:
     return BoxHeader(kind, pos, size, header)
 
 
-def children(data: bytes, start: int, end: int) -> Iterator[BoxHeader]:
+def children(data: bytes | bytearray, start: int, end: int) -> Iterator[BoxHeader]:
     """The boxes laid out in ``data[start:end]`` (a container's payload)."""
     pos = start
     # Fewer than 8 trailing bytes are tolerated: QuickTime ends some child lists with a 32-bit 0.
@@ -80,7 +80,7 @@ def children(data: bytes, start: int, end: int) -> Iterator[BoxHeader]:
         pos = box.end
 
 
-def child_map(data: bytes, start: int, end: int) -> dict[str, BoxHeader]:
+def child_map(data: bytes | bytearray, start: int, end: int) -> dict[str, BoxHeader]:
     """Children by type; the first one wins when a type repeats."""
     found: dict[str, BoxHeader] = {}
     for box in children(data, start, end):
@@ -88,7 +88,7 @@ def child_map(data: bytes, start: int, end: int) -> dict[str, BoxHeader]:
     return found
 
 
-def be_array(typecode: str, data: bytes) -> array[int]:
+def be_array(typecode: str, data: bytes | bytearray) -> array[int]:
     """A big-endian table as a native array (one C-level copy, no per-item Python)."""
     out = array(typecode)
     out.frombytes(data)

@@ -13,7 +13,6 @@ The clear fragment is what the segment cache holds.
 from __future__ import annotations
 
 import struct
-import sys
 from array import array
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,6 +20,7 @@ from functools import lru_cache
 from origin.core.crypto.cenc import CBCS, CENC, SPARE, Runs, SampleCipher, runs
 from origin.core.crypto.subsamples import SubsampleMap
 from origin.core.errors import MediaError
+from origin.core.mp4.boxes import be_array, child_map
 from origin.core.mp4.defs import (
     PIFF_SENC_UUID,
     SENC_SUBSAMPLES,
@@ -31,18 +31,10 @@ from origin.core.mp4.defs import (
     TRUN_SAMPLE_FLAGS,
     TRUN_SIZE,
 )
+from origin.core.mux.fmp4 import _box, _full_box  # one writer of box headers
 
 _HEADER = struct.Struct(">I4s")
 _U32 = struct.Struct(">I")
-_LITTLE = sys.byteorder == "little"
-
-
-def _box(kind: bytes, *parts: bytes | bytearray | memoryview) -> bytes:
-    return b"".join((_HEADER.pack(8 + sum(map(len, parts)), kind), *parts))
-
-
-def _full_box(kind: bytes, version: int, flags: int, *parts: bytes | bytearray) -> bytes:
-    return _box(kind, _U32.pack((version << 24) | flags), *parts)
 
 
 # --- init segment: sample entry, sinf, pssh ------------------------------------------------------
@@ -148,43 +140,26 @@ class FragmentLayout:
     sizes: array[int]  # 'I': sample sizes, from trun
 
 
-def _children(data: bytes | bytearray, start: int, end: int) -> dict[bytes, tuple[int, int]]:
-    """The first box of each type among the boxes in ``data[start:end]``: (offset, size)."""
-    out: dict[bytes, tuple[int, int]] = {}
-    pos = start
-    while pos + 8 <= end:
-        size, kind = _HEADER.unpack_from(data, pos)
-        if size == 1:
-            size = struct.unpack_from(">Q", data, pos + 8)[0]
-        if size < 8 or pos + size > end:
-            raise ValueError(f"box {kind!r} overruns the fragment")
-        out.setdefault(kind, (pos, size))
-        pos += size
-    return out
-
-
 def read_layout(clear: bytes | bytearray) -> FragmentLayout:
-    top = _children(clear, 0, len(clear))
-    if b"moof" not in top or b"mdat" not in top:
+    data = clear
+    top = child_map(data, 0, len(data))
+    if "moof" not in top or "mdat" not in top:
         raise ValueError("not a fragment: no moof or no mdat")
-    moof, moof_size = top[b"moof"]
-    mdat, _ = top[b"mdat"]
-    traf, traf_size = _children(clear, moof + 8, moof + moof_size)[b"traf"]
-    trun, _ = _children(clear, traf + 8, traf + traf_size)[b"trun"]
-    flags = _U32.unpack_from(clear, trun + 8)[0] & 0xFFFFFF
+    moof, mdat = top["moof"], top["mdat"]
+    traf = child_map(data, moof.payload, moof.end)["traf"]
+    trun = child_map(data, traf.payload, traf.end)["trun"]
+    flags = _U32.unpack_from(data, trun.offset + 8)[0] & 0xFFFFFF
     if not flags & TRUN_DATA_OFFSET or not flags & TRUN_SIZE:
         raise ValueError("trun without data_offset or sample sizes")
-    count = _U32.unpack_from(clear, trun + 12)[0]
-    entries = trun + 20 + (4 if flags & TRUN_FIRST_FLAGS else 0)
+    count = _U32.unpack_from(data, trun.offset + 12)[0]
+    entries = trun.offset + 20 + (4 if flags & TRUN_FIRST_FLAGS else 0)
     fields = [TRUN_DURATION, TRUN_SIZE, TRUN_SAMPLE_FLAGS, TRUN_CTO]
     width = sum(1 for f in fields if flags & f)
     at = sum(1 for f in fields[:1] if flags & f)  # size comes after duration
-    table = array("I", clear[entries : entries + 4 * width * count])
-    if _LITTLE:
-        table.byteswap()
-    header = _U32.unpack_from(clear, mdat)[0]
-    payload = mdat + (16 if header == 1 else 8)
-    return FragmentLayout(moof, traf, traf + traf_size, trun + 16, payload, table[at::width])
+    table = be_array("I", data[entries : entries + 4 * width * count])
+    return FragmentLayout(
+        moof.offset, traf.offset, traf.end, trun.offset + 16, mdat.payload, table[at::width]
+    )
 
 
 @lru_cache(maxsize=64)
