@@ -551,6 +551,8 @@ def test_a_worker_that_dies_is_replaced_and_the_port_keeps_serving(tmp_path: Pat
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with run_server("--workers", "2", "--port", str(port)) as s:
+        # The pids line follows the address line, which run_server returns on: wait for it.
+        assert _wait_for(lambda: any("worker processes (pids" in ln for ln in s.output))
         line = next(ln for ln in s.output if "worker processes (pids" in ln)
         pids = [int(p) for p in re.findall(r"\d+", line.split("pids", 1)[1])]
         assert len(pids) == 2
