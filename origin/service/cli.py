@@ -1,9 +1,10 @@
-"""The origin command line: parses the arguments of serve, check-config, inspect, token and
-channels; `serve` hands the config to :mod:`origin.service.server`."""
+"""The origin command line: parses the arguments of serve, check-config, inspect, token,
+channels, encrypt and protection-cert; `serve` hands the config to :mod:`origin.service.server`."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -23,6 +24,8 @@ from origin.core.errors import MediaError
 from origin.service import server
 from origin.service.config import Config, ConfigError, load_config, resolve_secrets
 from origin.service.config.channels import secret_path
+from origin.service.keys import commands as keys_commands
+from origin.service.keys import protection
 from origin.service.storage import load_movie, open_source
 from origin.service.tokens.sign import sign_token
 
@@ -67,7 +70,14 @@ def _fmt_time(seconds: Fraction | float) -> str:
 def cmd_inspect(args: argparse.Namespace) -> int:
     path = Path(args.file)
     try:
-        src = open_source(path)
+        state_dir = _load(args.config).server.state_dir
+        src = open_source(path, functools.partial(protection.cached, state_dir))
+    except ConfigError as e:
+        _print_config_errors(e)
+        return 1
+    except MediaError as e:  # encrypted at rest, and it does not open
+        print(str(e), file=sys.stderr)
+        return 1
     except OSError as e:
         print(f"{path}: cannot open: {e.strerror or e}", file=sys.stderr)
         return 1
@@ -235,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="print an MP4's tracks and segment plan")
     inspect.add_argument("file")
     inspect.add_argument("--segment-duration", type=float, default=6.0)
+    inspect.add_argument("--config", help="whose state_dir opens files encrypted at rest")
     inspect.set_defaults(func=cmd_inspect)
     token = sub.add_parser(
         "token", help="print a test token for an asset's key policy, and a tokenized master URL"
@@ -252,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     channels.add_argument("--url", help="the server's root URL (default: from the config)")
     channels.add_argument("--config", help="TOML config (default: the built-in sample)")
     channels.set_defaults(func=cmd_channels)
+    keys_commands.add_parsers(sub, _load)
     return parser
 
 

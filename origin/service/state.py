@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import os
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from origin.core.crypto import Aes128Cbc
 from origin.core.crypto.cenc import SampleCipher
@@ -26,6 +28,7 @@ from origin.service.cache import (
 )
 from origin.service.config import AssetConfig, Config
 from origin.service.fastpath import Answer
+from origin.service.keys import protection
 from origin.service.policy import Policy
 from origin.service.storage import SourceFile, close_all, load_movie, open_source
 
@@ -116,7 +119,8 @@ class State:
         job = self._indexing.get(name)
         if job is None:
             loop = asyncio.get_running_loop()
-            job = loop.run_in_executor(None, load_asset, self.pending[name].config)
+            cfg, where = self.pending[name].config, self.config.server.state_dir
+            job = loop.run_in_executor(None, load_asset, cfg, where)
             self._indexing[name] = job
         try:
             loaded = await asyncio.shield(job)
@@ -151,12 +155,14 @@ def _version(cfg: AssetConfig, files: list[SourceFile]) -> str:
     return h.hexdigest()
 
 
-def load_asset(cfg: AssetConfig) -> Asset:
+def load_asset(cfg: AssetConfig, state_dir: Path) -> Asset:
+    """Open and index an asset's files; ``state_dir`` keeps the protection key that opens files
+    encrypted at rest."""
     files: list[SourceFile] = []
     try:
         for path in cfg.files:
             try:
-                files.append(open_source(path))
+                files.append(open_source(path, functools.partial(protection.cached, state_dir)))
             except FileNotFoundError:
                 raise MediaError(f"{path}: no such file") from None
             except OSError as e:
@@ -244,7 +250,7 @@ def build_state(config: Config, previous: State | None = None) -> State:
             pending[cfg.name] = Pending(cfg, old if old is not None and old.config == cfg else None)
         elif asset is None:
             try:
-                asset = load_asset(cfg)
+                asset = load_asset(cfg, config.server.state_dir)
             except Exception as e:
                 asset = _refuse(cfg, old, e, refused)
         if asset is not None:

@@ -17,16 +17,22 @@ import hashlib
 import logging
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from origin.core.crypto.storage import StorageCipher, StorageError, StorageRecord, open_record
 from origin.core.errors import MediaError
 from origin.core.mp4 import drive, parse_movie
 from origin.core.pipeline import Span
 from origin.core.track import Movie
+from origin.service.keys.protection import ProtectionKey
 
 log = logging.getLogger("origin.storage")
+
+# A source encrypted at rest (``origin encrypt``) has its record next to it: ``FILE.storage.json``.
+RECORD_SUFFIX = ".storage.json"
+_HASH_CHUNK = 1 << 20
 
 
 @dataclass(slots=True)
@@ -38,9 +44,12 @@ class SourceFile:
     # A digest of what loading read (box headers and the index boxes): the same file content
     # gives the same digest on every machine, wherever it lies and whatever its mtime.
     fingerprint: str = ""
+    # Storage encryption at rest: every byte read is decrypted with it (None: a clear file).
+    cipher: StorageCipher | None = None
 
     def read(self, offset: int, size: int) -> bytes:
-        return os.pread(self.fd, size, offset)
+        data = os.pread(self.fd, size, offset)
+        return data if self.cipher is None else self.cipher.apply(offset, data)
 
     def changed(self) -> bool:
         """True when the open file is no longer the one that was loaded (written to, truncated).
@@ -51,8 +60,64 @@ class SourceFile:
         return (st.st_size, st.st_mtime) != (self.size, self.mtime)
 
 
-def open_source(path: Path) -> SourceFile:
-    """Open a regular file for reading; anything else (a directory, a FIFO) is an OSError."""
+def record_path(path: Path) -> Path:
+    return path.with_name(path.name + RECORD_SUFFIX)
+
+
+def open_source(path: Path, protection: Callable[[], ProtectionKey] | None = None) -> SourceFile:
+    """Open a regular file for reading; anything else (a directory, a FIFO) is an OSError.
+
+    A file with a storage record next to it is encrypted at rest: it opens only once the whole
+    file matches the record's SHA-256 and its key unwraps with ``protection``'s key (and matches
+    the record's checksum); a MediaError says which check failed.
+    """
+    src = _open_file(path)
+    try:
+        record = _record_of(path)
+        if record is not None:
+            src.cipher = _cipher_for(src, record, protection)
+    except BaseException:
+        os.close(src.fd)
+        raise
+    return src
+
+
+def _record_of(path: Path) -> StorageRecord | None:
+    try:
+        text = record_path(path).read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise MediaError(f"{record_path(path)}: cannot read: {e.strerror or e}") from None
+    try:
+        return StorageRecord.loads(text)
+    except StorageError as e:
+        raise MediaError(f"{record_path(path)}: {e}") from None
+
+
+def _cipher_for(
+    src: SourceFile, record: StorageRecord, protection: Callable[[], ProtectionKey] | None
+) -> StorageCipher:
+    where = src.path
+    if src.size != record.size:
+        raise MediaError(f"{where}: modified since it was encrypted (its size differs)")
+    digest = hashlib.sha256()
+    for offset in range(0, src.size, _HASH_CHUNK):
+        digest.update(os.pread(src.fd, _HASH_CHUNK, offset))
+    if digest.hexdigest() != record.sha256:
+        raise MediaError(f"{where}: modified since it was encrypted (its SHA-256 differs)")
+    if protection is None:
+        raise MediaError(f"{where}: encrypted at rest, and no protection key to open it")
+    try:
+        key = protection()
+        if key.id != record.protection_key_id:
+            raise StorageError("its key is wrapped for another protection certificate")
+        return open_record(record, key.private)
+    except StorageError as e:
+        raise MediaError(f"{where}: {e}") from None
+
+
+def _open_file(path: Path) -> SourceFile:
     # O_NONBLOCK: opening a FIFO must not wait for a writer; it changes nothing for files.
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(path, flags)
@@ -129,7 +194,9 @@ def read_spans_now(files: Sequence[SourceFile], spans: Sequence[Span]) -> list[b
 _NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)  # Linux 4.14+
 
 
-def read_resident(files: Sequence[SourceFile], spans: Sequence[Span]) -> list[bytearray] | None:
+def read_resident(
+    files: Sequence[SourceFile], spans: Sequence[Span]
+) -> list[bytes] | list[bytearray] | None:
     """The bytes of ``spans`` if all of them are in the page cache now, without ever waiting for
     a disk; None when any is not (or the file is not as loaded: :func:`read_spans_now` then says
     why). Safe on the event loop."""
@@ -147,7 +214,14 @@ def read_resident(files: Sequence[SourceFile], spans: Sequence[Span]) -> list[by
             out.append(buf)
     except OSError:  # EAGAIN: not resident; EOPNOTSUPP: a filesystem without RWF_NOWAIT
         return None
+    if any(files[s.file].cipher is not None for s in spans):
+        return [_clear(files[s.file], s.offset, b) for s, b in zip(spans, out, strict=True)]
     return out
+
+
+def _clear(src: SourceFile, offset: int, data: bytearray) -> bytes:
+    # An asset may mix encrypted and clear files: one list type for both (a rare copy).
+    return bytes(data) if src.cipher is None else src.cipher.apply(offset, data)
 
 
 async def read_spans(

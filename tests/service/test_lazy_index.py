@@ -43,9 +43,9 @@ def _count_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     loads: list[str] = []
     real = state_module.load_asset
 
-    def counted(cfg: AssetConfig) -> Asset:
+    def counted(cfg: AssetConfig, state_dir: Path) -> Asset:
         loads.append(cfg.name)
-        return real(cfg)
+        return real(cfg, state_dir)
 
     monkeypatch.setattr(state_module, "load_asset", counted)
     return loads
