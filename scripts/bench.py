@@ -23,6 +23,8 @@ Rows (``--rows``, comma-separated; all by default):
   tail       64 connections on big segments, and a playlist and a key timed during that load
   memory     the server's RSS after the load above, and its cache figures if it reports them
   cold       every segment of the ladder once on a fresh server (scripts/bench_fresh.py)
+  atrest     the same cold pass over the ladder encrypted at rest (origin encrypt) against
+             its clear files (target: >= 0.90 of clear's MB/s)
   startup    process start until /healthz answers, 1 and 100 assets x 3 renditions
   workers    workers = 2 on both cores against the one-worker rows
 """
@@ -62,7 +64,8 @@ from bench_http import (
 from origin.service.memory import TRIM_EVERY
 
 GROUPS = (
-    "segments", "manifests", "keys", "live", "tail", "memory", "cold", "startup", "workers",
+    "segments", "manifests", "keys", "live", "tail", "memory", "cold", "atrest", "startup",
+    "workers",
 )  # fmt: skip
 NGINX_GROUPS = {"segments", "manifests", "keys", "live"}
 # The rows two workers are compared on, and the one-worker row of the same name.
@@ -238,6 +241,7 @@ def main() -> int:
     tail: bench_tail.Tail | None = None
     mem: list[str] = []
     cold: list[tuple[str, dict[str, float], float | None]] = []
+    at_rest: list[tuple[str, dict[str, float], float | None]] = []
     starts: dict[tuple[int, str], dict[str, float]] = {}
     helpers: dict[str, dict[str, float] | None] = {}
     targets: dict[str, list[str]] = {}
@@ -268,6 +272,8 @@ def main() -> int:
         if "cold" in groups:
             cold = cold_rows(b, ladder)
             helpers["cold"] = bench_fresh.helper_rows("bench_cold", "measure_cold")
+        if "atrest" in groups:
+            at_rest = at_rest_rows(ladder)
         if "startup" in groups:
             starts = {
                 (n, "startup"): bench_fresh.startup(
@@ -289,6 +295,8 @@ def main() -> int:
     report(b, ceiling, live, tail, mem)
     if cold:
         bench_fresh.report_cold(cold, helpers.get("cold"))
+    if at_rest:
+        report_at_rest(at_rest)
     if starts:
         bench_fresh.report_startup(starts, helpers.get("startup"))
     if two:
@@ -323,6 +331,36 @@ def cold_rows(b: Bench, ladder: list[Path]) -> list[tuple[str, dict[str, float],
             wrk_mbs = warm.get(f"ladder: encrypted {label} segments")
             out.append((f"ladder: cold {label} segments, {how}", r, wrk_mbs))
     return out
+
+
+def at_rest_rows(ladder: list[Path]) -> list[tuple[str, dict[str, float], float | None]]:
+    """Cold passes (the only ones that read sources: warm segments come from the cache) over the
+    ladder's clear files and over the same files encrypted at rest, alternately."""
+    encrypted, state = bench_assets.encrypt_at_rest(ladder)
+    server = f'state_dir = "{state}"\n'
+    clear_cfg = bench_assets.write_many("atrest_clear", ladder, 1, server)
+    enc_cfg = bench_assets.write_many("atrest_enc", encrypted, 1, server)
+    out = []
+    for fmt, label in (("m3u8-aapl", "HLS TS"), ("m3u8-cmaf", "HLS fMP4")):
+        for clients in bench_fresh.COLD_CONCURRENCY:
+            how = "sequential" if clients == 1 else f"{clients} concurrent"
+            clear = bench_fresh.cold(clear_cfg, "a0", fmt, clients)
+            enc = bench_fresh.cold(enc_cfg, "a0", fmt, clients)
+            clear_mbs = clear["bytes"] / clear["cold_s"] / 1e6
+            out.append((f"ladder clear at rest: cold {label}, {how}", clear, None))
+            out.append((f"ladder encrypted at rest: cold {label}, {how}", enc, clear_mbs))
+    return out
+
+
+def report_at_rest(rows: list[tuple[str, dict[str, float], float | None]]) -> None:
+    print()
+    print("storage encryption at rest: the cold pass over clear and encrypted-at-rest sources")
+    print(f"{'what':52} {'segments':>8} {'seconds':>8} {'MB/s':>8} {'x clear':>8}")
+    for what, r, clear_mbs in rows:
+        mbs = r["bytes"] / r["cold_s"] / 1e6
+        ratio = f"{mbs / clear_mbs:.2f}" if clear_mbs else ""
+        print(f"{what:52} {r['segments']:8.0f} {r['cold_s']:8.3f} {mbs:8.1f} {ratio:>8}")
+    print("(x clear: MB/s over the clear files' in the same run; target >= 0.90)")
 
 
 def worker_targets(b: Bench, base: str) -> dict[str, list[str]]:

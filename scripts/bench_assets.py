@@ -87,6 +87,23 @@ smooth = ["clear", "cenc"]
 SERVER = "[server]\naccess_log = false\n"  # the defaults but the access log
 
 
+def encrypt_at_rest(ladder: list[Path]) -> tuple[list[Path], Path]:
+    """The ladder encrypted at rest (``origin encrypt``) under a state folder's protection key,
+    made once; the files and the state folder that opens them."""
+    from origin.service.keys import commands, protection  # noqa: PLC0415
+    from origin.service.storage import record_path  # noqa: PLC0415
+
+    state = CACHE / "atrest_state"
+    cert = protection.load_or_create(state).cert
+    out = []
+    for clear in ladder:
+        enc = CACHE / f"atrest_{clear.name}"
+        if not record_path(enc).exists() or enc.stat().st_mtime < clear.stat().st_mtime:
+            commands.encrypt_file(clear, enc, cert)
+        out.append(enc)
+    return out, state
+
+
 def write_config(ladder: list[Path], big: Path) -> Path:
     """sample, ladder and big; tokened (the sample under a JWT policy); bench_live's channels."""
     cfg = CACHE / "bench.toml"

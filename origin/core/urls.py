@@ -314,12 +314,18 @@ def fragment_uri(track: str, time: int, options: Options) -> str:
     return f"Fragments({track}={t},{options.suffix()}).{_extension(options.format, time)}"
 
 
-def key_uri(kid: uuid.UUID, *, depth: int, base_url: str | None = None) -> str:
-    """The key service URI for ``kid`` as seen from a playlist ``depth`` folders deep."""
-    rel = f"key?kid={quote(str(kid))}"
+def key_uri(
+    kid: uuid.UUID, *, depth: int, base_url: str | None = None, edk: str | None = None
+) -> str:
+    """The key service URI for ``kid`` as seen from a playlist ``depth`` folders deep; ``edk``:
+    the key's envelope, which lets any node with the master key serve it."""
+    rel = f"key?kid={quote(str(kid))}" + (f"&{EDK_PARAM}={edk}" if edk else "")
     if base_url:
         return base_url.rstrip("/") + "/" + rel
     return "../" * depth + rel
+
+
+EDK_PARAM = "edk"  # base64url: needs no quoting
 
 
 def playlist_depth(path: MediaPath) -> int:

@@ -125,7 +125,10 @@ def key_uri(state: State, key: ContentKey | None, route: urls.MediaPath) -> str 
     if key is None:
         return None
     return urls.key_uri(
-        key.kid, depth=urls.playlist_depth(route), base_url=state.config.server.base_url
+        key.kid,
+        depth=urls.playlist_depth(route),
+        base_url=state.config.server.base_url,
+        edk=key.edk,
     )
 
 
@@ -172,6 +175,9 @@ def signalling(
 ) -> drm.Signalling:
     """How a Common Encryption stream announces its key (``query``: a propagated token)."""
     url = license_url(state, request)
+    query = "&".join(
+        q for q in (f"{urls.EDK_PARAM}={enc.key.edk}" if enc.key.edk else "", query) if q
+    )
     if query:
         url += "?" + query
     return drm.Signalling(enc.key.kid, enc.scheme.value, url, _systems(enc))
@@ -187,7 +193,9 @@ def hls_keys(state: State, enc: Encrypting | None, depth: int, iv: bytes | None)
     and FairPlay's ``skd://`` for cbcs when the policy names one."""
     if enc is None:
         return []
-    uri = urls.key_uri(enc.key.kid, depth=depth, base_url=state.config.server.base_url)
+    uri = urls.key_uri(
+        enc.key.kid, depth=depth, base_url=state.config.server.base_url, edk=enc.key.edk
+    )
     keys = [pipeline.hls_key(enc.scheme, uri, iv)]
     skd = _systems(enc).fairplay_key_uri(enc.key.kid)
     if enc.scheme is pipeline.Scheme.CBCS and skd is not None:

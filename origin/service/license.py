@@ -11,13 +11,14 @@ import uuid
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from origin.core import drm
+from origin.core import drm, urls
+from origin.core.crypto.envelope import EnvelopeError
 from origin.core.errors import NotFoundError
 from origin.core.urls import UrlError
 from origin.service import auth, fastpath, http, metrics
 from origin.service.logs import REQUESTS, clean
 from origin.service.served import STATE
-from origin.service.state import ContentKey, State
+from origin.service.state import ContentKey, State, content_key
 
 CLEARKEY_PATH = "/clearkey"
 CT_JSON = "application/json"
@@ -45,11 +46,46 @@ async def _read_body(request: web.Request, state: State) -> bytes | web.Response
         return _closing(http.error_response(400, "bad request: the body is incomplete"))
 
 
+ENVELOPES_KEPT = 4096  # opened envelopes per process (each a key schedule: ~1 KB)
+
+
+def _envelopes(request: web.Request, state: State) -> dict[uuid.UUID, ContentKey] | web.Response:
+    """The keys of the request's ``edk`` envelopes by key id (none when this node has no
+    master keys: it serves what it knows), or the refusal: 400 for what is not an envelope,
+    403 for one that does not open (tampered, another master) or names an unknown policy."""
+    tokens = request.query.getall(urls.EDK_PARAM, [])
+    kms = state.config.server.kms
+    if not tokens or kms is None:
+        return {}
+    out = {}
+    for token in tokens:
+        key = state.envelopes.get(token)
+        if key is None:
+            try:
+                opened = kms.open(token)
+            except EnvelopeError as e:
+                if e.malformed:
+                    return http.error_response(400, f"bad request: {e}")
+                metrics.RECORD.key_refused(403, "envelope")
+                return http.error_response(403, f"refused: {e}")
+            if opened.policy is not None and opened.policy not in state.config.policies:
+                metrics.RECORD.key_refused(403, "envelope policy")
+                return http.error_response(
+                    403, f"refused: the envelope's policy {opened.policy!r} is not known here"
+                )
+            key = content_key(state.config, opened.kid, opened.key, opened.policy)
+            if len(state.envelopes) >= ENVELOPES_KEPT:
+                state.envelopes.pop(next(iter(state.envelopes)))
+            state.envelopes[token] = key
+        out[key.kid] = key
+    return out
+
+
 def _authorize(
-    request: web.Request, state: State, kid: uuid.UUID
+    request: web.Request, state: State, kid: uuid.UUID, opened: dict[uuid.UUID, ContentKey]
 ) -> tuple[ContentKey, float | None] | web.Response:
     """The key and how long the request's token trusts it, or the refusal."""
-    key = state.keys.get(kid)
+    key = opened.get(kid) or state.keys.get(kid)
     if key is None:
         raise NotFoundError(f"no key {kid}")
     until: float | None = None
@@ -81,7 +117,10 @@ async def key_service(request: web.Request) -> web.StreamResponse:
         kid = uuid.UUID(kid_text.strip("{}"))
     except ValueError:
         raise UrlError("kid is not a UUID") from None
-    authorized = _authorize(request, state, kid)
+    opened = _envelopes(request, state)
+    if isinstance(opened, web.Response):
+        return opened
+    authorized = _authorize(request, state, kid, opened)
     if isinstance(authorized, web.Response):
         return authorized
     key, until = authorized
@@ -109,9 +148,12 @@ async def clearkey_license(request: web.Request) -> web.StreamResponse:
         kids = drm.parse_license_request(body)
     except drm.LicenseRequestError as e:
         return http.error_response(400, f"bad request: {e}")
+    opened = _envelopes(request, state)
+    if isinstance(opened, web.Response):
+        return opened
     keys: list[tuple[uuid.UUID, bytes]] = []
     for kid in dict.fromkeys(kids):
-        authorized = _authorize(request, state, kid)
+        authorized = _authorize(request, state, kid, opened)
         if isinstance(authorized, web.Response):
             return authorized
         keys.append((kid, authorized[0].key))

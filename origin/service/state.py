@@ -68,6 +68,8 @@ class ContentKey:
     key: bytes = field(repr=False)
     cipher: Aes128Cbc = field(repr=False)
     policy: Policy | None = None  # None: open (any request gets the key)
+    # The key sealed by the current master key (server.envelope_keys), for key URIs.
+    edk: str | None = None
     samples: SampleCipher = field(init=False, repr=False)  # cenc and cbcs, the same key
 
     def __post_init__(self) -> None:
@@ -98,6 +100,8 @@ class State:
     signing_key: bytes = field(default_factory=lambda: os.urandom(32), repr=False)
     # Assets not indexed yet (server.index = "lazy"), and the indexing under way by name.
     pending: dict[str, Pending] = field(default_factory=dict)
+    # Keys opened from envelopes (``/key?edk=``), by envelope: unwrapped once per process.
+    envelopes: dict[str, ContentKey] = field(default_factory=dict)
     _indexing: dict[str, asyncio.Future[Asset]] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -255,13 +259,11 @@ def build_state(config: Config, previous: State | None = None) -> State:
                 asset = _refuse(cfg, old, e, refused)
         if asset is not None:
             assets[cfg.name] = asset
-        if cfg.key_id is not None and cfg.key is not None and cfg.key_id not in keys:
-            policy = config.policies.get(cfg.policy) if cfg.policy else None
-            keys[cfg.key_id] = ContentKey(cfg.key_id, cfg.key, Aes128Cbc(cfg.key), policy)
-    for ch in config.channels:
-        if ch.key_id is not None and ch.key is not None and ch.key_id not in keys:
-            policy = config.policies.get(ch.policy) if ch.policy else None
-            keys[ch.key_id] = ContentKey(ch.key_id, ch.key, Aes128Cbc(ch.key), policy)
+    owners = [(a.key_id, a.key, a.policy) for a in config.assets]
+    owners += [(ch.key_id, ch.key, ch.policy) for ch in config.channels]
+    for kid, key, policy in owners:
+        if kid is not None and key is not None and kid not in keys:
+            keys[kid] = content_key(config, kid, key, policy)
     # A reload runs this off the event loop while requests use the shared cache: the caller
     # resizes it (State.fit_cache) on the loop, after the swap.
     cache = previous.segments if previous is not None else ByteLRU[bytes](_cache_bytes(config))
@@ -269,6 +271,14 @@ def build_state(config: Config, previous: State | None = None) -> State:
     if config.server.url_signing_key is not None:
         state.signing_key = config.server.url_signing_key
     return state
+
+
+def content_key(config: Config, kid: uuid.UUID, key: bytes, policy: str | None) -> ContentKey:
+    """A content key as served, sealed in its envelope when the server writes envelopes."""
+    kms = config.server.kms
+    edk = kms.seal(kid, key, policy) if kms is not None else None
+    rule = config.policies.get(policy) if policy else None
+    return ContentKey(kid, key, Aes128Cbc(key), rule, edk)
 
 
 def _refuse(

@@ -42,6 +42,7 @@ from origin.service.config.protection import (
     protection_of,
 )
 from origin.service.config.proxy import parse_proxy_config
+from origin.service.keys.kms import LocalKms
 from origin.service.policy import Policy
 from origin.service.proxy.settings import ProxyConfig
 
@@ -85,6 +86,14 @@ class ServerConfig:
     # Where state that must survive restarts is kept (generated ingest secrets); relative to the
     # config file's folder.
     state_dir: Path = field(default_factory=DEFAULT_STATE_DIR.expanduser)
+    # Envelope keys (seed 002): key URIs carry the content key sealed by the master key (``edk``),
+    # so any node with the master key serves it without knowing the asset. The master keys from
+    # the variable master_key_env, else master_key_file, else <state_dir>/master.keys.
+    envelope_keys: bool = False
+    master_key_file: Path | None = None
+    master_key_env: str | None = None
+    # The master keys themselves, read by resolve_secrets (None until then, or when unused).
+    kms: LocalKms | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +126,7 @@ class Config:
     channels: tuple[ChannelConfig, ...] = ()  # [[channels]]: live, ingested or looped
 
 
-_SERVER_FIELDS = {f for f in ServerConfig.__dataclass_fields__}
+_SERVER_FIELDS = {f for f in ServerConfig.__dataclass_fields__} - {"kms"}  # read, not written
 INDEX_MODES = ("startup", "lazy")
 MIN_SIGNING_KEY_BYTES = 16
 _ASSET_FIELDS = {
@@ -265,6 +274,10 @@ def _server(c: Checker, raw: Any, base: Path) -> ServerConfig:
             c.bad(f"server.{name}", f"must be {bound} and <= 3600 seconds, got {value}")
             value = getattr(d, name)
         seconds[name] = value
+    master_file = c.typed(t, "master_key_file", "server", str, None)
+    master_env = c.typed(t, "master_key_env", "server", str, None)
+    if master_file is not None and master_env is not None:
+        c.bad("server.master_key_env", "set master_key_file or master_key_env, not both")
     state_dir = d.state_dir
     state_raw = c.typed(t, "state_dir", "server", str, None)
     if state_raw is not None:
@@ -291,6 +304,9 @@ def _server(c: Checker, raw: Any, base: Path) -> ServerConfig:
         keepalive_timeout=seconds["keepalive_timeout"],
         drain_delay=seconds["drain_delay"],
         drain_timeout=seconds["drain_timeout"],
+        envelope_keys=c.typed(t, "envelope_keys", "server", bool, d.envelope_keys),
+        master_key_file=base / Path(master_file).expanduser() if master_file else None,
+        master_key_env=master_env or None,
         **ints,
     )
 

@@ -36,6 +36,7 @@ from origin.service.config.protection import (
     parse_segment_duration,
     protection_of,
 )
+from origin.service.keys.kms import KmsError, load_local
 
 if TYPE_CHECKING:
     from origin.service.config import AssetConfig, Config
@@ -259,7 +260,7 @@ def resolve_secrets(config: Config, state_dir: Path) -> Config:
     and written there with mode 0600; and, when an asset or channel needs signed segment URLs and
     ``server.url_signing_key`` is not set, that key the same way from
     ``<state_dir>/url-signing.key`` (64 hex digits), so every worker and every restart signs
-    alike. Raises SecretError."""
+    alike; and the master keys when ``server.envelope_keys`` is on. Raises SecretError."""
     server = config.server
     gated = any(a.require_token for a in config.assets) or any(
         ch.require_token for ch in config.channels
@@ -268,6 +269,12 @@ def resolve_secrets(config: Config, state_dir: Path) -> Config:
         path = state_dir / "url-signing.key"
         key = bytes.fromhex(_read_or_generate(path, secrets.token_hex(32), _is_hex_key))
         config = replace(config, server=replace(server, url_signing_key=key))
+    if server.envelope_keys and server.kms is None:
+        try:
+            kms = load_local(server.master_key_file, server.master_key_env, state_dir)
+        except KmsError as e:
+            raise SecretError(str(e)) from None
+        config = replace(config, server=replace(config.server, kms=kms))
     channels = []
     for ch in config.channels:
         if ch.generate_secret and ch.ingest_secret is None:

@@ -1,5 +1,6 @@
 """``origin encrypt`` and ``origin protection-cert``: storage encryption at rest from the command
-line, as AMS's upload flow (get the protection certificate, encrypt locally, upload)."""
+line, as AMS's upload flow (get the protection certificate, encrypt locally, upload); ``origin
+master-key``: the master keys of envelope keys."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from cryptography import x509
 from origin.core.crypto.storage import FileEncryptor, StorageError
 from origin.service.config import Config, ConfigError
 from origin.service.keys import protection
+from origin.service.keys.kms import MASTER_KEYS_FILE, KmsError, load_local, rotate_file
 from origin.service.storage import record_path
 
 CHUNK = 1 << 20
@@ -79,6 +81,35 @@ def cmd_protection_cert(args: argparse.Namespace, load: Callable[[str | None], C
     return 0
 
 
+def cmd_master_key(args: argparse.Namespace, load: Callable[[str | None], Config]) -> int:
+    """``rotate``: append a new current master key to the master key file; ``list``: the ids."""
+    try:
+        server = load(args.config).server
+        if server.master_key_env is not None and args.action == "rotate":
+            print(
+                f"the master keys come from ${server.master_key_env}: rotate them there "
+                "(append `ID HEX`, the new key last)",
+                file=sys.stderr,
+            )
+            return 1
+        kms = load_local(server.master_key_file, server.master_key_env, server.state_dir)
+        if args.action == "rotate":
+            path = server.master_key_file or server.state_dir / MASTER_KEYS_FILE
+            new = rotate_file(path)
+            print(f"{path}: master key {new!r} added, now current; {kms.current!r} still opens")
+            print("restart or reload (SIGHUP) the servers that use it to seal with the new key")
+        else:
+            for master_id in kms.masters:
+                print(master_id + ("  (current)" if master_id == kms.current else ""))
+    except ConfigError as e:
+        print(f"config: {'; '.join(e.problems)}", file=sys.stderr)
+        return 1
+    except KmsError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    return 0
+
+
 def add_parsers(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
     load: Callable[[str | None], Config],
@@ -99,3 +130,7 @@ def add_parsers(
     )
     cert.add_argument("--config", help="TOML config whose state_dir keeps the protection key")
     cert.set_defaults(func=lambda a: cmd_protection_cert(a, load))
+    master = sub.add_parser("master-key", help="list or rotate the master keys of envelope keys")
+    master.add_argument("action", choices=("list", "rotate"))
+    master.add_argument("--config", help="TOML config (default: the built-in sample)")
+    master.set_defaults(func=lambda a: cmd_master_key(a, load))
