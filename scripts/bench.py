@@ -17,7 +17,7 @@ Rows (``--rows``, comma-separated; all by default):
   segments   encrypted HLS TS and fMP4 segments (AES-128) of each asset; clear DASH, Common
              Encryption DASH (cenc, cbcs) and clear Smooth of the sample and big ones
   manifests  the ladder's media and master playlists, MPDs (mpd-time-csf, -cmaf), Smooth
-  keys       key requests, open policy and an HS256 JWT policy
+  keys       key requests, open policy and an HS256 JWT policy, by key id and by envelope
   live       a looped channel's playlists and manifests, fragment-to-playlist latency and
              ingest CPU while three renditions are pushed (scripts/bench_live.py)
   tail       64 connections on big segments, and a playlist and a key timed during that load
@@ -40,6 +40,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urljoin
 
 import bench_assets
 import bench_fresh
@@ -146,6 +147,18 @@ def vod_rows(b: Bench, base: str, groups: set[str]) -> None:
         b.rows.append(
             b.measure("keys (JWT HS256 policy)", [f"{base}/key?kid={bench_assets.JWT_KID}"], bearer)
         )
+        for asset, label, headers in (("sample", "open", None), ("tokened", "JWT HS256", bearer)):
+            uri = envelope_key_uri(base, asset)
+            b.rows.append(b.measure(f"keys (envelope in the URI, {label} policy)", [uri], headers))
+
+
+def envelope_key_uri(base: str, asset: str) -> str:
+    """The key URI (kid and envelope) an asset's first TS media playlist names."""
+    media = urls_of(base, asset, "m3u8-aapl")[0][0]
+    text = get(media).decode()
+    uri = text.split('#EXT-X-KEY:METHOD=AES-128,URI="', 1)[1].split('"', 1)[0]
+    assert "edk=" in uri, uri
+    return urljoin(media, uri)
 
 
 def manifests(

@@ -107,8 +107,15 @@ def encrypt_at_rest(ladder: list[Path]) -> tuple[list[Path], Path]:
 def write_config(ladder: list[Path], big: Path) -> Path:
     """sample, ladder and big; tokened (the sample under a JWT policy); bench_live's channels."""
     cfg = CACHE / "bench.toml"
+    master = CACHE / "bench_master.keys"
+    if not master.exists():
+        from origin.service.keys.kms import key_line  # noqa: PLC0415
+
+        master.write_text(key_line("m1"))
     cfg.write_text(
         SERVER
+        # Key URIs carry envelopes (the "keys (envelope …)" rows); the kid-only URIs still work.
+        + f'envelope_keys = true\nmaster_key_file = "{master}"\n'
         + asset("sample", SAMPLE)
         + asset("ladder", ladder)
         + asset("big", [big], 6.0)
