@@ -78,11 +78,13 @@ def fetch_all(urls: list[str], clients: int) -> tuple[float, int]:
     return seconds, sum(got)
 
 
-def cold(config: Path, asset: str, fmt: str, clients: int) -> dict[str, float]:
+def cold(
+    config: Path, asset: str, fmt: str, clients: int, repeats: int = COLD_REPEATS
+) -> dict[str, float]:
     """A fresh server's first pass over every segment of ``asset`` in ``fmt``, then a second;
-    the median of COLD_REPEATS servers (one pass takes a tenth of a second or so)."""
+    the median of ``repeats`` servers (one pass takes a tenth of a second or so)."""
     passes = []
-    for _ in range(COLD_REPEATS):
+    for _ in range(repeats):
         srv = Origin(config)
         try:
             srv.wait_ready()

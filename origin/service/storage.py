@@ -166,9 +166,9 @@ class SourceUnavailable(MediaError):
 _CHANGED = "a source file changed on disk since the asset was loaded (a config reload picks it up)"
 
 
-def read_spans_now(files: Sequence[SourceFile], spans: Sequence[Span]) -> list[bytes]:
+def read_spans_now(files: Sequence[SourceFile], spans: Sequence[Span]) -> list[bytes | bytearray]:
     """The bytes of ``spans``, read in the calling thread (``read_spans`` runs it off the loop)."""
-    out = []
+    out: list[bytes | bytearray] = []
     try:
         # A file written to in place would otherwise serve bytes its index does not describe.
         for i in sorted({s.file for s in spans}):
@@ -177,8 +177,16 @@ def read_spans_now(files: Sequence[SourceFile], spans: Sequence[Span]) -> list[b
                     f"{files[i].path.name}: changed on disk since it was loaded", _CHANGED
                 )
         for s in spans:
-            data = files[s.file].read(s.offset, s.size)
-            if len(data) != s.size:
+            src = files[s.file]
+            data: bytes | bytearray
+            if src.cipher is None:
+                data = os.pread(src.fd, s.size, s.offset)
+                got = len(data)
+            else:  # read into a buffer decrypted where it lies
+                data = bytearray(s.size)
+                got = os.preadv(src.fd, (data,), s.offset)
+                src.cipher.apply_in_place(s.offset, data)
+            if got != s.size:
                 raise SourceUnavailable(
                     f"{files[s.file].path.name}: shorter than its index (changed on disk?)",
                     _CHANGED,
@@ -194,9 +202,7 @@ def read_spans_now(files: Sequence[SourceFile], spans: Sequence[Span]) -> list[b
 _NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)  # Linux 4.14+
 
 
-def read_resident(
-    files: Sequence[SourceFile], spans: Sequence[Span]
-) -> list[bytes] | list[bytearray] | None:
+def read_resident(files: Sequence[SourceFile], spans: Sequence[Span]) -> list[bytearray] | None:
     """The bytes of ``spans`` if all of them are in the page cache now, without ever waiting for
     a disk; None when any is not (or the file is not as loaded: :func:`read_spans_now` then says
     why). Safe on the event loop."""
@@ -214,19 +220,16 @@ def read_resident(
             out.append(buf)
     except OSError:  # EAGAIN: not resident; EOPNOTSUPP: a filesystem without RWF_NOWAIT
         return None
-    if any(files[s.file].cipher is not None for s in spans):
-        return [_clear(files[s.file], s.offset, b) for s, b in zip(spans, out, strict=True)]
+    for s, buf in zip(spans, out, strict=True):
+        cipher = files[s.file].cipher
+        if cipher is not None:
+            cipher.apply_in_place(s.offset, buf)
     return out
-
-
-def _clear(src: SourceFile, offset: int, data: bytearray) -> bytes:
-    # An asset may mix encrypted and clear files: one list type for both (a rare copy).
-    return bytes(data) if src.cipher is None else src.cipher.apply(offset, data)
 
 
 async def read_spans(
     files: Sequence[SourceFile], spans: Sequence[Span]
-) -> list[bytes] | list[bytearray]:
+) -> Sequence[bytes | bytearray]:
     resident = read_resident(files, spans)
     if resident is not None:
         return resident

@@ -61,14 +61,23 @@ class StorageCipher:
     key: bytes = field(repr=False)
     iv: bytes
 
-    def apply(self, offset: int, data: bytes | bytearray | memoryview) -> bytes:
-        ctx = Cipher(
-            algorithms.AES(self.key), modes.CTR(counter_block(self.iv, offset))
-        ).encryptor()
+    def _at(self, offset: int) -> Any:
+        counter = modes.CTR(counter_block(self.iv, offset))
+        ctx = Cipher(algorithms.AES(self.key), counter).encryptor()
         skip = offset % BLOCK
         if skip:
             ctx.update(bytes(skip))  # the keystream bytes before ``offset`` in its block
-        return ctx.update(data) + ctx.finalize()
+        return ctx
+
+    def apply(self, offset: int, data: bytes | bytearray | memoryview) -> bytes:
+        """The bytes found at ``offset``, en- or decrypted (a new object)."""
+        ctx = self._at(offset)
+        return ctx.update(data) + ctx.finalize()  # type: ignore[no-any-return]
+
+    def apply_in_place(self, offset: int, buf: bytearray) -> None:
+        """Decrypt (or encrypt) ``buf``, read at ``offset``, where it lies: a new object of a
+        segment's size costs three times the AES itself (its pages are faulted in anew)."""
+        self._at(offset).update_into(buf, buf)
 
 
 def key_checksum(key: bytes, kid: uuid.UUID) -> str:
