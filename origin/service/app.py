@@ -17,6 +17,7 @@ from origin.core.errors import MediaError, NotFoundError
 from origin.core.urls import Format, Protocol, UrlError
 from origin.service import auth, delivery, fastpath, http, metrics
 from origin.service.cache import ENTRY_OVERHEAD, ROUTE_CACHE_BYTES, ByteLRU
+from origin.service.catalog.view import LOCATOR_MISS_MAX_AGE, Locator
 from origin.service.cors import Cors
 from origin.service.license import setup_keys
 from origin.service.live.channels import setup_channels
@@ -144,6 +145,9 @@ async def stream(request: web.Request) -> web.StreamResponse:
         raise NotFoundError("no such resource")
     if route.live:
         return await live_stream(request, state, route)
+    published = _published(state, route)
+    if isinstance(published, web.Response):
+        return published
     asset = await _asset(state, route.asset)
     protocol = urls.protocol_of(route.options.format)
     refusal = delivery.refusal(asset.config, protocol)
@@ -151,7 +155,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
         return http.error_response(403, refusal)
     srv = state.config.server
     if isinstance(route, urls.FragmentPath):
-        return await _fragment(request, state, asset, route)
+        return await _fragment(request, state, asset, route, published)
     if asset.config.require_token:
         policy = state.config.policies[asset.config.policy or ""]
         decision = auth.decide(request, policy, asset.config.key_id, srv.trusted_proxies)
@@ -163,7 +167,9 @@ async def stream(request: web.Request) -> web.StreamResponse:
     # A response that embeds a viewer's token, or that only an authorized viewer may see, must
     # never be handed to another viewer by a shared cache.
     private = query or asset.config.require_token
-    manifest_cc = http.PRIVATE if private else f"public, max-age={srv.manifest_max_age}"
+    manifest_cc = (
+        http.PRIVATE if private else f"public, max-age={_max_age(srv.manifest_max_age, published)}"
+    )
     # Gated: the segment URLs it lists carry a signature of their own (never cached). An HLS
     # master lists playlists, not segments: it needs none.
     signature = ""
@@ -189,7 +195,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
             cost = len(body) + len(cache_key) + ENTRY_OVERHEAD
             state.manifests.put(cache_key, body, cost=cost)
     if not private:
-        fastpath.allow(request)  # the same bytes for every viewer until a reload
+        # The same bytes for every viewer until a reload (or the end of its locator).
+        fastpath.allow(request, until=published.ends_at if published else None)
     return http.entity_response(
         request,
         body,
@@ -215,10 +222,13 @@ def _manifest(
     pres = asset.presentation
     base = delivery.base_prefix(state, request)
     iv = asset.config.iv
+    # A catalog asset's keys are served under its locator (/{locator}/key): one folder up.
+    published = route.locator if asset.config.name in state.config.published.assets else None
+    up = 1 if published else 0
     if isinstance(route, urls.MasterPath):
         protocol = urls.protocol_of(route.options.format)
         common = enc is not None and enc.scheme.common
-        sig = delivery.signalling(state, request, enc, query) if enc and common else None
+        sig = delivery.signalling(state, request, enc, query, published) if enc and common else None
         if protocol is Protocol.SMOOTH:
             protection = sig.smooth_protection() if sig else None
             return pipeline.smooth_manifest(
@@ -230,11 +240,11 @@ def _manifest(
                 pres, route.options, base=base, signature=signature, protection=cps
             )
         depth = 2 if route.locator else 1
-        keys = delivery.hls_keys(state, enc, depth, iv)
+        keys = delivery.hls_keys(state, enc, depth - up, iv)
         return pipeline.master_playlist(
             pres, route.options, base=base, query=query, session_keys=keys, common=common
         )
-    keys = delivery.hls_keys(state, enc, urls.playlist_depth(route), iv)
+    keys = delivery.hls_keys(state, enc, urls.playlist_depth(route) - up, iv)
     return pipeline.media_playlist(
         pres,
         route.track,
@@ -284,8 +294,36 @@ async def _clear_segment(
         del inflight[cache_key]
 
 
+def _published(state: State, route: urls.Path) -> Locator | web.Response | None:
+    """A catalog asset streams only through a locator valid now (that locator); others as the
+    config says (None). An unknown, not yet valid, expired or deleted one is a 404 that a CDN
+    keeps only briefly."""
+    published = state.config.published
+    if route.asset not in published.assets:
+        return None
+    loc = published.locator_for(route.locator, route.asset, time.time())
+    if loc is None:
+        return http.error_response(
+            404,
+            f"no asset {route.asset!r} under this locator",
+            {"Cache-Control": f"public, max-age={LOCATOR_MISS_MAX_AGE}"},
+        )
+    return loc
+
+
+def _max_age(configured: int, loc: Locator | None) -> int:
+    """A cached response lives no longer than the locator it was published under."""
+    if loc is None or loc.ends_at is None:
+        return configured
+    return max(0, min(configured, int(loc.ends_at - time.time())))
+
+
 async def _fragment(
-    request: web.Request, state: State, asset: Asset, route: urls.FragmentPath
+    request: web.Request,
+    state: State,
+    asset: Asset,
+    route: urls.FragmentPath,
+    published: Locator | None = None,
 ) -> web.StreamResponse:
     if asset.config.require_token and (refused := delivery.segment_refusal(state, request)):
         return refused
@@ -329,7 +367,7 @@ async def _fragment(
         body,
         content_type=ctype,
         etag=http.make_etag(asset.version, request.path, iv.hex()),
-        cache_control=f"public, max-age={srv.segment_max_age}",
+        cache_control=f"public, max-age={_max_age(srv.segment_max_age, published)}",
         last_modified=asset.last_modified,
     )
 
@@ -368,6 +406,10 @@ def build_app(state: State) -> web.Application:
     app.router.add_get(TIME_PATH, clock)
     setup_keys(app)
     setup_proxy(app, state.config.proxy)  # before the catch-all route
+    if state.config.catalog is not None:
+        from origin.service.catalog.api import setup_api  # noqa: PLC0415 - SQLAlchemy: only here
+
+        setup_api(app)
     app.router.add_get("/{tail:.*}", stream)
     ingest_path = r"/{channel:[^/]+}.isml/{stream:[Ss]treams\(.*}"
     app.router.add_post(ingest_path, _ingest, expect_handler=_ingest_expect)

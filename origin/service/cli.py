@@ -22,6 +22,8 @@ from urllib.parse import urlencode
 from origin.core import pipeline, urls
 from origin.core.errors import MediaError
 from origin.service import server
+from origin.service.catalog.errors import CatalogError
+from origin.service.catalog.view import CatalogConfig
 from origin.service.config import Config, ConfigError, load_config, resolve_secrets
 from origin.service.config.channels import secret_path
 from origin.service.keys import commands as keys_commands
@@ -171,8 +173,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         config = _load(args.config)
         config = resolve_secrets(config, config.server.state_dir)
+        if config.catalog is not None and config.path is not None:
+            config = _with_catalog(config.path, config.catalog)
     except ConfigError as e:
         _print_config_errors(e)
+        return 1
+    except CatalogError as e:
+        print(str(e), file=sys.stderr)
         return 1
     srv = config.server
     srv = replace(
@@ -183,6 +190,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=srv.access_log and not args.no_access_log,
     )
     return server.run(replace(config, server=srv))
+
+
+def _with_catalog(path: Path, catalog: CatalogConfig) -> Config:
+    """The config file with the catalog's entries, read once before serving."""
+    from origin.service.catalog.merge import compose  # noqa: PLC0415 - SQLAlchemy: only here
+    from origin.service.catalog.sync import initial_snapshot  # noqa: PLC0415
+
+    return compose(path, initial_snapshot(catalog))
 
 
 def cmd_channels(args: argparse.Namespace) -> int:

@@ -156,11 +156,12 @@ def segment_refusal(state: State, request: web.Request) -> web.Response | None:
 # --- Common Encryption ---------------------------------------------------------------------------
 
 
-def license_url(state: State, request: web.Request) -> str:
+def license_url(state: State, request: web.Request, locator: str | None = None) -> str:
     """The ClearKey license service's absolute URL (players do not resolve a relative one
-    against the manifest): under base_url, else on the host the request came to."""
+    against the manifest): under base_url, else on the host the request came to; under the
+    locator a catalog asset was published with (its keys are served only there)."""
     base = state.config.server.base_url or f"{request.scheme}://{request.host}"
-    return base.rstrip("/") + CLEARKEY_PATH
+    return base.rstrip("/") + (f"/{locator}" if locator else "") + CLEARKEY_PATH
 
 
 def host_dependent(state: State, enc: Encrypting | None, protocol: Protocol) -> bool:
@@ -171,10 +172,14 @@ def host_dependent(state: State, enc: Encrypting | None, protocol: Protocol) -> 
 
 
 def signalling(
-    state: State, request: web.Request, enc: Encrypting, query: str = ""
+    state: State,
+    request: web.Request,
+    enc: Encrypting,
+    query: str = "",
+    locator: str | None = None,
 ) -> drm.Signalling:
     """How a Common Encryption stream announces its key (``query``: a propagated token)."""
-    url = license_url(state, request)
+    url = license_url(state, request, locator)
     query = "&".join(
         q for q in (f"{urls.EDK_PARAM}={enc.key.edk}" if enc.key.edk else "", query) if q
     )

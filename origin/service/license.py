@@ -6,6 +6,7 @@ the policy, 404 unknown key."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 from aiohttp import web
@@ -86,8 +87,9 @@ def _authorize(
 ) -> tuple[ContentKey, float | None] | web.Response:
     """The key and how long the request's token trusts it, or the refusal."""
     key = opened.get(kid) or state.keys.get(kid)
-    if key is None:
-        raise NotFoundError(f"no key {kid}")
+    locator = request.match_info.get("locator")
+    if key is None or not state.config.published.key_allowed(str(kid), locator, time.time()):
+        raise NotFoundError(f"no key {kid}" + (" under this locator" if locator else ""))
     until: float | None = None
     if key.policy is not None:
         decision = auth.decide(request, key.policy, kid, state.config.server.trusted_proxies)
@@ -98,7 +100,9 @@ def _authorize(
     return key, until
 
 
-def _allow_replay(request: web.Request, key: ContentKey, until: float | None) -> None:
+def _allow_replay(request: web.Request, state: State, key: ContentKey, until: float | None) -> None:
+    if str(key.kid) in state.config.published.keys:
+        return  # a catalog key: its locator is checked on every request (revocation is at once)
     if key.policy is None or key.policy.options[0].open:
         fastpath.allow(request)  # handed to anyone who asks, until a reload
     elif until is not None:
@@ -129,7 +133,7 @@ async def key_service(request: web.Request) -> web.StreamResponse:
         body = await _read_body(request, state)
         if isinstance(body, web.Response):
             return body
-    _allow_replay(request, key, until)
+    _allow_replay(request, state, key, until)
     return web.Response(
         body=key.key,
         content_type=http.CT_KEY,
@@ -165,6 +169,8 @@ async def clearkey_license(request: web.Request) -> web.StreamResponse:
 
 
 def setup_keys(app: web.Application) -> None:
-    app.router.add_get("/key", key_service)
-    app.router.add_post("/key", key_service)
-    app.router.add_post(CLEARKEY_PATH, clearkey_license)
+    # Under a streaming locator too: a catalog asset's keys are served only there.
+    for prefix in ("", "/{locator}"):
+        app.router.add_get(f"{prefix}/key", key_service)
+        app.router.add_post(f"{prefix}/key", key_service)
+        app.router.add_post(f"{prefix}{CLEARKEY_PATH}", clearkey_license)

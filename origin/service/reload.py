@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from origin.service.config import Config, ConfigError, load_config, resolve_secrets
 from origin.service.state import State, build_state, files_in_use, files_to_close
 from origin.service.storage import SourceFile, close_all
+
+if TYPE_CHECKING:  # the catalog's modules (SQLAlchemy) load only where a catalog is configured
+    from origin.service.catalog.store import Snapshot
 
 log = logging.getLogger("origin")
 
@@ -51,9 +54,11 @@ class Reloader:
         *,
         on_swap: Callable[[State], None] | None = None,
         close_delay: float = CLOSE_DELAY,
+        snapshot: Callable[[], Awaitable[Snapshot]] | None = None,
     ) -> None:
         self.live = live
         self.path = path
+        self.snapshot = snapshot  # the catalog's entries, merged into the file's
         self.on_swap = on_swap
         self.close_delay = close_delay
         self._lock = asyncio.Lock()
@@ -83,8 +88,17 @@ class Reloader:
         old = self.live.current
         loop = asyncio.get_running_loop()
         log.info("reloading %s", self.path)
+        snap = None
+        if self.snapshot is not None:
+            from origin.service.catalog.errors import CatalogError  # noqa: PLC0415
+
+            try:
+                snap = await self.snapshot()
+            except CatalogError as e:
+                log.error("reload refused, keeping the running config: %s", e)
+                return
         try:
-            new = await loop.run_in_executor(None, self._build, old)
+            new = await loop.run_in_executor(None, self._build, old, snap)
         except ConfigError as e:
             log.error("reload refused, keeping the running config:\n  %s", "\n  ".join(e.problems))
             return
@@ -109,7 +123,12 @@ class Reloader:
             loop.call_later(self.close_delay, self._close, stale)
         log.info("config reloaded: %d asset(s), %d refused", len(new.assets), len(new.refused))
 
-    def _build(self, running: State) -> State:
+    def _build(self, running: State, snap: Snapshot | None) -> State:
+        if snap is not None:
+            from origin.service.catalog.merge import compose  # noqa: PLC0415
+
+            config = keep_overrides(compose(self.path, snap), running.config)
+            return build_state(config, running)
         config = keep_overrides(load_config(self.path), running.config)
         # A generated ingest secret is read back from its file (made at the first start).
         config = resolve_secrets(config, config.server.state_dir)

@@ -200,10 +200,28 @@ async def serve(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         config_path = state.config.path
+        catalog_cfg = state.config.catalog
+        watching: asyncio.Task[None] | None = None
         if config_path is not None:
-            reloader = Reloader(app[STATE], config_path, on_swap=lambda s: _follow_config(app, s))
+            link = None
+            if catalog_cfg is not None:
+                from origin.service.catalog.sync import Link  # noqa: PLC0415
+
+                link = Link(catalog_cfg, app[STATE])
+            reloader = Reloader(
+                app[STATE],
+                config_path,
+                on_swap=lambda s: _follow_config(app, s),
+                snapshot=link.snapshot if link else None,
+            )
+            app[STATE].reloader = reloader
             loop.add_signal_handler(signal.SIGHUP, reloader.request)
+            if link is not None:
+                app[STATE].catalog = link
+                watching = loop.create_task(link.watch(reloader.reload))
         await stop.wait()
+        if watching is not None:
+            watching.cancel()
         app[STATE].draining = True  # /readyz: 503 from now on
         delay = app[STATE].current.config.server.drain_delay
         if delay:

@@ -39,16 +39,23 @@ async def health(request: web.Request) -> web.StreamResponse:
 async def ready(request: web.Request) -> web.StreamResponse:
     """Readiness for a load balancer: 200 once the config is loaded and the server listens
     (assets indexed, or waiting for their first request with index = "lazy"); 503 while it
-    drains after SIGTERM. /healthz stays 200 (alive) throughout."""
+    drains after SIGTERM, and while the catalog's database cannot be read (it still serves what
+    it had). /healthz stays 200 (alive) throughout."""
     live = request.app[STATE]
     state = live.current
-    body = {
-        "ready": not live.draining,
+    ok = not live.draining and live.catalog_problem is None
+    body: dict[str, object] = {
+        "ready": ok,
         "assets": len(state.assets) + len(state.pending),
         "refused": len(state.refused),
         "not_indexed": len(state.pending),
     }
-    status = 503 if live.draining else 200
+    if state.config.catalog is not None:
+        catalog: dict[str, object] = {"version": state.config.published.version}
+        if live.catalog_problem is not None:
+            catalog["problem"] = live.catalog_problem
+        body["catalog"] = catalog
+    status = 200 if ok else 503
     return web.json_response(body, status=status, headers=http.cache_headers(http.NO_STORE))
 
 

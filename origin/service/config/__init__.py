@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from origin.service.addresses import IPNetwork, parse_network
+from origin.service.catalog.view import CatalogConfig, Published
 from origin.service.config.channels import ChannelConfig as ChannelConfig
 from origin.service.config.channels import SecretError as SecretError
 from origin.service.config.channels import parse_channels
@@ -124,6 +125,9 @@ class Config:
     # reports them like any other error, serve refuses those assets and serves the rest.
     file_problems: tuple[str, ...] = ()
     channels: tuple[ChannelConfig, ...] = ()  # [[channels]]: live, ingested or looped
+    catalog: CatalogConfig | None = None  # [catalog]: assets, keys, policies in a database
+    # What the catalog added (its assets, its locators), merged in by origin.service.catalog.
+    published: Published = field(default_factory=Published)
 
 
 _SERVER_FIELDS = {f for f in ServerConfig.__dataclass_fields__} - {"kms"}  # read, not written
@@ -137,8 +141,13 @@ _ASSET_FIELDS = {
 
 def load_config(path: Path) -> Config:
     """Read and validate a config file; raise ConfigError listing every problem."""
+    return parse_config(read_toml(path), base=path.parent, source=str(path), path=path)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The config file's tables as read (ConfigError if it is not TOML)."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise ConfigError([f"{path}: cannot read: {e.strerror or e}"]) from None
     except tomllib.TOMLDecodeError as e:
@@ -147,16 +156,15 @@ def load_config(path: Path) -> Config:
         raise ConfigError([f"{path}: not UTF-8 text"]) from None
     except RecursionError:  # tomllib recurses per nesting level
         raise ConfigError([f"{path}: not valid TOML: nested too deeply"]) from None
-    return parse_config(raw, base=path.parent, source=str(path), path=path)
 
 
 def parse_config(
-    raw: dict[str, Any], *, base: Path, source: str, path: Path | None = None
+    raw: dict[str, Any], *, base: Path, source: str | None, path: Path | None = None
 ) -> Config:
     c = Checker(source)
     for key in raw:
-        if key not in ("server", "assets", "channels", "policies", "proxy"):
-            expected = "[server], [[assets]], [[channels]], [policies.NAME], [proxy]"
+        if key not in ("server", "assets", "channels", "policies", "proxy", "catalog"):
+            expected = "[server], [[assets]], [[channels]], [policies.NAME], [proxy], [catalog]"
             c.bad(key, f"unknown section (expected {expected})")
     server = _server(c, raw.get("server", {}), base)
     policies = _policies(c, raw.get("policies", {}), base)
@@ -183,9 +191,43 @@ def parse_config(
     channels = parse_channels(
         c, raw.get("channels", []), base, assets=assets, asset_names=names, key_use=key_use
     )
+    catalog = _catalog(c, raw.get("catalog"), base, server.state_dir)
     if c.fatal_count():
         raise ConfigError(c.problems)
-    return Config(path, server, tuple(assets), policies, proxy, tuple(c.problems), channels)
+    return Config(
+        path, server, tuple(assets), policies, proxy, tuple(c.problems), channels, catalog
+    )
+
+
+CATALOG_FILE = "catalog.db"
+_CATALOG_FIELDS = {"database_url", "admin_key_file", "admin_key_env", "poll_interval"}
+
+
+def _catalog(c: Checker, raw: Any, base: Path, state_dir: Path) -> CatalogConfig | None:
+    if raw is None:
+        return None
+    t = c.table(raw, "catalog")
+    if t is None:
+        return None
+    c.unknown(t, _CATALOG_FIELDS, "catalog")
+    url = c.typed(t, "database_url", "catalog", str, "") or f"sqlite:///{state_dir / CATALOG_FILE}"
+    if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        c.bad("catalog.database_url", "must be sqlite:///PATH or postgresql://…")
+    elif url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_absolute():
+        url = f"sqlite:///{base / url.removeprefix('sqlite:///')}"
+    key_file = c.typed(t, "admin_key_file", "catalog", str, None)
+    key_env = c.typed(t, "admin_key_env", "catalog", str, None)
+    if key_file is not None and key_env is not None:
+        c.bad("catalog.admin_key_env", "set admin_key_file or admin_key_env, not both")
+    poll = float(c.typed(t, "poll_interval", "catalog", float, 2.0))
+    if not 0.1 <= poll <= 3600:
+        c.bad("catalog.poll_interval", f"must be 0.1..3600 seconds, got {poll}")
+    return CatalogConfig(
+        url,
+        admin_key_file=base / Path(key_file).expanduser() if key_file else None,
+        admin_key_env=key_env or None,
+        poll_interval=poll,
+    )
 
 
 def _policies(c: Checker, raw: Any, base: Path) -> dict[str, Policy]:

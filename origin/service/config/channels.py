@@ -269,12 +269,26 @@ def resolve_secrets(config: Config, state_dir: Path) -> Config:
         path = state_dir / "url-signing.key"
         key = bytes.fromhex(_read_or_generate(path, secrets.token_hex(32), _is_hex_key))
         config = replace(config, server=replace(server, url_signing_key=key))
-    if server.envelope_keys and server.kms is None:
+    # The catalog keeps its content keys only sealed: it needs the master keys too.
+    if (server.envelope_keys or config.catalog is not None) and server.kms is None:
         try:
             kms = load_local(server.master_key_file, server.master_key_env, state_dir)
         except KmsError as e:
             raise SecretError(str(e)) from None
         config = replace(config, server=replace(config.server, kms=kms))
+    catalog = config.catalog
+    if catalog is not None and catalog.admin_key is None:
+        if catalog.admin_key_env is not None:
+            admin = os.environ.get(catalog.admin_key_env)
+            if not admin or len(admin) < MIN_SECRET_CHARS:
+                raise SecretError(
+                    f"the environment variable {catalog.admin_key_env} (catalog.admin_key_env) "
+                    f"must hold an admin key of at least {MIN_SECRET_CHARS} characters"
+                )
+        else:
+            where = catalog.admin_key_file or state_dir / ADMIN_KEY_FILE
+            admin = _read_or_generate(where)
+        config = replace(config, catalog=replace(catalog, admin_key=admin))
     channels = []
     for ch in config.channels:
         if ch.generate_secret and ch.ingest_secret is None:
@@ -283,6 +297,9 @@ def resolve_secrets(config: Config, state_dir: Path) -> Config:
         else:
             channels.append(ch)
     return replace(config, channels=tuple(channels))
+
+
+ADMIN_KEY_FILE = "catalog-admin.key"
 
 
 def _is_hex_key(text: str) -> bool:

@@ -1,0 +1,247 @@
+"""The management API against a real SQLite catalog, in process: the lifecycle of a key, a
+policy, an asset and its locators (playable through the locator URL only, at once), locator
+times and revocation, and what is refused: no or a wrong admin key (401, nothing changed),
+malformed JSON (400), wrong fields (422 with the field), unknown ids (404), conflicts (409)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from origin.service.app import build_app
+from origin.service.catalog.merge import compose
+from origin.service.catalog.store import Catalog
+from origin.service.state import build_state
+from tests.support.server import SAMPLE_DIR
+from tests.support.token_server import jwt_policy
+
+Client = TestClient[web.Request, web.Application]
+MakeClient = Callable[..., Awaitable[Client]]
+ADMIN = "test-admin-key-0123456789abcdef"
+FILES = [str(SAMPLE_DIR / f"sample_{n}.mp4") for n in ("240p", "360p")]
+
+
+def write_config(where: Path, more: str = "") -> Path:
+    cfg = where / "origin.toml"
+    cfg.write_text(
+        f'[server]\nstate_dir = "{where / "state"}"\n'
+        f'[catalog]\ndatabase_url = "sqlite:///{where / "catalog.db"}"\n'
+        'admin_key_env = "ORIGIN_TEST_ADMIN"\n' + more
+    )
+    return cfg
+
+
+async def start(aiohttp_client: MakeClient, cfg: Path, url: str) -> Client:
+    catalog = await Catalog.open(url)
+    snap = await catalog.snapshot()
+    await catalog.close()
+    return await aiohttp_client(build_app(build_state(compose(cfg, snap))))
+
+
+@pytest.fixture
+async def api(
+    tmp_path: Path, aiohttp_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> Client:
+    monkeypatch.setenv("ORIGIN_TEST_ADMIN", ADMIN)
+    cfg = write_config(tmp_path, jwt_policy("from-file"))
+    return await start(aiohttp_client, cfg, f"sqlite:///{tmp_path / 'catalog.db'}")
+
+
+AUTH = {"Authorization": f"Bearer {ADMIN}"}
+
+
+async def call(
+    client: Client, method: str, path: str, body: Any = None, **kw: Any
+) -> tuple[int, Any]:
+    data = body if isinstance(body, bytes | str) or body is None else json.dumps(body)
+    headers = kw.pop("headers", AUTH)
+    r = await client.request(method, f"/api/v1{path}", data=data, headers=headers, **kw)
+    text = await r.text()
+    return r.status, (json.loads(text) if text and r.content_type == "application/json" else text)
+
+
+async def make_asset(api: Client, name: str = "movie", **more: Any) -> dict[str, Any]:
+    status, key = await call(api, "POST", "/keys", {})
+    assert status == 201, key
+    spec = {"name": name, "files": FILES, "segment_duration": 4.0, "protection": "aes-128",
+            "key_id": key["key_id"], **more}  # fmt: skip
+    status, asset = await call(api, "POST", "/assets", spec)
+    assert status == 201, asset
+    return {"key": key, "asset": asset}
+
+
+async def test_an_asset_made_through_the_api_plays_only_through_a_valid_locator(
+    api: Client,
+) -> None:
+    made = await make_asset(api)
+    assert made["asset"]["state"] == "loaded"
+    assert (await api.get("/movie.ism/manifest(format=m3u8-aapl)")).status == 404
+    status, loc = await call(api, "POST", "/locators", {"asset": "movie"})
+    assert status == 201 and loc["valid_now"]
+    master = loc["urls"]["hls"]
+    path = master.split("://", 1)[1].split("/", 1)[1]
+    r = await api.get("/" + path)
+    assert r.status == 200, await r.text()
+    text = await r.text()
+    assert "#EXT-X-STREAM-INF" in text
+    media = "/" + path.rsplit("/", 1)[0] + "/" + text.splitlines()[-1]
+    playlist = await (await api.get(media)).text()
+    key_uri = (
+        next(ln for ln in playlist.splitlines() if ln.startswith("#EXT-X-KEY"))
+        .split('URI="')[1]
+        .split('"')[0]
+    )
+    assert key_uri.startswith("../../key?kid=")  # under the locator: /{locator}/key
+    key = await api.get(f"/{loc['id']}/key?kid={made['key']['key_id']}")
+    assert key.status == 200 and len(await key.read()) == 16
+    assert (await api.get(f"/key?kid={made['key']['key_id']}")).status == 404  # not without it
+    other = uuid.uuid4()
+    r = await api.get(f"/{other}/movie.ism/manifest(format=m3u8-aapl)")
+    assert r.status == 404 and r.headers["Cache-Control"] == "public, max-age=5"
+
+
+async def test_a_deleted_locator_stops_manifests_and_keys_at_once(api: Client) -> None:
+    made = await make_asset(api)
+    _, loc = await call(api, "POST", "/locators", {"asset": "movie"})
+    url = f"/{loc['id']}/movie.ism/manifest(format=m3u8-aapl)"
+    assert (await api.get(url)).status == 200
+    assert (await api.get(url)).status == 200  # cached now
+    status, _ = await call(api, "DELETE", f"/locators/{loc['id']}")
+    assert status == 204
+    assert (await api.get(url)).status == 404
+    assert (await api.get(f"/{loc['id']}/key?kid={made['key']['key_id']}")).status == 404
+    assert (await call(api, "GET", f"/locators/{loc['id']}"))[0] == 404
+
+
+async def test_a_locator_serves_only_between_its_start_and_end_and_caches_no_longer(
+    api: Client,
+) -> None:
+    await make_asset(api)
+    now = time.time()
+    _, later = await call(api, "POST", "/locators", {"asset": "movie", "starts_at": now + 3600})
+    _, past = await call(api, "POST", "/locators", {"asset": "movie", "ends_at": now - 1})
+    _, soon = await call(api, "POST", "/locators", {"asset": "movie", "ends_at": now + 120})
+    for loc in (later, past):
+        assert not loc["valid_now"]
+        assert (await api.get(f"/{loc['id']}/movie.ism/manifest")).status == 404
+    r = await api.get(f"/{soon['id']}/movie.ism/manifest(format=m3u8-aapl)")
+    assert r.status == 200
+    age = int(r.headers["Cache-Control"].split("max-age=")[1])
+    assert 110 <= age <= 120
+
+
+async def test_no_or_a_wrong_admin_key_is_401_and_changes_nothing(api: Client) -> None:
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {ADMIN}"}):
+        status, body = await call(api, "POST", "/keys", {}, headers=headers)
+        assert status == 401, body
+        status, _ = await call(api, "GET", "/assets", headers=headers)
+        assert status == 401
+    _, keys = await call(api, "GET", "/keys")
+    assert keys == {"keys": []}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        (b"{not json", 400, "body"),
+        (b"[1, 2]", 400, "body"),
+        ({"name": "m", "files": "a.mp4"}, 422, "files"),
+        ({"name": "m", "files": FILES, "segment_duration": "six"}, 422, "segment_duration"),
+        ({"name": "m", "files": FILES, "colour": "blue"}, 422, "colour"),
+        ({"name": "m", "files": ["/no/such.mp4"]}, 422, "files[0]"),
+        ({"name": "m", "files": FILES, "key": "00" * 16}, 422, "key"),
+        (
+            {"name": "m", "files": FILES, "protection": "aes-128", "key_id": str(uuid.uuid4())},
+            422,
+            "key_id",
+        ),
+        ({"name": "m", "files": FILES, "policy": "nope"}, 422, "policy"),
+        ({"files": FILES}, 422, "name"),
+        ({"name": "bad name", "files": FILES}, 422, "name"),
+    ],
+)
+async def test_a_bad_asset_is_refused_with_the_field(
+    api: Client, body: Any, status: int, field: str
+) -> None:
+    got, answer = await call(api, "POST", "/assets", body)
+    assert (got, answer["field"]) == (status, field), answer
+    assert (await call(api, "GET", "/assets"))[1] == {"assets": []}
+
+
+async def test_unknown_ids_are_404_and_conflicts_409(api: Client) -> None:
+    made = await make_asset(api)
+    assert (await call(api, "GET", "/assets/nope"))[0] == 404
+    assert (await call(api, "DELETE", "/assets/nope"))[0] == 404
+    assert (await call(api, "GET", f"/keys/{uuid.uuid4()}"))[0] == 404
+    assert (await call(api, "DELETE", f"/locators/{uuid.uuid4()}"))[0] == 404
+    assert (await call(api, "POST", "/locators", {"asset": "nope"}))[0] == 404
+    status, _ = await call(api, "POST", "/assets", {"name": "movie", "files": FILES})
+    assert status == 409
+    status, body = await call(api, "DELETE", f"/keys/{made['key']['key_id']}")
+    assert status == 409 and "used by asset 'movie'" in body["error"]
+    status, body = await call(api, "PUT", "/policies/from-file", {"options": [{"type": "open"}]})
+    assert status == 409 and "config file" in body["error"]
+
+
+async def test_keys_are_made_or_imported_and_never_returned(api: Client) -> None:
+    imported = "0f" * 16
+    kid = str(uuid.uuid4())
+    status, made = await call(api, "POST", "/keys", {"key_id": kid, "key": imported})
+    assert status == 201 and made["key_id"] == kid
+    status, _ = await call(api, "POST", "/keys", {"key_id": kid})
+    assert status == 409
+    status, body = await call(api, "POST", "/keys", {"key": "short"})
+    assert status == 422 and body["field"] == "key" and "short" not in json.dumps(body)
+    _, listed = await call(api, "GET", "/keys")
+    text = json.dumps(listed) + json.dumps(await call(api, "GET", f"/keys/{kid}"))
+    assert imported not in text and "0F0F0F0F" not in text.upper().replace("-", "")
+    status, _ = await call(
+        api, "POST", "/assets",
+        {"name": "imp", "files": FILES, "protection": "aes-128", "key_id": kid},
+    )  # fmt: skip
+    assert status == 201
+    _, loc = await call(api, "POST", "/locators", {"asset": "imp"})
+    r = await api.get(f"/{loc['id']}/key?kid={kid}")
+    assert await r.read() == bytes.fromhex(imported)
+
+
+async def test_a_policy_made_through_the_api_guards_the_key(api: Client) -> None:
+    status, _ = await call(api, "PUT", "/policies/premium", json.loads(json.dumps(_jwt_table())))
+    assert status == 201
+    made = await make_asset(api, policy="premium")
+    _, loc = await call(api, "POST", "/locators", {"asset": "movie"})
+    assert (await api.get(f"/{loc['id']}/key?kid={made['key']['key_id']}")).status == 401
+    status, body = await call(api, "DELETE", "/policies/premium")
+    assert status == 409 and "used by asset" in body["error"]
+    status, body = await call(api, "PUT", "/policies/other", {"options": [{"type": "tokn"}]})
+    assert status == 422 and body["field"].startswith("options[0]")
+
+
+def _jwt_table() -> dict[str, Any]:
+    import tomllib  # noqa: PLC0415
+
+    return tomllib.loads(jwt_policy("x"))["policies"]["x"]
+
+
+async def test_everything_survives_a_restart_from_the_database(
+    tmp_path: Path, aiohttp_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORIGIN_TEST_ADMIN", ADMIN)
+    cfg = write_config(tmp_path)
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    first = await start(aiohttp_client, cfg, url)
+    made = await make_asset(first)
+    _, loc = await call(first, "POST", "/locators", {"asset": "movie"})
+    await first.close()
+    second = await start(aiohttp_client, cfg, url)
+    r = await second.get(f"/{loc['id']}/key?kid={made['key']['key_id']}")
+    assert r.status == 200
+    assert (await second.get(f"/{loc['id']}/movie.ism/manifest(format=m3u8-aapl)")).status == 200
