@@ -7,12 +7,16 @@ cd "$(dirname "$0")/.."
 
 # Debian packages, only those missing: ffmpeg for the media tests, chromium (and npm, if the
 # machine has no Node.js) for the real-player tests in tests/service/test_browser.py, nginx for
-# the cache in front of the origin in tests/service/test_cdn.py.
+# the cache in front of the origin in tests/service/test_cdn.py, postgresql for the catalog.
 DEBS=()
 if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then DEBS+=(ffmpeg); fi
 if ! command -v chromium >/dev/null; then DEBS+=(chromium); fi
 if ! command -v npm >/dev/null; then DEBS+=(npm); fi
 if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then DEBS+=(nginx); fi
+# PostgreSQL for the catalog's fleet tests (tests/support/postgres.py starts its own server).
+if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    DEBS+=(postgresql)
+fi
 if [ "${#DEBS[@]}" -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 from origin.core import pipeline, urls
 from origin.core.errors import MediaError
 from origin.service import server
+from origin.service.catalog import commands as catalog_commands
 from origin.service.catalog.errors import CatalogError
 from origin.service.catalog.view import CatalogConfig
 from origin.service.config import Config, ConfigError, load_config, resolve_secrets
@@ -279,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     channels.add_argument("--config", help="TOML config (default: the built-in sample)")
     channels.set_defaults(func=cmd_channels)
     keys_commands.add_parsers(sub, _load)
+    catalog_commands.add_parsers(sub, _load)
     return parser
 
 
