@@ -25,7 +25,8 @@ Rows (``--rows``, comma-separated; all by default):
   cold       every segment of the ladder once on a fresh server (scripts/bench_fresh.py)
   atrest     the same cold pass over the ladder encrypted at rest (origin encrypt) against
              its clear files (target: >= 0.90 of clear's MB/s)
-  startup    process start until /healthz answers, 1 and 100 assets x 3 renditions
+  startup    process start until /healthz answers, 1 and 100 assets x 3 renditions, 10,000
+             lazily indexed from the config and from a SQLite catalog (with the RSS per asset)
   workers    workers = 2 on both cores against the one-worker rows
 """
 
@@ -297,6 +298,13 @@ def main() -> int:
             # A catalog: indexed on first requests (server.index = "lazy").
             lazy = bench_assets.write_many("startup_lazy", ladder, 10_000, 'index = "lazy"\n')
             starts[10_000, "lazy"] = bench_fresh.startup(lazy, 10_000)
+            # The same 10,000 in a SQLite catalog; an empty catalog for the RSS baseline. A
+            # catalog asset streams through a locator only: the first request is refused (404)
+            # without one, so it is timed under one made for it.
+            for n in (0, 10_000):
+                cat = bench_assets.write_catalog(f"startup_catalog_{n}", ladder, n)
+                loc = bench_assets.add_locator(cat, f"a{n - 1}") if n else ""
+                starts[n, "catalog"] = bench_fresh.startup(cat, n, loc)
             helpers["startup"] = bench_fresh.helper_rows(
                 "bench_startup", "measure_startup", n_assets=100
             )

@@ -104,6 +104,65 @@ def encrypt_at_rest(ladder: list[Path]) -> tuple[list[Path], Path]:
     return out, state
 
 
+def write_catalog(name: str, ladder: list[Path], n: int) -> Path:
+    """A config whose ``n`` assets a0, a1, … (the ladder's renditions, clear) live in a SQLite
+    catalog, indexed lazily; written in one transaction (the API would take one per asset)."""
+    import asyncio  # noqa: PLC0415
+    import json  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    import sqlalchemy as sa  # noqa: PLC0415
+
+    from origin.service.catalog import schema  # noqa: PLC0415
+    from origin.service.catalog.store import Catalog  # noqa: PLC0415
+
+    db = CACHE / f"{name}.db"
+    for old in CACHE.glob(f"{name}.db*"):
+        old.unlink()
+    spec = json.dumps({"files": [str(f) for f in ladder], "segment_duration": 4.0})
+
+    async def fill() -> None:
+        catalog = await Catalog.open(f"sqlite:///{db}")
+        now = time.time()
+        rows = [
+            {"name": f"a{i}", "spec": spec, "created_at": now, "updated_at": now} for i in range(n)
+        ]
+        async with catalog.engine.begin() as conn:
+            if rows:
+                await conn.execute(sa.insert(schema.assets), rows)
+            await conn.execute(sa.insert(schema.changes).values(at=now, what="bench"))
+        await catalog.close()
+
+    asyncio.run(fill())
+    cfg = CACHE / f"{name}.toml"
+    cfg.write_text(
+        SERVER + f'index = "lazy"\nstate_dir = "{CACHE / "catalog_state"}"\n'
+        f'[catalog]\ndatabase_url = "sqlite:///{db}"\n'
+    )
+    return cfg
+
+
+def add_locator(cfg: Path, asset: str) -> str:
+    """A locator for ``asset`` written into ``cfg``'s catalog; the URL prefix ``/{id}``."""
+    import asyncio  # noqa: PLC0415
+    import time  # noqa: PLC0415
+    import uuid  # noqa: PLC0415
+
+    from origin.service.catalog.store import Catalog  # noqa: PLC0415
+    from origin.service.catalog.view import Locator  # noqa: PLC0415
+
+    url = cfg.read_text().split('database_url = "', 1)[1].split('"', 1)[0]
+    loc = Locator(str(uuid.uuid4()), asset, None, None, time.time())
+
+    async def add() -> None:
+        catalog = await Catalog.open(url)
+        await catalog.add_locator(loc)
+        await catalog.close()
+
+    asyncio.run(add())
+    return f"/{loc.id}"
+
+
 def write_config(ladder: list[Path], big: Path) -> Path:
     """sample, ladder and big; tokened (the sample under a JWT policy); bench_live's channels."""
     cfg = CACHE / "bench.toml"

@@ -135,18 +135,21 @@ def report_cold(
 # ---- start-up -----------------------------------------------------------------------------
 
 
-def startup(cfg: Path, n_assets: int) -> dict[str, float]:
-    """Seconds from process start to /healthz, and the first master playlist's ms afterwards,
-    of ``cfg``'s assets a0 … a{n_assets - 1}."""
+def startup(cfg: Path, n_assets: int, locator: str = "") -> dict[str, float]:
+    """Seconds from process start to /healthz, the first master playlist's ms afterwards, of
+    ``cfg``'s assets a0 … a{n_assets - 1} (``locator``: under it), and the RSS before that
+    request (kB)."""
     srv = Origin(cfg)
     try:
         ready = srv.wait_ready(timeout=600)
+        rss = srv.status()["VmRSS"]
         t0 = time.perf_counter()
-        get(f"{srv.base}/a{n_assets - 1}.ism/manifest(format=m3u8-aapl)")
+        if n_assets:
+            get(f"{srv.base}{locator}/a{n_assets - 1}.ism/manifest(format=m3u8-aapl)")
         first = time.perf_counter() - t0
     finally:
         srv.stop()
-    return {"ready_s": ready, "first_ms": 1000 * first}
+    return {"ready_s": ready, "first_ms": 1000 * first, "rss_kb": rss}
 
 
 def helper_rows(module: str, function: str, **kwargs: int) -> dict[str, float] | None:
@@ -166,7 +169,10 @@ def report_startup(
     print()
     print("start-up: process start until /healthz answers (imports included), then the last")
     print("asset's master playlist; every asset is the ladder's 3 renditions (60 s, 4 s segments)")
+    catalog = {n: r for (n, index), r in results.items() if index == "catalog"}
     for (n, index), r in results.items():
+        if index == "catalog":
+            continue
         if index == "lazy":
             target = "  (target: not minutes; first request < 50 ms)"
         else:
@@ -175,6 +181,17 @@ def report_startup(
             f"{f'{n} asset(s) x 3 renditions, index = {index}':44} ready {r['ready_s']:6.2f} s, "
             f"first master {r['first_ms']:7.1f} ms{target}"
         )
+    if catalog:
+        empty = catalog.get(0)
+        for n, r in catalog.items():
+            if n == 0 or empty is None:
+                continue
+            per = (r["rss_kb"] - empty["rss_kb"]) / n
+            print(
+                f"{f'{n:,} catalog assets (SQLite), lazy':44} ready {r['ready_s']:6.2f} s, "
+                f"first master {r['first_ms']:7.1f} ms, RSS +{per:.1f} kB/asset over an empty "
+                "catalog  (target: ready <= 5 s, <= 50 kB/asset)"
+            )
     if helper is None:
         print("scripts/bench_startup.py (indexing alone, and a 2-hour title) is not on this branch")
         return

@@ -245,3 +245,25 @@ async def test_everything_survives_a_restart_from_the_database(
     r = await second.get(f"/{loc['id']}/key?kid={made['key']['key_id']}")
     assert r.status == 200
     assert (await second.get(f"/{loc['id']}/movie.ism/manifest(format=m3u8-aapl)")).status == 200
+
+
+async def test_the_openapi_description_lists_every_route_and_needs_no_key(api: Client) -> None:
+    r = await api.get("/api/v1/openapi.json")
+    assert r.status == 200
+    doc = await r.json()
+    assert doc["openapi"].startswith("3.1")
+    ops = {(m, p) for p, methods in doc["paths"].items() for m in methods}
+    assert ("post", "/api/v1/locators") in ops and ("delete", "/api/v1/keys/{kid}") in ops
+    assert len(ops) == 18
+    for p, methods in doc["paths"].items():
+        for m, op in methods.items():
+            assert {"401", "422"} <= set(op["responses"]), (m, p)
+    routed = {
+        (route.method.lower(), route.resource.canonical)
+        for route in api.app.router.routes()
+        if route.resource is not None
+        and route.resource.canonical.startswith("/api/v1/")
+        and not route.resource.canonical.endswith("openapi.json")
+        and route.method != "HEAD"
+    }
+    assert routed == ops

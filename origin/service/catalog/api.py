@@ -23,6 +23,7 @@ from aiohttp import web
 
 from origin.core import urls
 from origin.service import http
+from origin.service.catalog import openapi
 from origin.service.catalog.errors import CatalogError, Conflict, Missing, Unavailable
 from origin.service.catalog.merge import toml_names
 from origin.service.catalog.store import Catalog, Snapshot
@@ -450,22 +451,33 @@ async def _close_link(app: web.Application) -> AsyncIterator[None]:
 def setup_api(app: web.Application) -> None:
     """The management routes, before the catch-all route (only with a [catalog])."""
     app.cleanup_ctx.append(_close_link)
-    r = app.router
-    r.add_get(f"{PREFIX}/assets", list_assets)
-    r.add_post(f"{PREFIX}/assets", create_asset)
-    r.add_get(f"{PREFIX}/assets/{{name}}", get_asset)
-    r.add_put(f"{PREFIX}/assets/{{name}}", replace_asset)
-    r.add_delete(f"{PREFIX}/assets/{{name}}", delete_asset)
-    r.add_get(f"{PREFIX}/keys", list_keys)
-    r.add_post(f"{PREFIX}/keys", create_key)
-    r.add_post(f"{PREFIX}/keys/reseal", reseal_keys)
-    r.add_get(f"{PREFIX}/keys/{{kid}}", get_key)
-    r.add_delete(f"{PREFIX}/keys/{{kid}}", delete_key)
-    r.add_get(f"{PREFIX}/policies", list_policies)
-    r.add_get(f"{PREFIX}/policies/{{name}}", get_policy)
-    r.add_put(f"{PREFIX}/policies/{{name}}", put_policy)
-    r.add_delete(f"{PREFIX}/policies/{{name}}", delete_policy)
-    r.add_get(f"{PREFIX}/locators", list_locators)
-    r.add_post(f"{PREFIX}/locators", create_locator)
-    r.add_get(f"{PREFIX}/locators/{{id}}", get_locator)
-    r.add_delete(f"{PREFIX}/locators/{{id}}", delete_locator)
+    handlers: dict[tuple[str, str], Handler] = {
+        ("get", "/assets"): list_assets,
+        ("post", "/assets"): create_asset,
+        ("get", "/assets/{name}"): get_asset,
+        ("put", "/assets/{name}"): replace_asset,
+        ("delete", "/assets/{name}"): delete_asset,
+        ("get", "/keys"): list_keys,
+        ("post", "/keys"): create_key,
+        ("post", "/keys/reseal"): reseal_keys,
+        ("get", "/keys/{kid}"): get_key,
+        ("delete", "/keys/{kid}"): delete_key,
+        ("get", "/policies"): list_policies,
+        ("get", "/policies/{name}"): get_policy,
+        ("put", "/policies/{name}"): put_policy,
+        ("delete", "/policies/{name}"): delete_policy,
+        ("get", "/locators"): list_locators,
+        ("post", "/locators"): create_locator,
+        ("get", "/locators/{id}"): get_locator,
+        ("delete", "/locators/{id}"): delete_locator,
+    }
+    described = {(method, path) for method, path, *_ in openapi.ROUTES}
+    assert described == set(handlers), "the OpenAPI table and the routes differ"
+    for (method, path), handler in handlers.items():
+        app.router.add_route(method.upper(), PREFIX + path, handler)
+    app.router.add_get(f"{PREFIX}/openapi.json", describe)
+
+
+async def describe(request: web.Request) -> web.StreamResponse:
+    """The OpenAPI description: what the API offers, nothing of what it holds (no key)."""
+    return _json(200, openapi.document(PREFIX))
