@@ -17,6 +17,7 @@ from origin.core.crypto.envelope import EnvelopeError
 from origin.core.errors import NotFoundError
 from origin.core.urls import UrlError
 from origin.service import auth, fastpath, http, metrics
+from origin.service.live.channels import CHANNELS
 from origin.service.logs import REQUESTS, clean
 from origin.service.served import STATE
 from origin.service.state import ContentKey, State, content_key
@@ -86,7 +87,7 @@ def _authorize(
     request: web.Request, state: State, kid: uuid.UUID, opened: dict[uuid.UUID, ContentKey]
 ) -> tuple[ContentKey, float | None] | web.Response:
     """The key and how long the request's token trusts it, or the refusal."""
-    key = opened.get(kid) or state.keys.get(kid)
+    key = opened.get(kid) or state.keys.get(kid) or request.app[CHANNELS].rotated_key(kid)
     locator = request.match_info.get("locator")
     if key is None or not state.config.published.key_allowed(str(kid), locator, time.time()):
         raise NotFoundError(f"no key {kid}" + (" under this locator" if locator else ""))

@@ -9,6 +9,7 @@ number and (with the sequence-number IV) its encryption stay the same while the 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from fractions import Fraction
 
@@ -94,12 +95,15 @@ def media_playlist(
     query: str = "",
     segment_query: str = "",
     signature: str = "",
+    rotated_key_uri: Callable[[int], str] | None = None,
 ) -> str:
     """A live media playlist of one rendition's window (TS: video with muxed audio).
 
     EXT-X-MEDIA-SEQUENCE is the first listed segment's ``number``; DISCONTINUITY-SEQUENCE the
     discontinuities before it (its ``epoch``, less its own tag, which it keeps); every segment
     carries its PROGRAM-DATE-TIME. ``key_uri``, ``iv``, the queries and ``signature`` as for VOD.
+    ``rotated_key_uri``: key rotation, the key URI of each segment number (an EXT-X-KEY where
+    it changes) instead of one ``key_uri``.
     """
     r = rendition(view, track, rid)
     segment_query = "&".join(q for q in (segment_query, signature) if q)
@@ -113,6 +117,11 @@ def media_playlist(
             with_query(base + urls.fragment_uri(track, seg.time, options), segment_query),
             program_date_time=seg.wallclock,
             discontinuity=seg.discontinuity,
+            key=(
+                hls.Key(with_query(rotated_key_uri(seg.number), query), iv)
+                if rotated_key_uri is not None
+                else None
+            ),
         )
         for seg in listed
     ]

@@ -84,6 +84,9 @@ class Segment:
     # True when this segment starts a new timeline (encoder reconnected with a jump, codec
     # parameters changed): EXT-X-DISCONTINUITY before it.
     discontinuity: bool = False
+    # Live key rotation: the key of this segment; an EXT-X-KEY is written before it when it
+    # differs from the one in force (§4.3.2.4: a key applies until the next EXT-X-KEY).
+    key: Key | None = None
 
 
 def _quote(value: str) -> str:
@@ -265,9 +268,13 @@ def _media_playlist(
         lines.append(f"#EXT-X-MAP:URI={_quote(map_uri)}")
     if not sample_aes:
         lines += ["#EXT-X-KEY:" + k.attributes() for k in keys]
+    in_force = keys[0] if keys else None
     for s in segments:
         if s.discontinuity:
             lines.append("#EXT-X-DISCONTINUITY")
+        if s.key is not None and s.key != in_force:
+            lines.append("#EXT-X-KEY:" + s.key.attributes())
+            in_force = s.key
         if s.program_date_time is not None:
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{program_date_time(s.program_date_time)}")
         lines.append(f"#EXTINF:{extinf(s.duration)},")

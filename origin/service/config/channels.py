@@ -17,6 +17,7 @@ Its segment_duration defaults to the asset's.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import uuid
@@ -48,7 +49,8 @@ DEFAULT_SEGMENT_DURATION = 4.0
 MIN_WINDOW_SEGMENTS = 3  # HLS players want three segments behind the live edge
 _INGEST_FIELDS = frozenset({"ingest_user", "ingest_secret", "ingest_allow", "archive"})
 _FIELDS = PROTECTION_FIELDS | _INGEST_FIELDS | {
-    "name", "window", "segment_duration", "loop", "asset"
+    "name", "window", "segment_duration", "loop", "asset", "key_rotation_segments",
+    "key_rotation_minutes",
 }  # fmt: skip
 
 
@@ -75,6 +77,8 @@ class ChannelConfig:
     generate_secret: bool = False  # ingest_secret = "generate"
     ingest_allow: tuple[IPNetwork, ...] = ()
     archive: Path | None = None  # where ingested fragments are also written
+    # Content key rotation: a new key every this many segments (None: one key for the channel).
+    key_rotation: int | None = None
 
     @property
     def ingest(self) -> bool:
@@ -187,10 +191,12 @@ def _channel(
             archive = base / archive_raw
             if archive.exists() and not archive.is_dir():
                 c.bad(f"{where}.archive", f"not a directory: {archive}")
+    rotation = _rotation(c, t, where, seg, protection.protection)
     return ChannelConfig(
         name=name,
         window=window,
         segment_duration=seg,
+        key_rotation=rotation,
         loop=loop,
         asset=asset_name if loop else None,
         ingest_user=user,
@@ -200,6 +206,34 @@ def _channel(
         archive=archive,
         **protection.fields(),
     )
+
+
+def _rotation(
+    c: Checker, t: dict[str, Any], where: str, seg: Fraction, protection: str
+) -> int | None:
+    """Segments per key: ``key_rotation_segments``, or ``key_rotation_minutes`` in whole
+    segments (at least one)."""
+    by_count = c.typed(t, "key_rotation_segments", where, int, None)
+    minutes = c.typed(t, "key_rotation_minutes", where, float, None)
+    if by_count is None and minutes is None:
+        return None
+    if by_count is not None and minutes is not None:
+        c.bad(f"{where}.key_rotation_minutes", "set key_rotation_segments or _minutes, not both")
+        return None
+    if protection != "aes-128":
+        field = "key_rotation_segments" if by_count is not None else "key_rotation_minutes"
+        c.bad(f"{where}.{field}", 'rotates the content key: needs protection = "aes-128"')
+        return None
+    if minutes is not None:
+        if not 0 < minutes <= 7 * 24 * 60:
+            c.bad(f"{where}.key_rotation_minutes", f"must be > 0 and <= 10080, got {minutes}")
+            return None
+        return max(1, math.ceil(Fraction(minutes).limit_denominator(1000) * 60 / seg))
+    assert by_count is not None
+    if by_count < 1:
+        c.bad(f"{where}.key_rotation_segments", f"must be >= 1, got {by_count}")
+        return None
+    return int(by_count)
 
 
 def _visible(text: str) -> bool:
@@ -269,8 +303,10 @@ def resolve_secrets(config: Config, state_dir: Path) -> Config:
         path = state_dir / "url-signing.key"
         key = bytes.fromhex(_read_or_generate(path, secrets.token_hex(32), _is_hex_key))
         config = replace(config, server=replace(server, url_signing_key=key))
-    # The catalog keeps its content keys only sealed: it needs the master keys too.
-    if (server.envelope_keys or config.catalog is not None) and server.kms is None:
+    # The catalog keeps its content keys only sealed, and so do rotating channels: they need
+    # the master keys too.
+    rotating = any(ch.key_rotation for ch in config.channels)
+    if (server.envelope_keys or config.catalog is not None or rotating) and server.kms is None:
         try:
             kms = load_local(server.master_key_file, server.master_key_env, state_dir)
         except KmsError as e:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -19,7 +20,8 @@ from origin.core.live.loop import open_loop
 from origin.service.config import ChannelConfig
 from origin.service.live.archive import ArchiveFile
 from origin.service.live.loop import run_loop
-from origin.service.state import Asset, State
+from origin.service.live.rotation import ChannelKeys
+from origin.service.state import Asset, ContentKey, State
 
 log = logging.getLogger("origin.live")
 
@@ -35,6 +37,7 @@ class LiveChannel:
     task: asyncio.Task[None] | None = None
     asset: Asset | None = None  # a looped channel's source
     published: dict[str, float] = field(default_factory=dict)  # view version -> first seen
+    keys: ChannelKeys | None = None  # key rotation (key_rotation_segments/_minutes)
 
     def publish_time(self, version: str) -> float:
         """When this process first served view ``version`` (DASH publishTime): one per version."""
@@ -71,6 +74,8 @@ class Channels:
                 self._stop(lc)
                 del self.by_name[name]
             else:
+                if (new.key_rotation, new.policy) != (lc.config.key_rotation, lc.config.policy):
+                    lc.keys = _rotation(new, state)
                 lc.config = new
         for name, cfg in wanted.items():
             if name in self.by_name:
@@ -95,7 +100,15 @@ class Channels:
                     run_loop(index, asset.files, schedule, window=float(window)),
                     name=f"loop {name}",
                 )
+            lc.keys = _rotation(cfg, state)
             self.by_name[name] = lc
+
+    def rotated_key(self, kid: uuid.UUID) -> ContentKey | None:
+        """A rotating channel's key still deliverable, by key id."""
+        for lc in self.by_name.values():
+            if lc.keys is not None and (key := lc.keys.by_kid.get(kid)) is not None:
+                return key
+        return None
 
     def _stop(self, lc: LiveChannel) -> None:
         if lc.task is not None:
@@ -108,6 +121,10 @@ class Channels:
             self._stop(lc)
         await asyncio.gather(*tasks, return_exceptions=True)
         self.by_name.clear()
+
+
+def _rotation(cfg: ChannelConfig, state: State) -> ChannelKeys | None:
+    return ChannelKeys.open(cfg, state.config) if cfg.key_rotation else None
 
 
 def _timing(cfg: ChannelConfig) -> tuple[object, ...]:

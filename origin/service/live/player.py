@@ -154,12 +154,25 @@ def _manifest(
                 signature=signature,
             )
         return pipeline.live_master_playlist(view, route.options, base=base, query=query)
+    rotated = None
+    if key is not None and lc.keys is not None:
+        keys = lc.keys
+        listed = view.rendition(route.track, route.rendition)
+        if listed is not None and listed.segments:
+            keys.forget_before(listed.segments[0].number)
+
+        def rotated(number: int) -> str:
+            uri = delivery.key_uri(state, keys.key_for(number, state.config), route)
+            assert uri is not None
+            return uri
+
     return pipeline.live_media_playlist(
         view,
         route.track,
         route.rendition,
         route.options,
-        key_uri=delivery.key_uri(state, key, route),
+        key_uri=delivery.key_uri(state, key, route) if rotated is None else None,
+        rotated_key_uri=rotated,
         iv=lc.config.iv,
         base=base,
         query=query,
@@ -197,6 +210,8 @@ async def _segment(
         return http.error_response(410, f"gone: {e}", {"Cache-Control": "public, max-age=60"})
     iv = b""
     out: bytes | bytearray | pipeline.Encrypted = body
+    if key is not None and lc.keys is not None and ref.index != urls.INIT:
+        key = lc.keys.key_for(ref.index, state.config)  # its period's key
     if key is not None:  # encrypted as it is written: a slice at a time when it is big
         out, iv = pipeline.encrypted_body(ref, body, key.cipher, lc.config.iv)
     if fmt is Format.HLS_TS:
