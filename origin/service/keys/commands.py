@@ -44,76 +44,73 @@ def encrypt_file(source: Path, out: Path, cert: x509.Certificate) -> None:
         partial.with_name(partial.name + ".json").unlink(missing_ok=True)
 
 
-def cmd_encrypt(args: argparse.Namespace, load: Callable[[str | None], Config]) -> int:
+Load = Callable[[str | None], Config]
+Command = Callable[[argparse.Namespace, Load], int]
+
+
+def _reported(command: Command) -> Command:
+    """The command, its failures printed in one line each (exit 1), never a traceback."""
+
+    def run(args: argparse.Namespace, load: Load) -> int:
+        try:
+            return command(args, load)
+        except ConfigError as e:
+            print(f"config: {'; '.join(e.problems)}", file=sys.stderr)
+        except (StorageError, KmsError) as e:
+            print(str(e), file=sys.stderr)
+        except OSError as e:
+            print(f"{e.filename or 'file'}: {e.strerror or e}", file=sys.stderr)
+        return 1
+
+    return run
+
+
+@_reported
+def cmd_encrypt(args: argparse.Namespace, load: Load) -> int:
     source, out = Path(args.input), Path(args.output)
     if (out.exists() or record_path(out).exists()) and not args.force:
         print(f"{out}: exists (--force replaces it)", file=sys.stderr)
         return 1
-    try:
-        if args.cert:
-            cert = protection.load_cert(Path(args.cert))
-        else:
-            cert = protection.load_or_create(load(args.config).server.state_dir).cert
-        encrypt_file(source, out, cert)
-    except ConfigError as e:
-        print(f"config: {'; '.join(e.problems)}", file=sys.stderr)
-        return 1
-    except StorageError as e:
-        print(str(e), file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f"{e.filename or source}: {e.strerror or e}", file=sys.stderr)
-        return 1
+    if args.cert:
+        cert = protection.load_cert(Path(args.cert))
+    else:
+        cert = protection.load_or_create(load(args.config).server.state_dir).cert
+    encrypt_file(source, out, cert)
     print(f"{out}: encrypted at rest (AES-256-CTR); its record: {record_path(out)}")
     return 0
 
 
-def cmd_protection_cert(args: argparse.Namespace, load: Callable[[str | None], Config]) -> int:
-    try:
-        key = protection.load_or_create(load(args.config).server.state_dir)
-    except ConfigError as e:
-        print(f"config: {'; '.join(e.problems)}", file=sys.stderr)
-        return 1
-    except StorageError as e:
-        print(str(e), file=sys.stderr)
-        return 1
+@_reported
+def cmd_protection_cert(args: argparse.Namespace, load: Load) -> int:
+    key = protection.load_or_create(load(args.config).server.state_dir)
     sys.stdout.write(key.cert_pem().decode("ascii"))
     return 0
 
 
-def cmd_master_key(args: argparse.Namespace, load: Callable[[str | None], Config]) -> int:
+@_reported
+def cmd_master_key(args: argparse.Namespace, load: Load) -> int:
     """``rotate``: append a new current master key to the master key file; ``list``: the ids."""
-    try:
-        server = load(args.config).server
-        if server.master_key_env is not None and args.action == "rotate":
-            print(
-                f"the master keys come from ${server.master_key_env}: rotate them there "
-                "(append `ID HEX`, the new key last)",
-                file=sys.stderr,
-            )
-            return 1
-        kms = load_local(server.master_key_file, server.master_key_env, server.state_dir)
-        if args.action == "rotate":
-            path = server.master_key_file or server.state_dir / MASTER_KEYS_FILE
-            new = rotate_file(path)
-            print(f"{path}: master key {new!r} added, now current; {kms.current!r} still opens")
-            print("restart or reload (SIGHUP) the servers that use it to seal with the new key")
-        else:
-            for master_id in kms.masters:
-                print(master_id + ("  (current)" if master_id == kms.current else ""))
-    except ConfigError as e:
-        print(f"config: {'; '.join(e.problems)}", file=sys.stderr)
+    server = load(args.config).server
+    if server.master_key_env is not None and args.action == "rotate":
+        print(
+            f"the master keys come from ${server.master_key_env}: rotate them there "
+            "(append `ID HEX`, the new key last)",
+            file=sys.stderr,
+        )
         return 1
-    except KmsError as e:
-        print(str(e), file=sys.stderr)
-        return 1
+    kms = load_local(server.master_key_file, server.master_key_env, server.state_dir)
+    if args.action == "rotate":
+        path = server.master_key_file or server.state_dir / MASTER_KEYS_FILE
+        new = rotate_file(path)
+        print(f"{path}: master key {new!r} added, now current; {kms.current!r} still opens")
+        print("restart or reload (SIGHUP) the servers that use it to seal with the new key")
+    else:
+        for master_id in kms.masters:
+            print(master_id + ("  (current)" if master_id == kms.current else ""))
     return 0
 
 
-def add_parsers(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    load: Callable[[str | None], Config],
-) -> None:
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], load: Load) -> None:
     enc = sub.add_parser(
         "encrypt", help="encrypt a source file at rest (AES-256-CTR, key wrapped by RSA-OAEP)"
     )
