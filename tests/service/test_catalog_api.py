@@ -267,3 +267,25 @@ async def test_the_openapi_description_lists_every_route_and_needs_no_key(api: C
         and route.method != "HEAD"
     }
     assert routed == ops
+
+
+async def test_master_key_rotation_reseals_every_key_and_the_keys_do_not_change(
+    api: Client, tmp_path: Path
+) -> None:
+    from origin.service.keys.kms import rotate_file  # noqa: PLC0415
+    from origin.service.served import STATE  # noqa: PLC0415
+
+    made = await make_asset(api)
+    _, loc = await call(api, "POST", "/locators", {"asset": "movie"})
+    before = await (await api.get(f"/{loc['id']}/key?kid={made['key']['key_id']}")).read()
+    master = tmp_path / "state" / "master.keys"
+    assert rotate_file(master) == "m2"
+    live = api.app[STATE]
+    assert live.reloader is not None
+    await live.reloader.reload()  # SIGHUP: the new master key is current
+    status, body = await call(api, "POST", "/keys/reseal")
+    assert (status, body) == (200, {"resealed": 1, "master_key": "m2"})
+    _, listed = await call(api, "GET", "/keys")
+    assert [k["master_key"] for k in listed["keys"]] == ["m2"]
+    after = await (await api.get(f"/{loc['id']}/key?kid={made['key']['key_id']}")).read()
+    assert after == before and len(after) == 16
