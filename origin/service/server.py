@@ -26,6 +26,7 @@ from origin.core import pipeline, urls
 from origin.core.urls import Format
 from origin.service import delivery, logs, memory, metrics
 from origin.service.app import AccessLogger, build_app
+from origin.service.catalog.errors import CatalogError
 from origin.service.config import AssetConfig, Config, ConfigError, load_config, resolve_secrets
 from origin.service.connections import Limits, SafeAppRunner, raise_nofile_limit
 from origin.service.live.channels import CHANNELS
@@ -275,10 +276,21 @@ def _current_config(started: Config) -> Config:
     if started.path is None:
         return started
     try:
-        current = keep_overrides(load_config(started.path), started)
-        current = resolve_secrets(current, current.server.state_dir)
+        if started.catalog is not None:  # the catalog as it is now, as the others follow it
+            from origin.service.catalog.merge import compose  # noqa: PLC0415
+            from origin.service.catalog.sync import initial_snapshot  # noqa: PLC0415
+
+            current = keep_overrides(
+                compose(started.path, initial_snapshot(started.catalog)), started
+            )
+        else:
+            current = keep_overrides(load_config(started.path), started)
+            current = resolve_secrets(current, current.server.state_dir)
     except ConfigError as e:
         log.error("worker: the config no longer loads, starting with the first one: %s", e)
+        return started
+    except CatalogError as e:
+        log.error("worker: the catalog cannot be read, starting with the first config: %s", e)
         return started
     return dataclasses.replace(current, channels=())  # as the other workers: no live
 
