@@ -134,3 +134,29 @@ def test_the_database_gone_leaves_nodes_serving_unready_and_they_recover(
         _until(lambda: s.request("/readyz").status == 200)
         cli(cfg, s.base, "locator", "rm", loc["id"])
         assert s.request(path).status == 404
+
+
+def test_two_workers_follow_the_catalog_and_a_replaced_worker_reads_it_too(
+    tmp_path: Path,
+) -> None:
+    import os  # noqa: PLC0415
+    import re  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cfg = _config(tmp_path, f"sqlite:///{tmp_path / 'catalog.db'}")
+    with run_server("--config", str(cfg), "--workers", "2", "--port", str(port)) as s:
+        _, loc = _publish(cfg, s)
+        path = f"/{loc['id']}/movie.ism/manifest(format=m3u8-aapl)"
+        # New connections spread over both workers: every one answers within the poll interval.
+        _until(lambda: all(s.request(path).status == 200 for _ in range(20)))
+        _until(lambda: any("worker processes (pids" in ln for ln in s.output))
+        line = next(ln for ln in s.output if "worker processes (pids" in ln)
+        pids = [int(p) for p in re.findall(r"\d+", line.split("pids", 1)[1])]
+        os.kill(pids[0], signal.SIGKILL)
+        _until(lambda: any("started in its place" in ln for ln in s.output))
+        time.sleep(1.0)  # the new worker listens
+        assert all(s.request(path).status == 200 for _ in range(20))
