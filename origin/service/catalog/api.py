@@ -2,21 +2,20 @@
 content key authorization policies and streaming locators.
 
 It exists only where ``[catalog]`` is configured, and every request needs ``Authorization:
-Bearer <admin key>`` (401 otherwise, nothing changed). Bodies are the JSON of the config's
-tables, judged by the config's own checker: malformed JSON is 400, a field that is wrong 422
-with the field and the reason, an unknown name 404, one that exists (or is still in use) 409, a
-database that cannot be reached 503. A change is applied on this node before the answer (a
-reload), and on the others within their poll interval. Content keys are never returned.
+Bearer <admin key>`` (401 otherwise, nothing changed; see :mod:`.guard`). Bodies are the JSON of
+the config's tables, judged by the config's own checker: malformed JSON is 400, a field that is
+wrong 422 with the field and the reason, an unknown name 404, one that exists (or is still in
+use) 409, a database that cannot be reached 503. A change is applied on this node before the
+answer (a reload), and on the others within their poll interval. Content keys are never
+returned.
 """
 
 from __future__ import annotations
 
-import hmac
-import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -24,113 +23,26 @@ from aiohttp import web
 from origin.core import urls
 from origin.service import http
 from origin.service.catalog import openapi
-from origin.service.catalog.errors import CatalogError, Conflict, Missing, Unavailable
+from origin.service.catalog.errors import Conflict, Missing
+from origin.service.catalog.guard import (
+    PREFIX,
+    Handler,
+    Invalid,
+    applied,
+    body_of,
+    catalog_of,
+    guarded,
+    json_response,
+    toml_of,
+)
 from origin.service.catalog.merge import toml_names
-from origin.service.catalog.store import Catalog, Snapshot
-from origin.service.catalog.sync import Link
+from origin.service.catalog.store import Snapshot
 from origin.service.catalog.view import Locator
-from origin.service.config import ConfigError, parse_config, read_toml
+from origin.service.config import ConfigError, parse_config
 from origin.service.keytext import parse_key
-from origin.service.reload import Reloader
-from origin.service.served import STATE, Live
+from origin.service.served import STATE
 
-PREFIX = "/api/v1"
 KEY_BYTES = 16
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class Invalid(Exception):
-    """A request body that is not what the API takes: 422 with the field, 400 for not JSON."""
-
-    def __init__(self, field: str, reason: str, status: int = 422) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
-        self.status = status
-
-
-def _json(status: int, body: object) -> web.Response:
-    return web.json_response(body, status=status, headers=http.cache_headers(http.NO_STORE))
-
-
-def _error(status: int, message: str, field: str | None = None) -> web.Response:
-    body: dict[str, object] = {"error": message}
-    if field is not None:
-        body["field"] = field
-    return _json(status, body)
-
-
-def _link(live: Live) -> tuple[Link, Reloader]:
-    """This process's catalog link and reloader (made here when the app runs without
-    ``origin serve``, as in the handler tests)."""
-    config = live.current.config
-    assert config.catalog is not None and config.path is not None
-    if live.catalog is None:
-        live.catalog = Link(config.catalog, live)
-    if live.reloader is None:
-        live.reloader = Reloader(live, config.path, snapshot=live.catalog.snapshot)
-    return live.catalog, live.reloader
-
-
-def guarded(handler: Handler) -> Handler:
-    async def run(request: web.Request) -> web.StreamResponse:
-        live = request.app[STATE]
-        catalog = live.current.config.catalog
-        sent = request.headers.get("Authorization", "")
-        scheme, _, token = sent.partition(" ")
-        expected = catalog.admin_key if catalog is not None else None
-        if (
-            expected is None
-            or scheme.lower() != "bearer"
-            or not hmac.compare_digest(token.strip().encode(), expected.encode())
-        ):
-            resp = _error(401, "an admin key is needed: Authorization: Bearer <admin key>")
-            resp.headers["WWW-Authenticate"] = 'Bearer realm="origin management"'
-            return resp
-        try:
-            return await handler(request)
-        except Invalid as e:
-            return _error(e.status, e.reason, e.field)
-        except Missing as e:
-            return _error(404, str(e))
-        except Conflict as e:
-            return _error(409, str(e))
-        except Unavailable as e:
-            return _error(503, str(e))
-        except CatalogError as e:
-            return _error(409, str(e))
-
-    return run
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        raw = await request.read()
-        body = json.loads(raw or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        raise Invalid("body", "not valid JSON", 400) from None
-    if not isinstance(body, dict):
-        raise Invalid("body", "must be a JSON object", 400)
-    return body
-
-
-async def _applied(request: web.Request) -> Snapshot:
-    """After a write: reload this node now (so the answer is already true here)."""
-    link, reloader = _link(request.app[STATE])
-    await reloader.reload()
-    return await link.snapshot()
-
-
-async def _catalog(request: web.Request) -> tuple[Catalog, Snapshot]:
-    link, _ = _link(request.app[STATE])
-    return await link.catalog(), await link.snapshot()
-
-
-def _toml(request: web.Request) -> dict[str, Any]:
-    path = request.app[STATE].current.config.path
-    assert path is not None
-    return read_toml(path)
-
 
 # ---- assets ----------------------------------------------------------------------------------
 
@@ -152,7 +64,7 @@ def _check_asset(
         assert kms is not None  # a catalog's config always has its master keys
         table["key"] = kms.open(stored.envelope).key.hex()
         spec = {**spec, "key_id": kid.lower()}
-    raw = _toml(request)
+    raw = toml_of(request)
     policies = {**snap.policies, **raw.get("policies", {})}
     path = request.app[STATE].current.config.path
     assert path is not None
@@ -188,57 +100,57 @@ def _asset_json(request: web.Request, name: str, spec: dict[str, Any]) -> dict[s
 
 @guarded
 async def list_assets(request: web.Request) -> web.StreamResponse:
-    _, snap = await _catalog(request)
+    _, snap = await catalog_of(request)
     out = [_asset_json(request, n, s) for n, s in snap.assets.items()]
-    return _json(200, {"assets": out})
+    return json_response(200, {"assets": out})
 
 
 @guarded
 async def create_asset(request: web.Request) -> web.StreamResponse:
-    body = await _body(request)
+    body = await body_of(request)
     name = body.pop("name", None)
     if not isinstance(name, str) or not name:
         raise Invalid("name", "is required (a string)")
-    catalog, snap = await _catalog(request)
-    if name in toml_names(_toml(request))[0]:
+    catalog, snap = await catalog_of(request)
+    if name in toml_names(toml_of(request))[0]:
         raise Conflict(f"asset {name!r} is defined in the config file (read-only)")
     if name in snap.assets:
         raise Conflict(f"asset {name!r} exists")
     spec = _check_asset(request, name, body, snap)
     await catalog.put_asset(name, spec, create=True)
-    await _applied(request)
-    return _json(201, _asset_json(request, name, spec))
+    await applied(request)
+    return json_response(201, _asset_json(request, name, spec))
 
 
 @guarded
 async def get_asset(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
-    _, snap = await _catalog(request)
+    _, snap = await catalog_of(request)
     if name not in snap.assets:
         raise Missing(f"no asset {name!r} in the catalog")
-    return _json(200, _asset_json(request, name, snap.assets[name]))
+    return json_response(200, _asset_json(request, name, snap.assets[name]))
 
 
 @guarded
 async def replace_asset(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
-    body = await _body(request)
+    body = await body_of(request)
     if body.pop("name", name) != name:
         raise Invalid("name", "differs from the URL's (an asset is not renamed)")
-    catalog, snap = await _catalog(request)
+    catalog, snap = await catalog_of(request)
     if name not in snap.assets:
         raise Missing(f"no asset {name!r} in the catalog")
     spec = _check_asset(request, name, body, snap)
     await catalog.put_asset(name, spec, create=False)
-    await _applied(request)
-    return _json(200, _asset_json(request, name, spec))
+    await applied(request)
+    return json_response(200, _asset_json(request, name, spec))
 
 
 @guarded
 async def delete_asset(request: web.Request) -> web.StreamResponse:
-    catalog, _ = await _catalog(request)
+    catalog, _ = await catalog_of(request)
     await catalog.delete_asset(request.match_info["name"])
-    await _applied(request)
+    await applied(request)
     return web.Response(status=204, headers=http.cache_headers(http.NO_STORE))
 
 
@@ -251,7 +163,7 @@ def _key_json(kid: str, master_id: str, created_at: float) -> dict[str, Any]:
 
 @guarded
 async def create_key(request: web.Request) -> web.StreamResponse:
-    body = await _body(request)
+    body = await body_of(request)
     unknown = sorted(set(body) - {"key_id", "key"})
     if unknown:
         raise Invalid(unknown[0], "unknown field")
@@ -267,39 +179,39 @@ async def create_key(request: web.Request) -> web.StreamResponse:
         key = os.urandom(KEY_BYTES)
     kms = request.app[STATE].current.config.server.kms
     assert kms is not None
-    catalog, _ = await _catalog(request)
+    catalog, _ = await catalog_of(request)
     envelope = kms.seal(kid, key, None)
     await catalog.add_key(str(kid), envelope, kms.current)
-    await _applied(request)
-    return _json(201, _key_json(str(kid), kms.current, time.time()))
+    await applied(request)
+    return json_response(201, _key_json(str(kid), kms.current, time.time()))
 
 
 @guarded
 async def list_keys(request: web.Request) -> web.StreamResponse:
-    _, snap = await _catalog(request)
+    _, snap = await catalog_of(request)
     keys = [_key_json(k.kid, k.master_id, k.created_at) for k in snap.keys.values()]
-    return _json(200, {"keys": keys})
+    return json_response(200, {"keys": keys})
 
 
 @guarded
 async def get_key(request: web.Request) -> web.StreamResponse:
-    _, snap = await _catalog(request)
+    _, snap = await catalog_of(request)
     found = snap.keys.get(request.match_info["kid"].lower())
     if found is None:
         raise Missing(f"no key {request.match_info['kid']}")
-    return _json(200, _key_json(found.kid, found.master_id, found.created_at))
+    return json_response(200, _key_json(found.kid, found.master_id, found.created_at))
 
 
 @guarded
 async def delete_key(request: web.Request) -> web.StreamResponse:
     kid = request.match_info["kid"].lower()
-    catalog, _ = await _catalog(request)
+    catalog, _ = await catalog_of(request)
 
     def user(assets: dict[str, dict[str, Any]]) -> str | None:
         return next((n for n, s in assets.items() if s.get("key_id") == kid), None)
 
     await catalog.delete_key(kid, user)
-    await _applied(request)
+    await applied(request)
     return web.Response(status=204, headers=http.cache_headers(http.NO_STORE))
 
 
@@ -308,15 +220,15 @@ async def reseal_keys(request: web.Request) -> web.StreamResponse:
     """Master key rotation: every content key sealed again with the current master key."""
     kms = request.app[STATE].current.config.server.kms
     assert kms is not None
-    catalog, _ = await _catalog(request)
+    catalog, _ = await catalog_of(request)
 
     def reseal(stored: Any) -> tuple[str, str]:
         opened = kms.open(stored.envelope)
         return kms.seal(opened.kid, opened.key, None), kms.current
 
     count = await catalog.reseal_keys(reseal)
-    await _applied(request)
-    return _json(200, {"resealed": count, "master_key": kms.current})
+    await applied(request)
+    return json_response(200, {"resealed": count, "master_key": kms.current})
 
 
 # ---- policies --------------------------------------------------------------------------------
@@ -325,8 +237,8 @@ async def reseal_keys(request: web.Request) -> web.StreamResponse:
 @guarded
 async def put_policy(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
-    body = await _body(request)
-    if name in toml_names(_toml(request))[1]:
+    body = await body_of(request)
+    if name in toml_names(toml_of(request))[1]:
         raise Conflict(f"policy {name!r} is defined in the config file (read-only)")
     path = request.app[STATE].current.config.path
     assert path is not None
@@ -335,32 +247,32 @@ async def put_policy(request: web.Request) -> web.StreamResponse:
     except ConfigError as e:
         where, _, reason = e.problems[0].partition(": ")
         raise Invalid(where.removeprefix(f"policies.{name}.") or "body", reason) from None
-    catalog, _ = await _catalog(request)
+    catalog, _ = await catalog_of(request)
     created = await catalog.put_policy(name, body)
-    await _applied(request)
-    return _json(201 if created else 200, {"name": name, **body})
+    await applied(request)
+    return json_response(201 if created else 200, {"name": name, **body})
 
 
 @guarded
 async def list_policies(request: web.Request) -> web.StreamResponse:
-    _, snap = await _catalog(request)
-    return _json(200, {"policies": [{"name": n, **p} for n, p in snap.policies.items()]})
+    _, snap = await catalog_of(request)
+    return json_response(200, {"policies": [{"name": n, **p} for n, p in snap.policies.items()]})
 
 
 @guarded
 async def get_policy(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
-    _, snap = await _catalog(request)
+    _, snap = await catalog_of(request)
     if name not in snap.policies:
         raise Missing(f"no policy {name!r} in the catalog")
-    return _json(200, {"name": name, **snap.policies[name]})
+    return json_response(200, {"name": name, **snap.policies[name]})
 
 
 @guarded
 async def delete_policy(request: web.Request) -> web.StreamResponse:
-    catalog, _ = await _catalog(request)
+    catalog, _ = await catalog_of(request)
     await catalog.delete_policy(request.match_info["name"])
-    await _applied(request)
+    await applied(request)
     return web.Response(status=204, headers=http.cache_headers(http.NO_STORE))
 
 
@@ -394,7 +306,7 @@ def _locator_json(request: web.Request, loc: Locator) -> dict[str, Any]:
 
 @guarded
 async def create_locator(request: web.Request) -> web.StreamResponse:
-    body = await _body(request)
+    body = await body_of(request)
     unknown = sorted(set(body) - {"id", "asset", "starts_at", "ends_at"})
     if unknown:
         raise Invalid(unknown[0], "unknown field")
@@ -409,35 +321,35 @@ async def create_locator(request: web.Request) -> web.StreamResponse:
     if starts is not None and ends is not None and ends <= starts:
         raise Invalid("ends_at", "must be after starts_at")
     loc = Locator(locator_id, asset, starts, ends, time.time())
-    catalog, _ = await _catalog(request)
+    catalog, _ = await catalog_of(request)
     await catalog.add_locator(loc)
-    await _applied(request)
-    return _json(201, _locator_json(request, loc))
+    await applied(request)
+    return json_response(201, _locator_json(request, loc))
 
 
 @guarded
 async def list_locators(request: web.Request) -> web.StreamResponse:
-    _, snap = await _catalog(request)
+    _, snap = await catalog_of(request)
     asset = request.query.get("asset")
     locs = [loc for loc in snap.locators if asset is None or loc.asset == asset]
-    return _json(200, {"locators": [_locator_json(request, loc) for loc in locs]})
+    return json_response(200, {"locators": [_locator_json(request, loc) for loc in locs]})
 
 
 @guarded
 async def get_locator(request: web.Request) -> web.StreamResponse:
-    _, snap = await _catalog(request)
+    _, snap = await catalog_of(request)
     wanted = request.match_info["id"].lower()
     found = next((loc for loc in snap.locators if loc.id == wanted), None)
     if found is None:
         raise Missing(f"no locator {request.match_info['id']}")
-    return _json(200, _locator_json(request, found))
+    return json_response(200, _locator_json(request, found))
 
 
 @guarded
 async def delete_locator(request: web.Request) -> web.StreamResponse:
-    catalog, _ = await _catalog(request)
+    catalog, _ = await catalog_of(request)
     await catalog.delete_locator(request.match_info["id"].lower())
-    await _applied(request)
+    await applied(request)
     return web.Response(status=204, headers=http.cache_headers(http.NO_STORE))
 
 
@@ -480,4 +392,4 @@ def setup_api(app: web.Application) -> None:
 
 async def describe(request: web.Request) -> web.StreamResponse:
     """The OpenAPI description: what the API offers, nothing of what it holds (no key)."""
-    return _json(200, openapi.document(PREFIX))
+    return json_response(200, openapi.document(PREFIX))
