@@ -8,6 +8,7 @@ import hashlib
 import logging
 import os
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,7 +125,8 @@ class State:
         if job is None:
             loop = asyncio.get_running_loop()
             cfg, where = self.pending[name].config, self.config.server.state_dir
-            job = loop.run_in_executor(None, load_asset, cfg, where)
+            records = self.config.published.records
+            job = loop.run_in_executor(None, load_asset, cfg, where, records)
             self._indexing[name] = job
         try:
             loaded = await asyncio.shield(job)
@@ -159,14 +161,17 @@ def _version(cfg: AssetConfig, files: list[SourceFile]) -> str:
     return h.hexdigest()
 
 
-def load_asset(cfg: AssetConfig, state_dir: Path) -> Asset:
+def load_asset(
+    cfg: AssetConfig, state_dir: Path, records: Mapping[str, str] | None = None
+) -> Asset:
     """Open and index an asset's files; ``state_dir`` keeps the protection key that opens files
-    encrypted at rest."""
+    encrypted at rest, ``records`` their records kept in the catalog (by path)."""
     files: list[SourceFile] = []
+    opener = functools.partial(protection.cached, state_dir)
     try:
         for path in cfg.files:
             try:
-                files.append(open_source(path, functools.partial(protection.cached, state_dir)))
+                files.append(open_source(path, opener, (records or {}).get(str(path))))
             except FileNotFoundError:
                 raise MediaError(f"{path}: no such file") from None
             except OSError as e:
@@ -254,7 +259,7 @@ def build_state(config: Config, previous: State | None = None) -> State:
             pending[cfg.name] = Pending(cfg, old if old is not None and old.config == cfg else None)
         elif asset is None:
             try:
-                asset = load_asset(cfg, config.server.state_dir)
+                asset = load_asset(cfg, config.server.state_dir, config.published.records)
             except Exception as e:
                 asset = _refuse(cfg, old, e, refused)
         if asset is not None:

@@ -64,35 +64,43 @@ def record_path(path: Path) -> Path:
     return path.with_name(path.name + RECORD_SUFFIX)
 
 
-def open_source(path: Path, protection: Callable[[], ProtectionKey] | None = None) -> SourceFile:
+def open_source(
+    path: Path,
+    protection: Callable[[], ProtectionKey] | None = None,
+    record: str | None = None,
+) -> SourceFile:
     """Open a regular file for reading; anything else (a directory, a FIFO) is an OSError.
 
     A file with a storage record next to it is encrypted at rest: it opens only once the whole
     file matches the record's SHA-256 and its key unwraps with ``protection``'s key (and matches
-    the record's checksum); a MediaError says which check failed.
+    the record's checksum); a MediaError says which check failed. ``record``: the file's record
+    kept elsewhere (the catalog), used when there is none next to it.
     """
     src = _open_file(path)
     try:
-        record = _record_of(path)
-        if record is not None:
-            src.cipher = _cipher_for(src, record, protection)
+        found = _record_of(path, record)
+        if found is not None:
+            src.cipher = _cipher_for(src, found, protection)
     except BaseException:
         os.close(src.fd)
         raise
     return src
 
 
-def _record_of(path: Path) -> StorageRecord | None:
+def _record_of(path: Path, kept: str | None) -> StorageRecord | None:
+    where = str(record_path(path))
     try:
-        text = record_path(path).read_bytes()
+        text: str | bytes = record_path(path).read_bytes()
     except FileNotFoundError:
-        return None
+        if kept is None:
+            return None
+        text, where = kept, f"{path} (its record in the catalog)"
     except OSError as e:
         raise MediaError(f"{record_path(path)}: cannot read: {e.strerror or e}") from None
     try:
         return StorageRecord.loads(text)
     except StorageError as e:
-        raise MediaError(f"{record_path(path)}: {e}") from None
+        raise MediaError(f"{where}: {e}") from None
 
 
 def _cipher_for(

@@ -254,7 +254,7 @@ async def test_the_openapi_description_lists_every_route_and_needs_no_key(api: C
     assert doc["openapi"].startswith("3.1")
     ops = {(m, p) for p, methods in doc["paths"].items() for m in methods}
     assert ("post", "/api/v1/locators") in ops and ("delete", "/api/v1/keys/{kid}") in ops
-    assert len(ops) == 18
+    assert len(ops) == 21
     for p, methods in doc["paths"].items():
         for m, op in methods.items():
             assert {"401", "422"} <= set(op["responses"]), (m, p)
@@ -289,3 +289,50 @@ async def test_master_key_rotation_reseals_every_key_and_the_keys_do_not_change(
     assert [k["master_key"] for k in listed["keys"]] == ["m2"]
     after = await (await api.get(f"/{loc['id']}/key?kid={made['key']['key_id']}")).read()
     assert after == before and len(after) == 16
+
+
+async def test_files_encrypted_at_rest_through_the_api_or_elsewhere_load_from_catalog_records(
+    api: Client, tmp_path: Path
+) -> None:
+    from origin.service.keys import commands, protection  # noqa: PLC0415
+    from origin.service.storage import record_path  # noqa: PLC0415
+
+    # On the server, through the API: the record goes into the catalog.
+    out = tmp_path / "enc" / "a.mp4"
+    out.parent.mkdir()
+    status, made = await call(
+        api, "POST", "/storage/encrypt", {"input": FILES[0], "output": str(out)}
+    )
+    assert status == 201 and made["record"]["algorithm"] == "AES-256-CTR", made
+    assert (await call(api, "POST", "/storage/encrypt", {"input": FILES[0], "output": str(out)}))[
+        0
+    ] == 409
+    # Elsewhere, with the server's certificate: only the record is handed over (no sidecar).
+    cert = protection.load(tmp_path / "state").cert
+    other = tmp_path / "enc" / "b.mp4"
+    commands.encrypt_file(SAMPLE_DIR / "sample_360p.mp4", other, cert)
+    record = json.loads(record_path(other).read_text())
+    record_path(other).unlink()
+    bad = {**record, "iv": "x"}
+    status, body = await call(api, "POST", "/storage/records", {"path": str(other), "record": bad})
+    assert status == 422 and body["field"] == "record" and "iv must be" in body["error"]
+    status, _ = await call(api, "POST", "/storage/records", {"path": str(other), "record": record})
+    assert status == 201
+    record_path(out).unlink()  # the catalog's copy alone opens it
+    status, asset = await call(
+        api,
+        "POST",
+        "/assets",
+        {"name": "rest", "files": [str(out), str(other)], "segment_duration": 4.0},
+    )
+    assert status == 201 and asset["state"] == "loaded", asset
+    _, loc = await call(api, "POST", "/locators", {"asset": "rest"})
+    r = await api.get(f"/{loc['id']}/rest.ism/manifest(format=m3u8-aapl)")
+    assert r.status == 200
+    _, listed = await call(api, "GET", "/storage/records")
+    assert sorted(x["path"] for x in listed["records"]) == sorted([str(out), str(other)])
+    assert "encrypted_key" in listed["records"][0]["record"]
+    status, body = await call(
+        api, "POST", "/storage/encrypt", {"input": "rel.mp4", "output": str(out)}
+    )
+    assert status == 422 and body["field"] == "input"

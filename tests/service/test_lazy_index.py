@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -43,9 +43,11 @@ def _count_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     loads: list[str] = []
     real = state_module.load_asset
 
-    def counted(cfg: AssetConfig, state_dir: Path) -> Asset:
+    def counted(
+        cfg: AssetConfig, state_dir: Path, records: Mapping[str, str] | None = None
+    ) -> Asset:
         loads.append(cfg.name)
-        return real(cfg, state_dir)
+        return real(cfg, state_dir, records)
 
     monkeypatch.setattr(state_module, "load_asset", counted)
     return loads

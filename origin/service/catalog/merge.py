@@ -92,5 +92,6 @@ def compose(path: Path, snapshot: Snapshot | None) -> Config:
         mine,
         {loc.id.lower(): loc for loc in snapshot.locators},
         {kid: frozenset(names) for kid, names in owners.items()},
+        dict(snapshot.records),
     )
     return dataclasses.replace(config, published=published)

@@ -62,9 +62,27 @@ LOCATOR_IN = {
     },
     "additionalProperties": False,
 }
+ENCRYPT_IN = {
+    "type": "object",
+    "required": ["input", "output"],
+    "properties": {"input": {"type": "string"}, "output": {"type": "string"}},
+    "additionalProperties": False,
+}
+RECORD_IN = {
+    "type": "object",
+    "required": ["path", "record"],
+    "properties": {
+        "path": {"type": "string"},
+        "record": {
+            "type": "object",
+            "description": "FILE.storage.json as origin encrypt writes it",
+        },
+    },
+    "additionalProperties": False,
+}
 SCHEMAS = {
     "Error": ERROR, "Asset": ASSET, "KeyRequest": KEY_IN, "Key": KEY_OUT, "Policy": POLICY,
-    "LocatorRequest": LOCATOR_IN,
+    "LocatorRequest": LOCATOR_IN, "EncryptRequest": ENCRYPT_IN, "StorageRecordRequest": RECORD_IN,
 }  # fmt: skip
 # (method, path, summary, request schema, success status, response schema)
 ROUTES: list[tuple[str, str, str, str | None, int, str | None]] = [
@@ -86,7 +104,12 @@ ROUTES: list[tuple[str, str, str, str | None, int, str | None]] = [
     ("post", "/locators", "Publish an asset under a locator", "LocatorRequest", 201, None),
     ("get", "/locators/{id}", "One locator with its URLs", None, 200, None),
     ("delete", "/locators/{id}", "Revoke a locator (at once)", None, 204, None),
-]
+    ("post", "/storage/encrypt", "Encrypt a file on the server at rest (AES-256-CTR)",
+     "EncryptRequest", 201, None),
+    ("get", "/storage/records", "List the storage-encryption records", None, 200, None),
+    ("post", "/storage/records", "Keep the record of a file encrypted elsewhere",
+     "StorageRecordRequest", 201, None),
+]  # fmt: skip
 _FAILURES = {
     "400": "Not JSON",
     "401": "No or a wrong admin key",

@@ -48,6 +48,14 @@ locators = Table(
     Column("created_at", Float, nullable=False),
 )
 
+storage_records = Table(
+    "storage_records",
+    metadata,
+    Column("path", Text, primary_key=True),  # the encrypted file, absolute
+    Column("record", Text, nullable=False),  # JSON: its StorageRecord (nothing secret)
+    Column("created_at", Float, nullable=False),
+)
+
 changes = Table(
     "changes",
     metadata,

@@ -13,6 +13,7 @@ what it had); a name or id that exists is :class:`Conflict` (409), one that does
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -52,6 +53,7 @@ class Snapshot:
     policies: dict[str, dict[str, Any]]
     keys: dict[str, StoredKey]
     locators: tuple[Locator, ...]
+    records: dict[str, str] = dataclasses.field(default_factory=dict)  # path → record JSON
 
 
 def async_url(url: str) -> str:
@@ -141,7 +143,10 @@ class Catalog:
                 Locator(r.id, r.asset, r.starts_at, r.ends_at, r.created_at)
                 for r in await conn.execute(sa.select(schema.locators))
             )
-        return Snapshot(int(version or 0), assets, policies, keys, locators)
+            records = {
+                r.path: r.record for r in await conn.execute(sa.select(schema.storage_records))
+            }
+        return Snapshot(int(version or 0), assets, policies, keys, locators, records)
 
     # ---- assets ------------------------------------------------------------------------------
 
@@ -247,6 +252,21 @@ class Catalog:
             if done.rowcount == 0:
                 raise Missing(f"no policy {name!r}")
             await self._changed(conn, f"policy {name} deleted")
+
+    # ---- storage-encryption records ---------------------------------------------------------
+
+    async def put_record(self, path: str, record: str) -> None:
+        """Keep (or replace) the storage record of the encrypted file ``path``."""
+        async with self._tx() as conn:
+            await conn.execute(
+                sa.delete(schema.storage_records).where(schema.storage_records.c.path == path)
+            )
+            await conn.execute(
+                sa.insert(schema.storage_records).values(
+                    path=path, record=record, created_at=time.time()
+                )
+            )
+            await self._changed(conn, f"storage record {path}"[:200])
 
     # ---- locators ----------------------------------------------------------------------------
 

@@ -59,6 +59,8 @@ class Published:
     # The catalog assets each content key protects (key id, lower-case): a key of the catalog
     # is delivered only under a locator valid for one of them.
     keys: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Storage-encryption records kept in the catalog, by encrypted file path (their JSON).
+    records: Mapping[str, str] = field(default_factory=dict)
 
     def key_allowed(self, kid: str, locator: str | None, now: float) -> bool:
         owners = self.keys.get(kid.lower())
