@@ -20,7 +20,7 @@ from origin.service.cache import ENTRY_OVERHEAD, ROUTE_CACHE_BYTES, ByteLRU
 from origin.service.catalog.view import LOCATOR_MISS_MAX_AGE, Locator
 from origin.service.cors import Cors
 from origin.service.license import setup_keys
-from origin.service.live.channels import setup_channels
+from origin.service.live.channels import CHANNELS, setup_channels
 from origin.service.live.ingest import expect, ingest
 from origin.service.live.player import TIME_PATH, clock, live_stream
 from origin.service.logs import (
@@ -31,11 +31,12 @@ from origin.service.logs import (
     clean,
     new_request_id,
 )
-from origin.service.proxy.route import setup_proxy
+from origin.service.proxy.route import PROXY, setup_proxy
 from origin.service.served import INFLIGHT, ROUTES, STATE, Live
 from origin.service.state import Asset, State
 from origin.service.status import channels_status, gauges, health, metrics_page, ready
 from origin.service.storage import SourceUnavailable, read_spans
+from origin.service.tokens.verified import VERIFIED
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _MANIFEST_TYPES = {
@@ -385,6 +386,14 @@ async def _close_state(app: web.Application) -> AsyncIterator[None]:
     reload closes those of the states it replaced)."""
     yield
     app[STATE].current.close()
+
+
+def follow_config(app: web.Application, state: State) -> None:
+    """After a reload: settings read outside the state follow the new config."""
+    if PROXY in app:  # the route exists from start-up; its settings follow the config
+        app[PROXY].config = state.config.proxy
+    app[CHANNELS].sync(state)  # channels keep their window across reloads
+    VERIFIED.clear()  # verified tokens: the policies may have changed
 
 
 def build_app(state: State) -> web.Application:

@@ -25,16 +25,13 @@ from aiohttp import web
 from origin.core import pipeline, urls
 from origin.core.urls import Format
 from origin.service import delivery, logs, memory, metrics
-from origin.service.app import AccessLogger, build_app
+from origin.service.app import AccessLogger, build_app, follow_config
 from origin.service.catalog.errors import CatalogError
 from origin.service.config import AssetConfig, Config, ConfigError, load_config, resolve_secrets
 from origin.service.connections import Limits, SafeAppRunner, raise_nofile_limit
-from origin.service.live.channels import CHANNELS
-from origin.service.proxy.route import PROXY
 from origin.service.reload import Reloader, keep_overrides
 from origin.service.served import STATE
 from origin.service.state import State, build_state
-from origin.service.tokens.verified import VERIFIED
 
 log = logging.getLogger("origin")
 # Above the 8 KiB token limit, so an oversized token gets the policy's 401 answer.
@@ -151,14 +148,6 @@ def _channel_lines(state: State, root: str) -> list[str]:
     return lines
 
 
-def _follow_config(app: web.Application, state: State) -> None:
-    """After a reload: settings read outside the state follow the new config."""
-    if PROXY in app:  # the route exists from start-up; its settings follow the config
-        app[PROXY].config = state.config.proxy
-    app[CHANNELS].sync(state)  # channels keep their window across reloads
-    VERIFIED.clear()  # verified tokens: the policies may have changed
-
-
 async def serve(
     state: State,
     sock: socket.socket,
@@ -212,7 +201,7 @@ async def serve(
             reloader = Reloader(
                 app[STATE],
                 config_path,
-                on_swap=lambda s: _follow_config(app, s),
+                on_swap=lambda s: follow_config(app, s),
                 snapshot=link.snapshot if link else None,
             )
             app[STATE].reloader = reloader

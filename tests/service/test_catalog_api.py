@@ -254,7 +254,7 @@ async def test_the_openapi_description_lists_every_route_and_needs_no_key(api: C
     assert doc["openapi"].startswith("3.1")
     ops = {(m, p) for p, methods in doc["paths"].items() for m in methods}
     assert ("post", "/api/v1/locators") in ops and ("delete", "/api/v1/keys/{kid}") in ops
-    assert len(ops) == 21
+    assert len(ops) == 25
     for p, methods in doc["paths"].items():
         for m, op in methods.items():
             assert {"401", "422"} <= set(op["responses"]), (m, p)
@@ -336,3 +336,33 @@ async def test_files_encrypted_at_rest_through_the_api_or_elsewhere_load_from_ca
         api, "POST", "/storage/encrypt", {"input": "rel.mp4", "output": str(out)}
     )
     assert status == 422 and body["field"] == "input"
+
+
+async def test_a_live_channel_made_through_the_api_takes_ingest_and_plays(
+    api: Client, tmp_path: Path
+) -> None:
+    import base64  # noqa: PLC0415
+
+    from tests.support.media import make_mp4  # noqa: PLC0415
+
+    secret = "catalog-ingest-secret-0123456789"
+    spec = {"window": 12, "segment_duration": 4, "ingest_user": "enc", "ingest_secret": secret}
+    status, made = await call(api, "PUT", "/channels/news", spec)
+    assert status == 201 and made["ingest_secret"] == "(set, not shown)"
+    assert secret not in json.dumps(await call(api, "GET", "/channels"))
+    ismv = make_mp4(
+        tmp_path / "live.ismv", seconds=8, faststart=False,
+        extra=("-f", "ismv", "-movflags", "isml+frag_keyframe"),
+    ).read_bytes()  # fmt: skip
+    basic = {"Authorization": "Basic " + base64.b64encode(f"enc:{secret}".encode()).decode()}
+    r = await api.post("/news.isml/Streams(s1)", data=ismv, headers=basic)
+    assert r.status == 200, await r.text()
+    r = await api.get("/news.isml/manifest(format=m3u8-aapl)")
+    assert r.status == 200 and "#EXT-X-STREAM-INF" in await r.text()
+    status, body = await call(api, "PUT", "/channels/bad", {"window": 12, "segment_duration": 4})
+    assert status == 422 and "ingest" in body["error"], body
+    status, body = await call(api, "PUT", "/channels/bad", {**spec, "window": 1})
+    assert status == 422 and body["field"] == "window", body
+    status, _ = await call(api, "DELETE", "/channels/news")
+    assert status == 204
+    assert (await api.get("/news.isml/manifest(format=m3u8-aapl)")).status == 404

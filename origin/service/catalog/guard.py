@@ -17,7 +17,7 @@ from origin.service.catalog.store import Catalog, Snapshot
 from origin.service.catalog.sync import Link
 from origin.service.config import read_toml
 from origin.service.reload import Reloader
-from origin.service.served import STATE, Live
+from origin.service.served import STATE
 
 PREFIX = "/api/v1"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -44,15 +44,23 @@ def error(status: int, message: str, field: str | None = None) -> web.Response:
     return json_response(status, body)
 
 
-def process_link(live: Live) -> tuple[Link, Reloader]:
+def process_link(app: web.Application) -> tuple[Link, Reloader]:
     """This process's catalog link and reloader (made here when the app runs without
     ``origin serve``, as in the handler tests)."""
+    from origin.service.app import follow_config  # noqa: PLC0415 - the app imports this module
+
+    live = app[STATE]
     config = live.current.config
     assert config.catalog is not None and config.path is not None
     if live.catalog is None:
         live.catalog = Link(config.catalog, live)
     if live.reloader is None:
-        live.reloader = Reloader(live, config.path, snapshot=live.catalog.snapshot)
+        live.reloader = Reloader(
+            live,
+            config.path,
+            snapshot=live.catalog.snapshot,
+            on_swap=lambda s: follow_config(app, s),
+        )
     return live.catalog, live.reloader
 
 
@@ -100,13 +108,13 @@ async def body_of(request: web.Request) -> dict[str, Any]:
 
 async def applied(request: web.Request) -> Snapshot:
     """After a write: reload this node now (so the answer is already true here)."""
-    link, reloader = process_link(request.app[STATE])
+    link, reloader = process_link(request.app)
     await reloader.reload()
     return await link.snapshot()
 
 
 async def catalog_of(request: web.Request) -> tuple[Catalog, Snapshot]:
-    link, _ = process_link(request.app[STATE])
+    link, _ = process_link(request.app)
     return await link.catalog(), await link.snapshot()
 
 

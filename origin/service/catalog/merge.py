@@ -46,24 +46,43 @@ def merged_raw(raw: dict[str, Any], snapshot: Snapshot, kms: Kms | None) -> dict
         if name in assets:
             log.warning("catalog asset %r: the config file defines it, the file's wins", name)
             continue
-        table = {**spec, "name": name}
-        kid = spec.get("key_id")
-        if isinstance(kid, str) and kid in snapshot.keys:
-            if kms is None:
-                log.error("catalog asset %r: no master keys to open its content key", name)
-                continue
-            try:
-                table["key"] = kms.open(snapshot.keys[kid].envelope).key.hex()
-            except EnvelopeError as e:
-                log.error("catalog asset %r: its content key does not open: %s", name, e)
-                continue
-        tables.append(table)
+        table = _with_key({**spec, "name": name}, snapshot, kms, f"catalog asset {name!r}")
+        if table is not None:
+            tables.append(table)
     out["assets"] = tables
+    toml_channels = raw.get("channels", [])
+    toml_channels = toml_channels if isinstance(toml_channels, list) else []
+    taken = {c.get("name") for c in toml_channels if isinstance(c, dict)}
+    out["channels"] = list(toml_channels)
+    for name, spec in snapshot.channels.items():
+        if name in taken:
+            log.warning("catalog channel %r: the config file defines it, the file's wins", name)
+            continue
+        table = _with_key({**spec, "name": name}, snapshot, kms, f"catalog channel {name!r}")
+        if table is not None:
+            out["channels"].append(table)
     out["policies"] = {
         **{n: p for n, p in snapshot.policies.items() if n not in policies},
         **raw.get("policies", {}),
     }
     return out
+
+
+def _with_key(
+    table: dict[str, Any], snapshot: Snapshot, kms: Kms | None, what: str
+) -> dict[str, Any] | None:
+    """``table`` with its catalog content key opened into ``key`` (None: it cannot be)."""
+    kid = table.get("key_id")
+    if not isinstance(kid, str) or kid not in snapshot.keys:
+        return table
+    if kms is None:
+        log.error("%s: no master keys to open its content key", what)
+        return None
+    try:
+        return {**table, "key": kms.open(snapshot.keys[kid].envelope).key.hex()}
+    except EnvelopeError as e:
+        log.error("%s: its content key does not open: %s", what, e)
+        return None
 
 
 def compose(path: Path, snapshot: Snapshot | None) -> Config:

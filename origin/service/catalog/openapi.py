@@ -80,9 +80,14 @@ RECORD_IN = {
     },
     "additionalProperties": False,
 }
+CHANNEL = {
+    "type": "object",
+    "description": "A [[channels]] table of the config file, as JSON, without key material",
+}
 SCHEMAS = {
     "Error": ERROR, "Asset": ASSET, "KeyRequest": KEY_IN, "Key": KEY_OUT, "Policy": POLICY,
     "LocatorRequest": LOCATOR_IN, "EncryptRequest": ENCRYPT_IN, "StorageRecordRequest": RECORD_IN,
+    "Channel": CHANNEL,
 }  # fmt: skip
 # (method, path, summary, request schema, success status, response schema)
 ROUTES: list[tuple[str, str, str, str | None, int, str | None]] = [
@@ -104,6 +109,10 @@ ROUTES: list[tuple[str, str, str, str | None, int, str | None]] = [
     ("post", "/locators", "Publish an asset under a locator", "LocatorRequest", 201, None),
     ("get", "/locators/{id}", "One locator with its URLs", None, 200, None),
     ("delete", "/locators/{id}", "Revoke a locator (at once)", None, 204, None),
+    ("get", "/channels", "List catalog channels (secrets not shown)", None, 200, None),
+    ("get", "/channels/{name}", "One channel", None, 200, None),
+    ("put", "/channels/{name}", "Create or replace a live channel", "Channel", 201, None),
+    ("delete", "/channels/{name}", "Delete a channel (it stops)", None, 204, None),
     ("post", "/storage/encrypt", "Encrypt a file on the server at rest (AES-256-CTR)",
      "EncryptRequest", 201, None),
     ("get", "/storage/records", "List the storage-encryption records", None, 200, None),

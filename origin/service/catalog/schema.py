@@ -48,6 +48,14 @@ locators = Table(
     Column("created_at", Float, nullable=False),
 )
 
+channels = Table(
+    "channels",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("spec", Text, nullable=False),  # JSON: the [[channels]] table
+    Column("updated_at", Float, nullable=False),
+)
+
 storage_records = Table(
     "storage_records",
     metadata,

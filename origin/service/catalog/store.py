@@ -54,6 +54,7 @@ class Snapshot:
     keys: dict[str, StoredKey]
     locators: tuple[Locator, ...]
     records: dict[str, str] = dataclasses.field(default_factory=dict)  # path → record JSON
+    channels: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 def async_url(url: str) -> str:
@@ -146,7 +147,10 @@ class Catalog:
             records = {
                 r.path: r.record for r in await conn.execute(sa.select(schema.storage_records))
             }
-        return Snapshot(int(version or 0), assets, policies, keys, locators, records)
+            channels = {
+                r.name: json.loads(r.spec) for r in await conn.execute(sa.select(schema.channels))
+            }
+        return Snapshot(int(version or 0), assets, policies, keys, locators, records, channels)
 
     # ---- assets ------------------------------------------------------------------------------
 
@@ -252,6 +256,34 @@ class Catalog:
             if done.rowcount == 0:
                 raise Missing(f"no policy {name!r}")
             await self._changed(conn, f"policy {name} deleted")
+
+    # ---- channels ----------------------------------------------------------------------------
+
+    async def put_channel(self, name: str, spec: dict[str, Any]) -> bool:
+        """Create or replace; True when it was created."""
+        text = json.dumps(spec, sort_keys=True)
+        async with self._tx() as conn:
+            done = await conn.execute(
+                sa.update(schema.channels)
+                .where(schema.channels.c.name == name)
+                .values(spec=text, updated_at=time.time())
+            )
+            created = done.rowcount == 0
+            if created:
+                await conn.execute(
+                    sa.insert(schema.channels).values(name=name, spec=text, updated_at=time.time())
+                )
+            await self._changed(conn, f"channel {name}")
+        return created
+
+    async def delete_channel(self, name: str) -> None:
+        async with self._tx() as conn:
+            done = await conn.execute(
+                sa.delete(schema.channels).where(schema.channels.c.name == name)
+            )
+            if done.rowcount == 0:
+                raise Missing(f"no channel {name!r}")
+            await self._changed(conn, f"channel {name} deleted")
 
     # ---- storage-encryption records ---------------------------------------------------------
 
