@@ -1,14 +1,16 @@
-"""The management API against a real SQLite catalog, in process: the lifecycle of a key, a
-policy, an asset and its locators (playable through the locator URL only, at once), locator
-times and revocation, and what is refused: no or a wrong admin key (401, nothing changed),
-malformed JSON (400), wrong fields (422 with the field), unknown ids (404), conflicts (409)."""
+"""The management API against a real SQLite catalog and a real PostgreSQL one (Debian's,
+started here), in process: the lifecycle of a key, a policy, an asset and its locators
+(playable through the locator URL only, at once), locator times and revocation, channels,
+storage records, master key rotation, and what is refused: no or a wrong admin key (401,
+nothing changed), malformed JSON (400), wrong fields (422 with the field), unknown ids (404),
+conflicts (409)."""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from origin.service.app import build_app
 from origin.service.catalog.merge import compose
 from origin.service.catalog.store import Catalog
 from origin.service.state import build_state
+from tests.support.postgres import Postgres, postgres
 from tests.support.server import SAMPLE_DIR
 from tests.support.token_server import jwt_policy
 
@@ -29,11 +32,12 @@ ADMIN = "test-admin-key-0123456789abcdef"
 FILES = [str(SAMPLE_DIR / f"sample_{n}.mp4") for n in ("240p", "360p")]
 
 
-def write_config(where: Path, more: str = "") -> Path:
+def write_config(where: Path, more: str = "", url: str | None = None) -> Path:
     cfg = where / "origin.toml"
+    url = url or f"sqlite:///{where / 'catalog.db'}"
     cfg.write_text(
         f'[server]\nstate_dir = "{where / "state"}"\n'
-        f'[catalog]\ndatabase_url = "sqlite:///{where / "catalog.db"}"\n'
+        f'[catalog]\ndatabase_url = "{url}"\n'
         'admin_key_env = "ORIGIN_TEST_ADMIN"\n' + more
     )
     return cfg
@@ -46,13 +50,28 @@ async def start(aiohttp_client: MakeClient, cfg: Path, url: str) -> Client:
     return await aiohttp_client(build_app(build_state(compose(cfg, snap))))
 
 
+@pytest.fixture(scope="module")
+def pg() -> Iterator[Postgres]:
+    with postgres() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every API test against a SQLite file and against Debian's PostgreSQL (a database each)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalog.db'}"
+    server: Postgres = request.getfixturevalue("pg")
+    return server.database(f"t_{uuid.uuid4().hex[:12]}")
+
+
 @pytest.fixture
 async def api(
-    tmp_path: Path, aiohttp_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, aiohttp_client: MakeClient, monkeypatch: pytest.MonkeyPatch, database_url: str
 ) -> Client:
     monkeypatch.setenv("ORIGIN_TEST_ADMIN", ADMIN)
-    cfg = write_config(tmp_path, jwt_policy("from-file"))
-    return await start(aiohttp_client, cfg, f"sqlite:///{tmp_path / 'catalog.db'}")
+    cfg = write_config(tmp_path, jwt_policy("from-file"), database_url)
+    return await start(aiohttp_client, cfg, database_url)
 
 
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
@@ -232,11 +251,11 @@ def _jwt_table() -> dict[str, Any]:
 
 
 async def test_everything_survives_a_restart_from_the_database(
-    tmp_path: Path, aiohttp_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, aiohttp_client: MakeClient, monkeypatch: pytest.MonkeyPatch, database_url: str
 ) -> None:
     monkeypatch.setenv("ORIGIN_TEST_ADMIN", ADMIN)
-    cfg = write_config(tmp_path)
-    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    url = database_url
+    cfg = write_config(tmp_path, url=url)
     first = await start(aiohttp_client, cfg, url)
     made = await make_asset(first)
     _, loc = await call(first, "POST", "/locators", {"asset": "movie"})
