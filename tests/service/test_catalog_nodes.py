@@ -160,3 +160,21 @@ def test_two_workers_follow_the_catalog_and_a_replaced_worker_reads_it_too(
         _until(lambda: any("started in its place" in ln for ln in s.output))
         time.sleep(1.0)  # the new worker listens
         assert all(s.request(path).status == 200 for _ in range(20))
+
+
+def test_a_channel_put_from_the_command_line_takes_ingest(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, f"sqlite:///{tmp_path / 'catalog.db'}")
+    table = tmp_path / "news.toml"
+    table.write_text(
+        'window = 12\nsegment_duration = 4\ningest_user = "enc"\n'
+        'ingest_secret = "cli-ingest-secret-0123456789"\n'
+    )
+    with run_server("--config", str(cfg)) as s:
+        made = cli(cfg, s.base, "channel", "put", "news", str(table))
+        assert made["name"] == "news" and "0123456789" not in json.dumps(made)
+        assert [c["name"] for c in cli(cfg, s.base, "channel", "list")["channels"]] == ["news"]
+        # Known now: a channel with no encoder yet (404 "no stream yet"), not an unknown one.
+        r = s.request("/news.isml/manifest(format=m3u8-aapl)")
+        assert b"no stream yet" in r.body, r.body
+        cli(cfg, s.base, "channel", "rm", "news")
+        assert b"no channel" in s.request("/news.isml/manifest(format=m3u8-aapl)").body

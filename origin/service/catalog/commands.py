@@ -1,4 +1,4 @@
-"""``origin asset|key|policy|locator …``: the management API from the command line.
+"""``origin asset|key|policy|channel|locator …``: the management API from the command line.
 
 Each command is one API request to a running server (``--url``, default the config's address)
 with the admin key from the config (its ``admin_key_env`` variable, or the key file the server
@@ -98,14 +98,21 @@ def _key_create(args: argparse.Namespace, load: Load) -> Any:
     return request(args, load, "POST", "/keys", body)
 
 
-def _policy_put(args: argparse.Namespace, load: Load) -> Any:
-    path = Path(args.file)
+def _table(path: Path) -> Any:
+    """A table from a TOML or JSON file, as the API takes it."""
     try:
         text = path.read_text(encoding="utf-8")
-        body = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (OSError, ValueError) as e:
         raise CommandError(f"{path}: {e}") from None
-    return request(args, load, "PUT", f"/policies/{args.name}", body)
+
+
+def _policy_put(args: argparse.Namespace, load: Load) -> Any:
+    return request(args, load, "PUT", f"/policies/{args.name}", _table(Path(args.file)))
+
+
+def _channel_put(args: argparse.Namespace, load: Load) -> Any:
+    return request(args, load, "PUT", f"/channels/{args.name}", _table(Path(args.file)))
 
 
 def _locator_create(args: argparse.Namespace, load: Load) -> Any:
@@ -183,6 +190,20 @@ def add_parsers(sub: Group, load: Load) -> None:
     command(policy, "list", "list catalog policies", _simple("GET", "/policies"))
     prm = command(policy, "rm", "delete an unused policy", _simple("DELETE", "/policies/{name}"))
     prm.add_argument("name")
+
+    channel = sub.add_parser("channel", help="live channels (management API)").add_subparsers(
+        dest="action", required=True
+    )
+    cput = command(
+        channel, "put", "create or replace a channel from a TOML/JSON file", _channel_put
+    )
+    cput.add_argument("name")
+    cput.add_argument("file", help="the [[channels]] table's fields as TOML or JSON")
+    command(channel, "list", "list catalog channels", _simple("GET", "/channels"))
+    crm = command(
+        channel, "rm", "delete a channel (it stops)", _simple("DELETE", "/channels/{name}")
+    )
+    crm.add_argument("name")
 
     locator = sub.add_parser("locator", help="streaming locators (management API)").add_subparsers(
         dest="action", required=True
