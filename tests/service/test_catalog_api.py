@@ -385,3 +385,28 @@ async def test_a_live_channel_made_through_the_api_takes_ingest_and_plays(
     status, _ = await call(api, "DELETE", "/channels/news")
     assert status == 204
     assert (await api.get("/news.isml/manifest(format=m3u8-aapl)")).status == 404
+
+
+async def test_envelope_key_uris_of_catalog_assets_stay_under_their_locator(
+    tmp_path: Path, aiohttp_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORIGIN_TEST_ADMIN", ADMIN)
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    cfg = write_config(tmp_path, url=url)
+    cfg.write_text(cfg.read_text().replace("[server]\n", "[server]\nenvelope_keys = true\n"))
+    api = await start(aiohttp_client, cfg, url)
+    await make_asset(api)
+    _, loc = await call(api, "POST", "/locators", {"asset": "movie"})
+    master = f"/{loc['id']}/movie.ism/manifest(format=m3u8-aapl)"
+    text = await (await api.get(master)).text()
+    media = f"/{loc['id']}/movie.ism/" + text.splitlines()[-1]
+    playlist = await (await api.get(media)).text()
+    uri = playlist.split('#EXT-X-KEY:METHOD=AES-128,URI="', 1)[1].split('"', 1)[0]
+    assert uri.startswith("../../key?kid=") and "&edk=" in uri
+    query = uri.split("?", 1)[1]
+    r = await api.get(f"/{loc['id']}/key?{query}")
+    assert r.status == 200 and len(await r.read()) == 16
+    assert (await api.get(f"/key?{query}")).status == 404  # the envelope alone is not enough
+    edk = query.split("edk=", 1)[1]
+    flipped = query.replace(edk, edk[:-3] + ("A" if edk[-3] != "A" else "B") + edk[-2:])
+    assert (await api.get(f"/{loc['id']}/key?{flipped}")).status == 403
