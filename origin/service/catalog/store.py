@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -323,6 +324,9 @@ class Catalog:
 
 
 def _upgrade(sync_conn: sa.Connection) -> None:
+    # Alembic says "Context impl SQLiteImpl" and each step at INFO: a migration is news, the
+    # check that there is none is not.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = sync_conn

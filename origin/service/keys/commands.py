@@ -27,6 +27,7 @@ def encrypt_file(source: Path, out: Path, cert: x509.Certificate) -> None:
     if source.resolve() == out.resolve():
         raise StorageError("the output must be another file than the input")
     enc = FileEncryptor(cert)
+    out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
     try:
         with source.open("rb") as src, partial.open("wb") as dst:
