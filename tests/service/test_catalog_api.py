@@ -410,3 +410,15 @@ async def test_envelope_key_uris_of_catalog_assets_stay_under_their_locator(
     edk = query.split("edk=", 1)[1]
     flipped = query.replace(edk, edk[:-3] + ("A" if edk[-3] != "A" else "B") + edk[-2:])
     assert (await api.get(f"/{loc['id']}/key?{flipped}")).status == 403
+
+
+async def test_catalogs_opened_at_once_in_one_process_migrate_one_at_a_time(tmp_path: Path) -> None:
+    import asyncio  # noqa: PLC0415
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    opened = await asyncio.gather(*(Catalog.open(url) for _ in range(4)))
+    try:
+        assert [await c.version() for c in opened] == [0, 0, 0, 0]
+    finally:
+        for c in opened:
+            await c.close()

@@ -13,6 +13,7 @@ what it had); a name or id that exists is :class:`Conflict` (409), one that does
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -26,6 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.util import CommandError as AlembicError
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -34,6 +36,7 @@ from origin.service.catalog.errors import Conflict, Missing, Unavailable
 from origin.service.catalog.view import Locator
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATING = asyncio.Lock()
 _PG_MIGRATION_LOCK = 0x6F726967  # "orig": pg_advisory_xact_lock key of the migrations
 
 
@@ -95,13 +98,14 @@ class Catalog:
             sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         catalog = cls(engine, url)
         try:
-            async with engine.begin() as conn:
+            # Alembic keeps its context in module globals: one migration at a time per process.
+            async with _MIGRATING, engine.begin() as conn:
                 if engine.dialect.name == "postgresql":
                     await conn.execute(
                         sa.text(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
                     )
                 await conn.run_sync(_upgrade)
-        except (SQLAlchemyError, OSError) as e:
+        except (SQLAlchemyError, OSError, AlembicError) as e:
             await engine.dispose()
             raise Unavailable(f"catalog {redacted(url)}: {_reason(e)}") from None
         return catalog

@@ -46,11 +46,13 @@ class Link:
         self.cfg = cfg
         self.live = live
         self._catalog: Catalog | None = None
+        self._opening = asyncio.Lock()  # the watcher and a request may both open it first
         self.seen = live.current.config.published.version
 
     async def catalog(self) -> Catalog:
-        if self._catalog is None:
-            self._catalog = await Catalog.open(self.cfg.database_url)
+        async with self._opening:
+            if self._catalog is None:
+                self._catalog = await Catalog.open(self.cfg.database_url)
         return self._catalog
 
     async def snapshot(self) -> Snapshot:
