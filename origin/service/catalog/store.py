@@ -126,6 +126,20 @@ class Catalog:
     async def _changed(self, conn: AsyncConnection, what: str) -> None:
         await conn.execute(sa.insert(schema.changes).values(at=time.time(), what=what[:200]))
 
+    async def _upsert(self, table: sa.Table, name: str, spec: dict[str, Any], what: str) -> bool:
+        """Create or replace the ``spec`` named ``name`` of a (name, spec, updated_at) table;
+        True when it was created."""
+        text, now = json.dumps(spec, sort_keys=True), time.time()
+        async with self._tx() as conn:
+            done = await conn.execute(
+                sa.update(table).where(table.c.name == name).values(spec=text, updated_at=now)
+            )
+            created = done.rowcount == 0
+            if created:
+                await conn.execute(sa.insert(table).values(name=name, spec=text, updated_at=now))
+            await self._changed(conn, f"{what} {name}")
+        return created
+
     async def version(self) -> int:
         async with self._tx() as conn:
             got = await conn.scalar(sa.select(sa.func.max(schema.changes.c.id)))
@@ -235,20 +249,7 @@ class Catalog:
 
     async def put_policy(self, name: str, spec: dict[str, Any]) -> bool:
         """Create or replace; True when it was created."""
-        text = json.dumps(spec, sort_keys=True)
-        async with self._tx() as conn:
-            done = await conn.execute(
-                sa.update(schema.policies)
-                .where(schema.policies.c.name == name)
-                .values(spec=text, updated_at=time.time())
-            )
-            created = done.rowcount == 0
-            if created:
-                await conn.execute(
-                    sa.insert(schema.policies).values(name=name, spec=text, updated_at=time.time())
-                )
-            await self._changed(conn, f"policy {name}")
-        return created
+        return await self._upsert(schema.policies, name, spec, "policy")
 
     async def delete_policy(self, name: str) -> None:
         async with self._tx() as conn:
@@ -266,20 +267,7 @@ class Catalog:
 
     async def put_channel(self, name: str, spec: dict[str, Any]) -> bool:
         """Create or replace; True when it was created."""
-        text = json.dumps(spec, sort_keys=True)
-        async with self._tx() as conn:
-            done = await conn.execute(
-                sa.update(schema.channels)
-                .where(schema.channels.c.name == name)
-                .values(spec=text, updated_at=time.time())
-            )
-            created = done.rowcount == 0
-            if created:
-                await conn.execute(
-                    sa.insert(schema.channels).values(name=name, spec=text, updated_at=time.time())
-                )
-            await self._changed(conn, f"channel {name}")
-        return created
+        return await self._upsert(schema.channels, name, spec, "channel")
 
     async def delete_channel(self, name: str) -> None:
         async with self._tx() as conn:
