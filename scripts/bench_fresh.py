@@ -78,28 +78,49 @@ def fetch_all(urls: list[str], clients: int) -> tuple[float, int]:
     return seconds, sum(got)
 
 
+def cold_pass(config: Path, asset: str, fmt: str, clients: int) -> tuple[float, float, int, int]:
+    """One fresh server's first pass over every segment of ``asset`` in ``fmt``, then a second:
+    (cold seconds, warm seconds, segments, bytes)."""
+    srv = Origin(config)
+    try:
+        srv.wait_ready()
+        _, segments = urls_of(srv.base, asset, fmt)
+        cold_s, size = fetch_all(segments, clients)
+        warm_s, _ = fetch_all(segments, clients)
+    finally:
+        srv.stop()
+    return cold_s, warm_s, len(segments), size
+
+
 def cold(
     config: Path, asset: str, fmt: str, clients: int, repeats: int = COLD_REPEATS
 ) -> dict[str, float]:
-    """A fresh server's first pass over every segment of ``asset`` in ``fmt``, then a second;
-    the median of ``repeats`` servers (one pass takes a tenth of a second or so)."""
-    passes = []
-    for _ in range(repeats):
-        srv = Origin(config)
-        try:
-            srv.wait_ready()
-            _, segments = urls_of(srv.base, asset, fmt)
-            cold_s, size = fetch_all(segments, clients)
-            warm_s, _ = fetch_all(segments, clients)
-        finally:
-            srv.stop()
-        passes.append((cold_s, warm_s))
+    """The median of ``repeats`` fresh servers' :func:`cold_pass` (one pass takes a tenth of a
+    second or so)."""
+    return _summary([cold_pass(config, asset, fmt, clients) for _ in range(repeats)])
+
+
+def _summary(passes: list[tuple[float, float, int, int]]) -> dict[str, float]:
     return {
-        "segments": len(segments),
-        "bytes": size,
-        "cold_s": statistics.median(c for c, _ in passes),
-        "warm_s": statistics.median(w for _, w in passes),
+        "segments": passes[0][2],
+        "bytes": passes[0][3],
+        "cold_s": statistics.median(p[0] for p in passes),
+        "warm_s": statistics.median(p[1] for p in passes),
     }
+
+
+def cold_pairs(
+    first: Path, second: Path, asset: str, fmt: str, clients: int, *, repeats: int
+) -> tuple[dict[str, float], dict[str, float], float]:
+    """:func:`cold` of two configs serving the same media, their servers alternating so that a
+    machine getting slower or faster during the run weighs on both alike; and the median of the
+    pairs' ratios (second's MB/s over first's)."""
+    a, b = [], []
+    for _ in range(repeats):
+        a.append(cold_pass(first, asset, fmt, clients))
+        b.append(cold_pass(second, asset, fmt, clients))
+    ratio = statistics.median((y[3] / y[0]) / (x[3] / x[0]) for x, y in zip(a, b, strict=True))
+    return _summary(a), _summary(b), ratio
 
 
 def report_cold(
