@@ -87,6 +87,32 @@ def choose(
     return scheme
 
 
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """One way a policy lets ``fmt`` be streamed: the ``encryption=`` a URL names (None: the
+    policy's default, no option in the URL) and the scheme delivered (None: clear)."""
+
+    option: Encryption | None
+    scheme: Scheme | None
+
+
+def offered(fmt: Format | None, allowed: Sequence[str]) -> list[Offer]:
+    """Every delivery a URL for ``fmt`` can ask for under a policy that ``allowed`` these values:
+    the default first, then each other scheme this format can carry. Empty: blocked."""
+    try:
+        default = choose(fmt, None, allowed)
+    except Refused:
+        return []
+    offers = [Offer(None, default)]
+    for value in allowed:
+        if value == CLEAR or Scheme(value) is default:
+            continue
+        option = option_of(Scheme(value))
+        if option.fits(fmt):
+            offers.append(Offer(option, Scheme(value)))
+    return offers
+
+
 def option_of(scheme: Scheme) -> Encryption:
     """The ``encryption=`` value that names ``scheme`` in a URL."""
     return next(o for o, s in _BY_OPTION.items() if s is scheme)

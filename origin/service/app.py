@@ -31,6 +31,7 @@ from origin.service.logs import (
     clean,
     new_request_id,
 )
+from origin.service.player import setup_player
 from origin.service.proxy.route import PROXY, setup_proxy
 from origin.service.served import INFLIGHT, ROUTES, STATE, Live
 from origin.service.state import Asset, State
@@ -419,6 +420,8 @@ def build_app(state: State) -> web.Application:
         from origin.service.catalog.api import setup_api  # noqa: PLC0415 - SQLAlchemy: only here
 
         setup_api(app)
+    if state.config.server.player:
+        setup_player(app)
     app.router.add_get("/{tail:.*}", stream)
     ingest_path = r"/{channel:[^/]+}.isml/{stream:[Ss]treams\(.*}"
     app.router.add_post(ingest_path, _ingest, expect_handler=_ingest_expect)

@@ -30,6 +30,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # The text format every Prometheus release reads (generate_latest writes it).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STATUS_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/channels", "/time"})
+PAGE_PATHS = frozenset({"/", "/player", "/status"})
 # Seconds: a cold segment is built in 0.1-10 ms; a slow disk makes it longer.
 BUILD_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
 
@@ -40,6 +41,8 @@ def kind_of(method: str, path: str) -> str:
         return "key"
     if path in STATUS_PATHS:
         return "status"
+    if path in PAGE_PATHS or path.startswith("/player/"):  # the built-in page (player/)
+        return "page"
     if "Fragments(" in path:
         return "segment"
     if method in ("POST", "PUT"):

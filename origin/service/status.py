@@ -96,9 +96,16 @@ def gauges(app: web.Application) -> Callable[[], list[metrics.Gauges]]:
 
 async def channels_status(request: web.Request) -> web.StreamResponse:
     """Each channel's state: connected streams, newest fragment, window, ingest lag."""
+    return web.json_response(
+        {"channels": channel_report(request.app)}, headers=http.cache_headers(http.NO_STORE)
+    )
+
+
+def channel_report(app: web.Application) -> list[dict[str, Any]]:
+    """What /channels and the status page say of each channel (never its ingest credential)."""
     now = time.time()
     out = []
-    for name, lc in request.app[CHANNELS].by_name.items():
+    for name, lc in app[CHANNELS].by_name.items():
         st = lc.index.status(now)
         out.append(
             {
@@ -119,4 +126,4 @@ async def channels_status(request: web.Request) -> web.StreamResponse:
                 ],
             }
         )
-    return web.json_response({"channels": out}, headers=http.cache_headers(http.NO_STORE))
+    return out

@@ -68,6 +68,9 @@ class ServerConfig:
     cors_origins: tuple[str, ...] = ()  # empty: "*"
     cors_max_age: int = 86400
     access_log: bool = True
+    # The built-in player and status page (/, /player, /status): an origin behind a CDN may not
+    # want them answered.
+    player: bool = True
     # "text" (one line: peer, request, status, size, time) or "json" (one object per line, with
     # the user agent and a request id, X-Request-Id then generated when the client sent none).
     access_log_format: str = "text"
@@ -339,6 +342,7 @@ def _server(c: Checker, raw: Any, base: Path) -> ServerConfig:
         signed_url_lifetime=lifetime,
         cors_origins=tuple(o for o in origins if isinstance(o, str)),
         access_log=c.typed(t, "access_log", "server", bool, d.access_log),
+        player=c.typed(t, "player", "server", bool, d.player),
         access_log_format=log_format,
         trusted_proxies=tuple(proxies),
         max_url_bytes=max_url_bytes,
