@@ -74,6 +74,8 @@ def summary(state: State, host: str, port: int) -> str:
     """What `origin serve` prints once it listens: each asset and its manifest URLs."""
     root = urls.root_url(host, port)
     lines = [f"origin serving on {root}/"]
+    if state.config.server.player:
+        lines.append(f"  open {root}/ in a browser to play every title ({root}/status: status)")
     for name, a in state.assets.items():
         p = a.presentation
         kinds = f"{len(p.video)} video rendition(s)" + (" + audio" if p.audio else "")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 
 from tests.browser.harness import CHROMIUM_ARGS, find_chromium, in_ci, picture_stats
 from tests.support.server import Server, run_server
+from tests.support.token_server import config_text, make_jwt
 
 PLAYED = 8.0  # seconds of media the page must play
 
@@ -71,20 +73,27 @@ class Visit:
         )
 
 
-@pytest.fixture
-def visit(chromium: Any, server: Server) -> Iterator[Visit]:
+@contextmanager
+def open_page(chromium: Any, base: str) -> Iterator[Visit]:
+    """``base``/ in a fresh browser context, once its list of titles is there."""
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     v = Visit(page)
     page.on("request", lambda r: v.requests.append(r.url))
     page.on("console", lambda m: v.console.append(f"{m.type}: {m.text}"))
     page.on("pageerror", lambda e: v.errors.append(str(e)))
-    page.goto(server.base + "/", wait_until="load")
-    page.wait_for_selector("#titles button[data-title]")
     try:
+        page.goto(base + "/", wait_until="load")
+        page.wait_for_selector("#titles button[data-title]")
         yield v
     finally:
         context.close()
+
+
+@pytest.fixture
+def visit(chromium: Any, server: Server) -> Iterator[Visit]:
+    with open_page(chromium, server.base) as v:
+        yield v
 
 
 def pick(v: Visit, name: str, kind: str, way: str, engine: str) -> None:
@@ -195,3 +204,44 @@ def test_the_page_plays_the_looped_live_channel_with_its_latency(
     played = play_for(visit, PLAYED, rate=1.0, timeout=40)
     assert played >= PLAYED, visit.summary()
     check_played(visit, server, live=True)
+
+
+@pytest.fixture(scope="module")
+def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The sample as ``secure``: its key only for a JWT with the content key claim."""
+    cfg = tmp_path_factory.mktemp("tokens") / "origin.toml"
+    cfg.write_text(config_text())
+    with run_server("--config", str(cfg)) as s:
+        yield s
+
+
+@pytest.mark.parametrize("mode", ["header", "query"])
+def test_a_token_typed_in_plays_the_protected_title_and_is_never_shown(
+    chromium: Any, token_server: Server, mode: str
+) -> None:
+    token = make_jwt()
+    with open_page(chromium, token_server.base) as v:
+        v.page.fill("#token", token)
+        v.page.select_option("#token-mode", mode)
+        pick(v, "secure", "vod", "HLS (fMP4) · AES-128", "hls.js")
+        assert play_for(v, PLAYED, rate=2.0, timeout=30) >= PLAYED, v.summary()
+        check_played(v, token_server, live=False)
+        assert token not in v.page.inner_text("body")
+        if mode == "query":
+            assert "token=…" in v.text("#url"), v.text("#url")
+
+
+@pytest.mark.parametrize(
+    ("token", "words"),
+    [("", "wants a token"), ("not-a-jwt", "refused the token")],
+)
+def test_a_refused_key_is_said_in_plain_words(
+    chromium: Any, token_server: Server, token: str, words: str
+) -> None:
+    with open_page(chromium, token_server.base) as v:
+        v.page.fill("#token", token)
+        pick(v, "secure", "vod", "HLS (fMP4) · AES-128", "hls.js")
+        v.page.wait_for_selector("#messages p.error", timeout=20_000)
+        said = " ".join(v.messages("error"))
+        assert words in said, v.summary()
+        assert float(v.page.evaluate("document.getElementById('video').currentTime")) < 1

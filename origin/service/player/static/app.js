@@ -20,11 +20,14 @@
   let chosen = null; // the title shown
   let current = null; // the playback: { label, stats(), destroy() }
   let generation = 0; // a newer Play press makes an older playback's late events moot
+  let withToken = false; // whether the playback sends a token (a 401 is then its refusal)
   const failures = []; // this origin's failed responses, newest last: { url, status, at }
 
   // ---- what went wrong, in words --------------------------------------------------------------
 
   function message(level, text, detail) {
+    const last = $("messages").lastElementChild;
+    if (last && last.className === level && last.firstChild.textContent === text) return; // a retry
     const p = document.createElement("p");
     p.className = level;
     p.textContent = text;
@@ -51,13 +54,13 @@
 
   // A player stopped: say why. ``status``/``url`` when the player knew them, ``cause`` otherwise
   // (network, media, drm, unsupported, manifest, other), ``detail`` its own words.
-  function failed(gen, { status, url, cause, detail }) {
+  function failed(gen, { status, url, kind, cause, detail }) {
     if (gen !== generation) return;
     let text;
-    if (status) text = W.http(status, url);
+    if (status) text = W.http(status, url, kind, withToken);
     else {
       const recent = failures.filter((f) => Date.now() - f.at < 15000).pop();
-      text = recent ? W.http(recent.status, recent.url) : W.cause(cause);
+      text = recent ? W.http(recent.status, recent.url, null, withToken) : W.cause(cause);
     }
     message("error", text, [detail, url && redact(url)].filter(Boolean).join(" · "));
   }
@@ -111,12 +114,20 @@
       }
       const hls = new Hls(config);
       hls.on(Hls.Events.ERROR, (_, d) => {
-        const url = d.url || (d.frag && d.frag.url) || (d.context && d.context.url) || null;
+        const key = /^key/i.test(d.details || "");
+        const keyUri = d.frag && d.frag.decryptdata && d.frag.decryptdata.uri;
+        const url = (d.context && d.context.url) || d.url || (key && keyUri) || (d.frag && d.frag.url) || null;
         const status = (d.response && d.response.code) || (d.networkDetails && d.networkDetails.status) || null;
         const causes = { networkError: "network", mediaError: "media", keySystemError: "drm", muxError: "media" };
-        const info = { status: status >= 400 ? status : null, url, cause: causes[d.type] || "other", detail: "hls.js: " + d.details };
+        const info = {
+          status: status >= 400 ? status : null,
+          url,
+          kind: key ? "key" : null,
+          cause: causes[d.type] || "other",
+          detail: "hls.js: " + d.details,
+        };
         if (d.fatal) failed(gen, info);
-        else if (info.status && gen === generation) message("warning", W.http(info.status, url) + " The player retries.", info.detail);
+        else if (info.status && gen === generation) message("warning", W.http(info.status, url, info.kind, withToken) + " The player retries.", info.detail);
       });
       hls.on(Hls.Events.MANIFEST_PARSED, () => video.play().catch(() => {}));
       hls.loadSource(url);
@@ -422,6 +433,7 @@
     }
     const url = manifestUrl(way, token, mode);
     $("url").textContent = redact(url);
+    withToken = !!token;
     const headers = token && mode === "header" ? { Authorization: "Bearer " + token } : null;
     $("s-player").textContent = "loading " + engine + "…";
     try {

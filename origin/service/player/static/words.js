@@ -29,9 +29,14 @@ window.Words = (() => {
   const NAMES = { license: "ClearKey license", key: "content key", segment: "segment", manifest: "manifest", request: "request" };
 
   // An HTTP failure of this origin, said so that a viewer knows what to do about it.
-  const http = (status, url) => {
-    const kind = kindOf(url);
+  // ``kind``: what the player says it was loading, when it knows (else read from the URL);
+  // ``withToken``: whether the viewer gave a token (a 401 is then the token's refusal).
+  const http = (status, url, kind, withToken) => {
+    kind = kind || kindOf(url);
     const what = NAMES[kind];
+    if (status === 401 && withToken) {
+      return "The origin refused the token for the " + what + ": it is not valid (signature, issuer, audience or expiry), or it is not for this title.";
+    }
     if (status === 401) {
       if (kind === "key" || kind === "license")
         return "The key service wants a token for this title: paste one in Token and press Play.";
@@ -39,7 +44,7 @@ window.Words = (() => {
     }
     if (status === 403) {
       if (kind === "key" || kind === "license")
-        return "The key service refused the token: it is not valid for this title (signature, issuer, audience, expiry) or your address is not allowed.";
+        return "The key service refused: the token does not grant this title, or your address is not allowed.";
       return "The origin refused the " + what + ": this format or encryption is not in the title's delivery policy, or the token is not valid for it.";
     }
     if (status === 404) {
