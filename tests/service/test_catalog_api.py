@@ -422,3 +422,25 @@ async def test_catalogs_opened_at_once_in_one_process_migrate_one_at_a_time(tmp_
     finally:
         for c in opened:
             await c.close()
+
+
+async def test_the_player_page_lists_a_catalog_asset_as_needing_its_locator(api: Client) -> None:
+    """The page lists the title, never its locators (access grants): the viewer types one in,
+    and each way it offers then plays under that locator."""
+    await make_asset(api)
+    status, loc = await call(api, "POST", "/locators", {"asset": "movie"})
+    assert status == 201
+    r = await api.get("/player/catalog.json")
+    assert r.status == 200
+    text = await r.text()
+    assert loc["id"].lower() not in text.lower()
+    assert next(a for a in json.loads(text)["assets"] if a["name"] == "movie")["locator"] is True
+    r = await api.get("/player/titles/vod/movie.json")
+    text = await r.text()
+    assert loc["id"].lower() not in text.lower()
+    movie = json.loads(text)
+    assert movie["locator"] is True and movie["ways"]
+    for way in movie["ways"]:
+        assert (await api.get(way["path"])).status == 404  # not without the locator
+        r = await api.get(f"/{loc['id']}{way['path']}")
+        assert r.status == 200, (way, await r.text())

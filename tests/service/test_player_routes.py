@@ -108,24 +108,21 @@ async def test_the_pages_load_nothing_from_another_host(client: Client, path: st
 
 
 async def test_every_way_the_page_offers_streams(client: Client) -> None:
-    catalog = await json_of(client, "/player/catalog.json")
-    titles = {t["name"]: t for t in [*catalog["assets"], *catalog["channels"]]}
-    for name in ("bbb", "gated", "tv"):
-        for way in titles[name]["ways"]:
+    for kind, name in (("vod", "bbb"), ("vod", "gated"), ("live", "tv")):
+        for way in (await json_of(client, f"/player/titles/{kind}/{name}.json"))["ways"]:
             r = await client.get(way["path"])
             assert r.status == 200, (name, way, await r.text())
 
 
 async def test_the_offered_ways_are_the_delivery_policys(client: Client) -> None:
-    catalog = await json_of(client, "/player/catalog.json")
-    bbb = next(a for a in catalog["assets"] if a["name"] == "bbb")
+    bbb = await json_of(client, "/player/titles/vod/bbb.json")
     offered = {(w["format"], w["encryption"]) for w in bbb["ways"]}
     assert ("HLS (TS)", "AES-128") in offered
     assert ("HLS (TS)", "cenc (ClearKey)") not in offered  # TS carries AES-128 only
     assert ("HLS (fMP4)", "cbcs (ClearKey)") in offered
     assert ("Smooth Streaming", "cenc (ClearKey)") in offered
     assert ("Smooth Streaming", "cbcs (ClearKey)") not in offered  # PIFF: cenc only
-    gated = next(a for a in catalog["assets"] if a["name"] == "gated")
+    gated = await json_of(client, "/player/titles/vod/gated.json")
     assert {w["protocol"] for w in gated["ways"]} == {
         "hls"
     }  # AES-128 alone: DASH and Smooth blocked
@@ -137,13 +134,26 @@ async def test_the_offered_ways_are_the_delivery_policys(client: Client) -> None
     ]
 
 
+async def test_the_list_names_each_titles_protocols_and_an_unknown_title_is_404(
+    client: Client,
+) -> None:
+    catalog = await json_of(client, "/player/catalog.json")
+    protocols = {t["name"]: t["protocols"] for t in [*catalog["assets"], *catalog["channels"]]}
+    assert protocols["bbb"] == ["hls", "dash", "smooth"] and protocols["gated"] == ["hls"]
+    assert "ways" not in catalog["assets"][0]  # asked for per title
+    for path in ("/player/titles/vod/nothing.json", "/player/titles/live/bbb.json",
+                 "/player/titles/other/bbb.json"):  # fmt: skip
+        assert (await client.get(path)).status == 404, path
+
+
 async def test_a_refused_asset_is_listed_with_its_reason_and_nothing_to_play(
     client: Client,
 ) -> None:
     catalog = await json_of(client, "/player/catalog.json")
     broken = next(a for a in catalog["assets"] if a["name"] == "broken")
     assert broken["state"] == "refused" and "pyproject.toml" in broken["reason"]
-    assert broken["ways"] == []
+    assert broken["protocols"] == []
+    assert (await json_of(client, "/player/titles/vod/broken.json"))["ways"] == []
     status = await json_of(client, "/player/status.json")
     assert [r["name"] for r in status["assets"]["refused"]] == ["broken"]
     assert status["assets"]["refused"][0]["reason"] == broken["reason"]
@@ -151,7 +161,9 @@ async def test_a_refused_asset_is_listed_with_its_reason_and_nothing_to_play(
 
 async def test_no_key_token_or_credential_is_in_the_page_or_its_data(client: Client) -> None:
     secrets = [SAMPLE_KEY.hex(), SAMPLE_KID, LIVE_KEY, "s3cret-ingest-password", "ab" * 16]
-    for path in ("/", "/status", "/player/catalog.json", "/player/status.json", "/player/app.js"):
+    for path in ("/", "/status", "/player/catalog.json", "/player/status.json", "/player/app.js",
+                 "/player/titles/vod/bbb.json", "/player/titles/live/tv.json",
+                 "/player/titles/live/push.json"):  # fmt: skip
         body = (await (await client.get(path)).read()).decode().lower()
         for secret in secrets:
             assert secret.lower() not in body, (path, secret)

@@ -23,7 +23,7 @@ from aiohttp.typedefs import Handler
 
 from origin.service import http
 from origin.service.live.channels import CHANNELS
-from origin.service.player.listing import listing
+from origin.service.player.listing import listing, title
 from origin.service.player.overview import overview
 from origin.service.served import STATE
 
@@ -167,6 +167,14 @@ async def _catalog(request: web.Request) -> web.StreamResponse:
     return web.json_response(body, headers=http.cache_headers(http.NO_STORE))
 
 
+async def _title(request: web.Request) -> web.StreamResponse:
+    kind, name = request.match_info["kind"], request.match_info["name"]
+    body = title(request.app[STATE].current, request.app[CHANNELS], kind, name)
+    if body is None:
+        return http.error_response(404, f"no {'channel' if kind == 'live' else 'asset'} {name!r}")
+    return web.json_response(body, headers=http.cache_headers(http.NO_STORE))
+
+
 async def _status(request: web.Request) -> web.StreamResponse:
     return web.json_response(overview(request.app), headers=http.cache_headers(http.NO_STORE))
 
@@ -180,4 +188,5 @@ def setup_player(app: web.Application) -> None:
     app.router.add_get("/status", _page("status.html"))
     app.router.add_get(PREFIX + "catalog.json", _catalog)
     app.router.add_get(PREFIX + "status.json", _status)
+    app.router.add_get(PREFIX + "titles/{kind:vod|live}/{name}.json", _title)
     app.router.add_get(PREFIX + "{name:.+}", _file)

@@ -15,9 +15,10 @@ from typing import Any
 
 from origin.core import pipeline, urls
 from origin.core.encryption import Scheme
-from origin.core.urls import Format
+from origin.core.urls import Format, Protocol
 from origin.service import delivery
-from origin.service.live.channels import Channels
+from origin.service.config import AssetConfig
+from origin.service.live.channels import Channels, LiveChannel
 from origin.service.state import Asset, State
 
 Uri = Callable[[Format | None], str]  # a title's master manifest path for a format
@@ -68,49 +69,71 @@ def _with_option(path: str, option: str) -> str:
 
 
 def listing(state: State, channels: Channels) -> dict[str, Any]:
-    """The page's catalog: assets (loaded, waiting for their first request, refused) and
-    channels, each with what a viewer must bring (a token, a streaming locator)."""
-    published = state.config.published
-    assets = []
-    for cfg in state.config.assets:
-        name = cfg.name
-        entry: dict[str, Any] = {
-            "name": name,
-            "kind": "vod",
-            "protection": cfg.protection,
-            "token": _token(state, cfg.policy, cfg.require_token),
-            "locator": name in published.assets,
-        }
-        asset = state.assets.get(name)
-        if name in state.refused:
-            entry["state"] = "refused"
-            entry["reason"] = state.refused[name]
-        elif asset is not None:
-            entry["state"] = "loaded"
-            entry.update(_media(asset))
-        else:
-            entry["state"] = "not indexed"  # index = "lazy": on the first request
-        entry["ways"] = [] if name in state.refused else ways(cfg, _asset_uri(name))
-        assets.append(entry)
-    live = []
+    """The page's list: assets (loaded, waiting for their first request, refused) and channels,
+    each with its protocols and what a viewer must bring (a token, a streaming locator). Cheap
+    per title (a catalog has thousands): the ways to play one come from :func:`title`."""
     now = time.time()
-    for name, lc in channels.by_name.items():
-        ch = lc.config
-        st = lc.index.status(now)
-        live.append(
-            {
-                "name": name,
-                "kind": "live",
-                "source": f"loop of {ch.asset}" if ch.loop else "ingest",
-                "state": st.state,
-                "window": float(ch.window),
-                "protection": ch.protection,
-                "token": _token(state, ch.policy, ch.require_token),
-                "locator": False,
-                "ways": ways(ch, _channel_uri(name)),
-            }
-        )
-    return {"assets": assets, "channels": live}
+    return {
+        "assets": [_asset(state, cfg, full=False) for cfg in state.config.assets],
+        "channels": [_channel(state, lc, now, full=False) for lc in channels.by_name.values()],
+    }
+
+
+def title(state: State, channels: Channels, kind: str, name: str) -> dict[str, Any] | None:
+    """One title with its media and every way to play it; None: there is no such title."""
+    if kind == "live":
+        lc = channels.by_name.get(name)
+        return None if lc is None else _channel(state, lc, time.time(), full=True)
+    cfg = next((a for a in state.config.assets if a.name == name), None) if kind == "vod" else None
+    return None if cfg is None else _asset(state, cfg, full=True)
+
+
+def _protocols(cfg: delivery.Delivered) -> list[str]:
+    return [p.value for p in Protocol if delivery.allowed(cfg, p)]
+
+
+def _asset(state: State, cfg: AssetConfig, *, full: bool) -> dict[str, Any]:
+    name = cfg.name
+    entry: dict[str, Any] = {
+        "name": name,
+        "kind": "vod",
+        "protection": cfg.protection,
+        "protocols": _protocols(cfg),
+        "token": _token(state, cfg.policy, cfg.require_token),
+        "locator": name in state.config.published.assets,
+    }
+    asset = state.assets.get(name)
+    if name in state.refused:
+        entry["state"] = "refused"
+        entry["reason"] = state.refused[name]
+        entry["protocols"] = []
+    elif asset is not None:
+        entry["state"] = "loaded"
+    else:
+        entry["state"] = "not indexed"  # index = "lazy": on the first request
+    if full:
+        if asset is not None:
+            entry.update(_media(asset))
+        entry["ways"] = [] if name in state.refused else ways(cfg, _asset_uri(name))
+    return entry
+
+
+def _channel(state: State, lc: LiveChannel, now: float, *, full: bool) -> dict[str, Any]:
+    ch = lc.config
+    entry: dict[str, Any] = {
+        "name": ch.name,
+        "kind": "live",
+        "source": f"loop of {ch.asset}" if ch.loop else "ingest",
+        "state": lc.index.status(now).state,
+        "window": float(ch.window),
+        "protection": ch.protection,
+        "protocols": _protocols(ch),
+        "token": _token(state, ch.policy, ch.require_token),
+        "locator": False,
+    }
+    if full:
+        entry["ways"] = ways(ch, _channel_uri(ch.name))
+    return entry
 
 
 def _asset_uri(name: str) -> Uri:

@@ -315,16 +315,27 @@
     return b;
   }
 
+  const LISTED = 200; // titles listed at once; the filter finds the others
+  const PROTOCOLS = { hls: "HLS", dash: "DASH", smooth: "Smooth" };
+
   function renderTitles() {
     const list = $("titles");
+    const filter = $("filter").value.trim().toLowerCase();
     list.replaceChildren();
+    const shown = filter ? titles.filter((t) => t.name.toLowerCase().includes(filter)) : titles;
+    if (titles.length && !shown.length) {
+      const li = document.createElement("li");
+      li.className = "muted";
+      li.textContent = "No title matches.";
+      list.appendChild(li);
+    }
     if (!titles.length) {
       const li = document.createElement("li");
       li.className = "muted";
       li.textContent = "Nothing to play: add assets or channels to the config.";
       list.appendChild(li);
     }
-    for (const t of titles) {
+    for (const t of shown.slice(0, LISTED)) {
       const li = document.createElement("li");
       const b = document.createElement("button");
       b.type = "button";
@@ -336,6 +347,10 @@
       if (t.token) b.appendChild(badge("token"));
       if (t.locator) b.appendChild(badge("locator"));
       if (t.state === "not indexed") b.appendChild(badge("not indexed yet"));
+      const protocols = document.createElement("span");
+      protocols.className = "protocols";
+      protocols.textContent = t.protocols.map((p) => PROTOCOLS[p]).join(" · ");
+      b.appendChild(protocols);
       if (t.state === "refused") {
         b.appendChild(badge("refused", "refused"));
         const r = document.createElement("span");
@@ -346,6 +361,12 @@
       }
       b.addEventListener("click", () => choose(t));
       li.appendChild(b);
+      list.appendChild(li);
+    }
+    if (shown.length > LISTED) {
+      const li = document.createElement("li");
+      li.className = "muted";
+      li.textContent = "… and " + (shown.length - LISTED) + " more: type in Filter.";
       list.appendChild(li);
     }
   }
@@ -362,19 +383,33 @@
     return parts.join(" · ");
   }
 
-  function choose(t) {
-    chosen = t;
-    $("title-h").textContent = t.name;
-    $("about").textContent = describe(t);
+  // A title's media and ways to play, asked for when it is chosen (the list stays small for a
+  // catalog of thousands).
+  let choosing = 0;
+  async function choose(t) {
+    const mine = ++choosing;
+    $("way").replaceChildren(); // nothing of the title before can be picked meanwhile
+    $("engine").replaceChildren();
+    let full;
+    try {
+      full = await fetchJson("/player/titles/" + t.kind + "/" + encodeURIComponent(t.name) + ".json");
+    } catch (e) {
+      message("error", "The origin does not know " + t.name + " (any more): it may have been removed.", e.message);
+      return;
+    }
+    if (mine !== choosing) return; // another title was chosen meanwhile
+    chosen = full;
+    $("title-h").textContent = full.name;
+    $("about").textContent = describe(full);
     const way = $("way");
     way.replaceChildren();
-    t.ways.forEach((w, i) => {
+    full.ways.forEach((w, i) => {
       const o = document.createElement("option");
       o.value = String(i);
       o.textContent = w.format + " · " + w.encryption;
       way.appendChild(o);
     });
-    $("locator-row").hidden = !t.locator;
+    $("locator-row").hidden = !full.locator;
     renderEngines();
     renderTitles();
   }
@@ -504,13 +539,6 @@
     try {
       const c = await fetchJson("/player/catalog.json");
       titles = [...c.assets, ...c.channels];
-      if (chosen) {
-        const again = titles.find((t) => t.name === chosen.name && t.kind === chosen.kind);
-        if (again) {
-          chosen = again;
-          $("about").textContent = describe(again);
-        }
-      }
       renderTitles();
     } catch (e) {
       message("error", "The catalog could not be read: is the origin still running?", e.message);
@@ -532,6 +560,7 @@
     }
     await refresh();
     $("way").addEventListener("change", renderEngines);
+    $("filter").addEventListener("input", renderTitles);
     $("controls").addEventListener("submit", play);
     let announced = 0;
     video.addEventListener("playing", () => {
@@ -542,7 +571,7 @@
     setInterval(showStats, 500);
     setInterval(refresh, 15000);
     const first = titles.find((t) => t.state !== "refused");
-    if (first) choose(first);
+    if (first) await choose(first);
   }
 
   window.originPlayer = { play, stop, get playback() { return current; } };
