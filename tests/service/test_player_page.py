@@ -220,7 +220,8 @@ def test_the_ways_played_above_are_every_way_the_page_offers(
     visit: Visit, title: str, kind: str, tested: list[tuple[str, str]]
 ) -> None:
     visit.page.click(f'#titles button[data-title="{title}"][data-kind="{kind}"]')
-    visit.page.wait_for_selector("#way option", state="attached")  # the title's ways, asked for on the click
+    # The title's ways are asked for on the click.
+    visit.page.wait_for_selector("#way option", state="attached")
     offered = visit.page.locator("#way option").all_inner_texts()
     assert sorted(offered) == sorted(way for way, _ in tested)
 
